@@ -1,0 +1,832 @@
+/* Omaha v3 requests and responses: building (plain string output) and hardened parsing
+ * (libxml2 tree, no network, no entities, no DTD). See omaha.h. */
+#include "omaha.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include "util.h"
+
+#define MAX_DEPTH 12         /* the deepest legitimate element, <package>, is at depth 6 */
+#define MAX_ELEMENTS 1024    /* elements in one document */
+#define MAX_ATTR_LEN 4096    /* one attribute value */
+
+/* ---- output buffer ------------------------------------------------------------------- */
+
+struct buf {
+        char *data;
+        size_t len, size;
+        bool oom;
+};
+
+static void buf_grow(struct buf *b, size_t more) {
+        if (b->oom)
+                return;
+        if (b->len + more + 1 <= b->size)
+                return;
+        size_t size = b->size ? b->size : 1024;
+        while (size < b->len + more + 1)
+                size *= 2;
+        char *p = realloc(b->data, size);
+        if (!p) {
+                b->oom = true;
+                return;
+        }
+        b->data = p;
+        b->size = size;
+}
+
+static void buf_put(struct buf *b, const char *s, size_t n) {
+        buf_grow(b, n);
+        if (b->oom)
+                return;
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = 0;
+}
+
+static void buf_puts(struct buf *b, const char *s) {
+        buf_put(b, s, strlen(s));
+}
+
+/* Appends ` name="value"` with value escaped for an attribute. NULL value: nothing. */
+static void buf_attr(struct buf *b, const char *name, const char *value) {
+        if (!value)
+                return;
+        buf_puts(b, " ");
+        buf_puts(b, name);
+        buf_puts(b, "=\"");
+        for (const char *p = value; *p; p++) {
+                switch (*p) {
+                case '&': buf_puts(b, "&amp;"); break;
+                case '<': buf_puts(b, "&lt;"); break;
+                case '>': buf_puts(b, "&gt;"); break;
+                case '"': buf_puts(b, "&quot;"); break;
+                case '\'': buf_puts(b, "&apos;"); break;
+                case '\n': buf_puts(b, "&#10;"); break;
+                case '\r': buf_puts(b, "&#13;"); break;
+                case '\t': buf_puts(b, "&#9;"); break;
+                default:
+                        /* Other control characters are not allowed in XML 1.0 at all. */
+                        if ((unsigned char)*p >= 0x20)
+                                buf_put(b, p, 1);
+                }
+        }
+        buf_puts(b, "\"");
+}
+
+static void buf_attr_int(struct buf *b, const char *name, long long v) {
+        char s[32];
+        snprintf(s, sizeof(s), "%lld", v);
+        buf_attr(b, name, s);
+}
+
+static int buf_finish(struct buf *b, char **ret_xml, size_t *ret_len) {
+        if (b->oom) {
+                free(b->data);
+                return -ENOMEM;
+        }
+        *ret_xml = b->data;
+        if (ret_len)
+                *ret_len = b->len;
+        return 0;
+}
+
+/* ---- encodings ----------------------------------------------------------------------- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static void base64_encode(const uint8_t *in, size_t n, char *out) {
+        size_t i, o = 0;
+        for (i = 0; i + 2 < n; i += 3) {
+                uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+                out[o++] = b64[v >> 18 & 63];
+                out[o++] = b64[v >> 12 & 63];
+                out[o++] = b64[v >> 6 & 63];
+                out[o++] = b64[v & 63];
+        }
+        if (i < n) {
+                uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+                out[o++] = b64[v >> 18 & 63];
+                out[o++] = b64[v >> 12 & 63];
+                out[o++] = i + 1 < n ? b64[v >> 6 & 63] : '=';
+                out[o++] = '=';
+        }
+        out[o] = 0;
+}
+
+static int b64_value(char c) {
+        const char *p = c ? strchr(b64, c) : NULL;
+        return p ? (int)(p - b64) : -1;
+}
+
+/* Decodes exactly n bytes of standard base64 (padding required). */
+static int base64_decode_exact(const char *s, uint8_t *out, size_t n) {
+        size_t len = strlen(s);
+        if (len != (n + 2) / 3 * 4)
+                return -EBADMSG;
+        size_t o = 0;
+        for (size_t i = 0; i < len; i += 4) {
+                int v[4];
+                for (int k = 0; k < 4; k++) {
+                        v[k] = s[i + k] == '=' && i + 4 == len && k >= 2 ? 0 : b64_value(s[i + k]);
+                        if (v[k] < 0)
+                                return -EBADMSG;
+                }
+                uint32_t w = (uint32_t)v[0] << 18 | (uint32_t)v[1] << 12 | (uint32_t)v[2] << 6 | v[3];
+                uint8_t bytes[3] = { w >> 16, w >> 8 & 255, w & 255 };
+                for (int k = 0; k < 3 && o < n; k++)
+                        out[o++] = bytes[k];
+        }
+        /* The padding must be exactly what n implies. */
+        size_t pad = (3 - n % 3) % 3;
+        for (size_t k = 0; k < 2; k++)
+                if ((s[len - 1 - k] == '=') != (k < pad))
+                        return -EBADMSG;
+        return 0;
+}
+
+static void hex_encode(const uint8_t *in, size_t n, char *out) {
+        static const char hex[] = "0123456789abcdef";
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = hex[in[i] >> 4];
+                out[2 * i + 1] = hex[in[i] & 15];
+        }
+        out[2 * n] = 0;
+}
+
+static int hex_value(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+static int hex_decode_exact(const char *s, uint8_t *out, size_t n) {
+        if (strlen(s) != 2 * n)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++) {
+                int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EBADMSG;
+                out[i] = hi << 4 | lo;
+        }
+        return 0;
+}
+
+/* ---- building ------------------------------------------------------------------------ */
+
+int omaha_request_build(const struct omaha_request *req, char **ret_xml, size_t *ret_len) {
+        struct buf b = {};
+
+        buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<request");
+        buf_attr(&b, "protocol", req->protocol ? req->protocol : "3.0");
+        buf_attr(&b, "version", req->version);
+        buf_attr(&b, "updaterversion", req->updaterversion);
+        buf_attr(&b, "installsource", req->installsource);
+        buf_attr(&b, "ismachine", req->ismachine ? "1" : "0");
+        buf_puts(&b, ">\n <os");
+        buf_attr(&b, "version", req->os_version);
+        buf_attr(&b, "platform", req->os_platform);
+        buf_attr(&b, "sp", req->os_sp);
+        buf_attr(&b, "arch", req->os_arch);
+        buf_puts(&b, "></os>\n");
+        for (size_t i = 0; i < req->n_apps; i++) {
+                const struct omaha_app_request *a = &req->apps[i];
+                buf_puts(&b, " <app");
+                buf_attr(&b, "appid", a->appid);
+                buf_attr(&b, "version", a->version);
+                buf_attr(&b, "track", a->track);
+                buf_attr(&b, "bootid", a->bootid);
+                buf_attr(&b, "machineid", a->machineid);
+                buf_attr(&b, "oem", a->oem);
+                buf_attr(&b, "alephversion", a->alephversion);
+                buf_attr(&b, "lang", a->lang);
+                buf_attr(&b, "board", a->board);
+                buf_attr(&b, "delta_okay", a->delta_okay ? "true" : "false");
+                buf_puts(&b, ">\n");
+                if (a->ping) {
+                        buf_puts(&b, "  <ping");
+                        buf_attr_int(&b, "active", a->ping_active);
+                        buf_puts(&b, "></ping>\n");
+                }
+                if (a->updatecheck)
+                        buf_puts(&b, "  <updatecheck></updatecheck>\n");
+                for (size_t k = 0; k < a->n_events; k++) {
+                        const struct omaha_event *e = &a->events[k];
+                        buf_puts(&b, "  <event");
+                        buf_attr_int(&b, "eventtype", e->type);
+                        buf_attr_int(&b, "eventresult", e->result);
+                        if (e->error_code)
+                                buf_attr_int(&b, "errorcode", e->error_code);
+                        buf_attr(&b, "previousversion", e->previous_version);
+                        buf_puts(&b, "></event>\n");
+                }
+                buf_puts(&b, " </app>\n");
+        }
+        buf_puts(&b, "</request>\n");
+        return buf_finish(&b, ret_xml, ret_len);
+}
+
+static void build_manifest(struct buf *b, const struct omaha_app_response *a) {
+        buf_puts(b, "   <urls>");
+        for (size_t i = 0; i < a->n_urls; i++) {
+                buf_puts(b, "<url");
+                buf_attr(b, "codebase", a->urls[i]);
+                buf_puts(b, "></url>");
+        }
+        buf_puts(b, "</urls>\n   <manifest");
+        buf_attr(b, "version", a->manifest_version);
+        buf_puts(b, ">\n    <packages>");
+        for (size_t i = 0; i < a->n_packages; i++) {
+                const struct omaha_package *p = &a->packages[i];
+                char s[65];
+                buf_puts(b, "<package");
+                buf_attr(b, "name", p->name);
+                if (p->has_sha1) {
+                        base64_encode(p->sha1, sizeof(p->sha1), s);
+                        buf_attr(b, "hash", s);
+                }
+                if (p->has_sha256) {
+                        hex_encode(p->sha256, sizeof(p->sha256), s);
+                        buf_attr(b, "hash_sha256", s);
+                }
+                buf_attr_int(b, "size", (long long)p->size);
+                buf_attr(b, "required", p->required ? "true" : "false");
+                buf_puts(b, "></package>");
+        }
+        buf_puts(b, "</packages>\n");
+        if (a->postinstall) {
+                char s[64];
+                buf_puts(b, "    <actions><action event=\"postinstall\"");
+                if (a->has_postinstall_sha256) {
+                        base64_encode(a->postinstall_sha256, sizeof(a->postinstall_sha256), s);
+                        buf_attr(b, "sha256", s);
+                }
+                buf_puts(b, " needsadmin=\"false\" IsDeltaPayload=\"false\"");
+                buf_attr(b, "DisablePayloadBackoff", a->disable_payload_backoff ? "true" : "false");
+                buf_puts(b, "></action></actions>\n");
+        }
+        buf_puts(b, "   </manifest>\n");
+}
+
+int omaha_response_build(const struct omaha_response *resp, char **ret_xml, size_t *ret_len) {
+        struct buf b = {};
+
+        buf_puts(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<response");
+        buf_attr(&b, "protocol", resp->protocol ? resp->protocol : "3.0");
+        buf_attr(&b, "server", resp->server);
+        buf_puts(&b, ">\n <daystart");
+        buf_attr_int(&b, "elapsed_seconds", resp->daystart_elapsed_seconds);
+        buf_puts(&b, "></daystart>\n");
+        for (size_t i = 0; i < resp->n_apps; i++) {
+                const struct omaha_app_response *a = &resp->apps[i];
+                buf_puts(&b, " <app");
+                buf_attr(&b, "appid", a->appid);
+                buf_attr(&b, "status", a->status ? a->status : "ok");
+                buf_puts(&b, ">\n");
+                for (size_t k = 0; k < a->n_events; k++)
+                        buf_puts(&b, "  <event status=\"ok\"></event>\n");
+                if (a->ping)
+                        buf_puts(&b, "  <ping status=\"ok\"></ping>\n");
+                if (a->updatecheck) {
+                        buf_puts(&b, "  <updatecheck");
+                        buf_attr(&b, "status", a->updatecheck);
+                        if (strcmp(a->updatecheck, "ok") == 0) {
+                                buf_puts(&b, ">\n");
+                                build_manifest(&b, a);
+                                buf_puts(&b, "  </updatecheck>\n");
+                        } else
+                                buf_puts(&b, "></updatecheck>\n");
+                }
+                buf_puts(&b, " </app>\n");
+        }
+        buf_puts(&b, "</response>\n");
+        return buf_finish(&b, ret_xml, ret_len);
+}
+
+/* ---- parsing ------------------------------------------------------------------------- */
+
+void omaha_init(void) {
+        xmlInitParser();
+}
+
+static void xml_doc_freep(xmlDocPtr *d) {
+        if (*d)
+                xmlFreeDoc(*d);
+}
+static void xml_ctxt_freep(xmlParserCtxtPtr *c) {
+        if (*c)
+                xmlFreeParserCtxt(*c);
+}
+
+static bool name_is(const xmlNode *n, const char *name) {
+        return n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0;
+}
+
+/* Duplicates attribute `name` of n into *ret (NULL when absent). */
+static int attr_dup(const xmlNode *n, const char *name, char **ret) {
+        for (const xmlAttr *a = n->properties; a; a = a->next) {
+                if (strcmp((const char *)a->name, name) != 0)
+                        continue;
+                /* Attribute children are text nodes only: no entity references survive a
+                 * parse without a DOCTYPE, but refuse anything else rather than guess. */
+                size_t len = 0;
+                for (const xmlNode *t = a->children; t; t = t->next) {
+                        if (t->type != XML_TEXT_NODE)
+                                return -EBADMSG;
+                        len += strlen((const char *)t->content);
+                }
+                if (len > MAX_ATTR_LEN)
+                        return -EMSGSIZE;
+                char *s = malloc(len + 1), *p = s;
+                if (!s)
+                        return -ENOMEM;
+                for (const xmlNode *t = a->children; t; t = t->next) {
+                        size_t l = strlen((const char *)t->content);
+                        memcpy(p, t->content, l);
+                        p += l;
+                }
+                *p = 0;
+                free(*ret);
+                *ret = s;
+                return 0;
+        }
+        return 0;
+}
+
+/* Reads attribute `name` as a temporary string into *ret (freed by the caller). */
+static int attr_long(const xmlNode *n, const char *name, long min, long max, long *ret, bool *present) {
+        _cleanup_free_ char *s = NULL;
+        int r = attr_dup(n, name, &s);
+        if (r < 0)
+                return r;
+        if (present)
+                *present = !!s;
+        if (!s)
+                return 0;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+static int attr_bool(const xmlNode *n, const char *name, bool *ret) {
+        _cleanup_free_ char *s = NULL;
+        int r = attr_dup(n, name, &s);
+        if (r < 0 || !s)
+                return r;
+        *ret = strcmp(s, "true") == 0 || strcmp(s, "1") == 0;
+        return 0;
+}
+
+/* Walks the whole tree once and refuses anything a legitimate document never has. */
+static int check_tree(const xmlNode *n, unsigned depth, unsigned *count) {
+        for (; n; n = n->next) {
+                switch (n->type) {
+                case XML_ELEMENT_NODE:
+                        if (depth > MAX_DEPTH || ++*count > MAX_ELEMENTS)
+                                return -EMSGSIZE;
+                        int r = check_tree(n->children, depth + 1, count);
+                        if (r < 0)
+                                return r;
+                        break;
+                case XML_TEXT_NODE:
+                case XML_CDATA_SECTION_NODE:
+                case XML_COMMENT_NODE:
+                case XML_PI_NODE:
+                        break;
+                default: /* entity references, DTD nodes, XInclude markers ... */
+                        return -EBADMSG;
+                }
+        }
+        return 0;
+}
+
+static bool contains(const char *hay, size_t n, const char *needle) {
+        return memmem(hay, n, needle, strlen(needle)) != NULL;
+}
+
+static void xml_error_silent(void *ctx, const char *msg, ...) {
+}
+
+static int parse_document(const char *xml, size_t len, const char *root_name, xmlDocPtr *ret_doc) {
+        _cleanup_(xml_ctxt_freep) xmlParserCtxtPtr ctxt = NULL;
+        _cleanup_(xml_doc_freep) xmlDocPtr doc = NULL;
+
+        if (len > OMAHA_MAX_DOCUMENT)
+                return -EMSGSIZE;
+        if (len > INT_MAX)
+                return -EMSGSIZE;
+        /* No legitimate Omaha document has a DTD. Refusing it before the parser sees it means
+         * no entity is ever declared, so nothing can be expanded or fetched. */
+        if (contains(xml, len, "<!DOCTYPE") || contains(xml, len, "<!ENTITY"))
+                return -EBADMSG;
+
+        /* libxml2 reports some errors (encodings) through the generic handler whatever the
+         * options say; the handler is per thread, so set it for this one. */
+        xmlSetGenericErrorFunc(NULL, xml_error_silent);
+        ctxt = xmlNewParserCtxt();
+        if (!ctxt)
+                return -ENOMEM;
+        /* Not XML_PARSE_NOENT (substitution), not XML_PARSE_DTDLOAD/DTDATTR/DTDVALID,
+         * not XML_PARSE_HUGE (keeps libxml2's own limits), not XML_PARSE_XINCLUDE. */
+        doc = xmlCtxtReadMemory(ctxt, xml, (int)len, NULL, NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING |
+                                        XML_PARSE_NOCDATA | XML_PARSE_NOBLANKS);
+        if (!doc || !ctxt->wellFormed)
+                return -EBADMSG;
+        if (doc->intSubset || doc->extSubset)
+                return -EBADMSG;
+
+        xmlNode *root = xmlDocGetRootElement(doc);
+        if (!root || !name_is(root, root_name))
+                return -EBADMSG;
+        unsigned count = 0;
+        int r = check_tree(root, 1, &count);
+        if (r < 0)
+                return r;
+        *ret_doc = TAKE_PTR(doc);
+        return 0;
+}
+
+static int check_protocol(const xmlNode *root, char **ret) {
+        int r = attr_dup(root, "protocol", ret);
+        if (r < 0)
+                return r;
+        if (!*ret || strcmp(*ret, "3.0") != 0)
+                return -EPROTO;
+        return 0;
+}
+
+static int parse_event(const xmlNode *n, struct omaha_event *e) {
+        long v = 0;
+        int r;
+
+        r = attr_long(n, "eventtype", 0, INT_MAX, &v, NULL);
+        if (r < 0)
+                return r;
+        e->type = (int)v;
+        v = 0;
+        r = attr_long(n, "eventresult", 0, INT_MAX, &v, NULL);
+        if (r < 0)
+                return r;
+        e->result = (int)v;
+        v = 0;
+        r = attr_long(n, "errorcode", INT_MIN, INT_MAX, &v, NULL);
+        if (r < 0)
+                return r;
+        e->error_code = (int)v;
+        return attr_dup(n, "previousversion", &e->previous_version);
+}
+
+static int parse_request_app(const xmlNode *n, struct omaha_app_request *a) {
+        static const struct {
+                const char *name;
+                size_t offset;
+        } attrs[] = {
+                { "appid", offsetof(struct omaha_app_request, appid) },
+                { "version", offsetof(struct omaha_app_request, version) },
+                { "track", offsetof(struct omaha_app_request, track) },
+                { "bootid", offsetof(struct omaha_app_request, bootid) },
+                { "machineid", offsetof(struct omaha_app_request, machineid) },
+                { "oem", offsetof(struct omaha_app_request, oem) },
+                { "alephversion", offsetof(struct omaha_app_request, alephversion) },
+                { "lang", offsetof(struct omaha_app_request, lang) },
+                { "board", offsetof(struct omaha_app_request, board) },
+        };
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(attrs); i++) {
+                r = attr_dup(n, attrs[i].name, (char **)((char *)a + attrs[i].offset));
+                if (r < 0)
+                        return r;
+        }
+        if (!a->appid)
+                return -EBADMSG;
+        r = attr_bool(n, "delta_okay", &a->delta_okay);
+        if (r < 0)
+                return r;
+
+        for (const xmlNode *c = n->children; c; c = c->next) {
+                if (name_is(c, "ping")) {
+                        long v = 0;
+                        a->ping = true;
+                        r = attr_long(c, "active", INT_MIN, INT_MAX, &v, NULL);
+                        if (r < 0)
+                                return r;
+                        a->ping_active = (int)v;
+                } else if (name_is(c, "updatecheck"))
+                        a->updatecheck = true;
+                else if (name_is(c, "event")) {
+                        if (a->n_events >= OMAHA_MAX_EVENTS)
+                                return -EMSGSIZE;
+                        struct omaha_event *e = realloc(a->events, (a->n_events + 1) * sizeof(*e));
+                        if (!e)
+                                return -ENOMEM;
+                        a->events = e;
+                        e = &a->events[a->n_events++];
+                        *e = (struct omaha_event){};
+                        r = parse_event(c, e);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int omaha_request_parse(const char *xml, size_t len, struct omaha_request *ret) {
+        _cleanup_(xml_doc_freep) xmlDocPtr doc = NULL;
+        _cleanup_(omaha_request_done) struct omaha_request req = {};
+        int r;
+
+        *ret = (struct omaha_request){};
+        r = parse_document(xml, len, "request", &doc);
+        if (r < 0)
+                return r;
+        xmlNode *root = xmlDocGetRootElement(doc);
+
+        r = check_protocol(root, &req.protocol);
+        if (r < 0)
+                return r;
+        if ((r = attr_dup(root, "version", &req.version)) < 0 ||
+            (r = attr_dup(root, "updaterversion", &req.updaterversion)) < 0 ||
+            (r = attr_dup(root, "installsource", &req.installsource)) < 0 ||
+            (r = attr_bool(root, "ismachine", &req.ismachine)) < 0)
+                return r;
+
+        for (const xmlNode *c = root->children; c; c = c->next) {
+                if (name_is(c, "os")) {
+                        if ((r = attr_dup(c, "version", &req.os_version)) < 0 ||
+                            (r = attr_dup(c, "platform", &req.os_platform)) < 0 ||
+                            (r = attr_dup(c, "sp", &req.os_sp)) < 0 ||
+                            (r = attr_dup(c, "arch", &req.os_arch)) < 0)
+                                return r;
+                } else if (name_is(c, "app")) {
+                        if (req.n_apps >= OMAHA_MAX_APPS)
+                                return -EMSGSIZE;
+                        struct omaha_app_request *a = realloc(req.apps, (req.n_apps + 1) * sizeof(*a));
+                        if (!a)
+                                return -ENOMEM;
+                        req.apps = a;
+                        a = &req.apps[req.n_apps++];
+                        *a = (struct omaha_app_request){};
+                        r = parse_request_app(c, a);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        /* On every early return above, the cleanup frees what was parsed so far. */
+        *ret = req;
+        req = (struct omaha_request){};
+        return 0;
+}
+
+static int parse_manifest(const xmlNode *m, struct omaha_app_response *a) {
+        int r = attr_dup(m, "version", &a->manifest_version);
+        if (r < 0)
+                return r;
+        for (const xmlNode *c = m->children; c; c = c->next) {
+                if (name_is(c, "packages")) {
+                        for (const xmlNode *p = c->children; p; p = p->next) {
+                                if (!name_is(p, "package"))
+                                        continue;
+                                if (a->n_packages >= OMAHA_MAX_PACKAGES)
+                                        return -EMSGSIZE;
+                                struct omaha_package *pk =
+                                        realloc(a->packages, (a->n_packages + 1) * sizeof(*pk));
+                                if (!pk)
+                                        return -ENOMEM;
+                                a->packages = pk;
+                                pk = &a->packages[a->n_packages++];
+                                *pk = (struct omaha_package){};
+                                _cleanup_free_ char *sha1 = NULL, *sha256 = NULL, *size = NULL;
+                                if ((r = attr_dup(p, "name", &pk->name)) < 0 ||
+                                    (r = attr_dup(p, "hash", &sha1)) < 0 ||
+                                    (r = attr_dup(p, "hash_sha256", &sha256)) < 0 ||
+                                    (r = attr_dup(p, "size", &size)) < 0 ||
+                                    (r = attr_bool(p, "required", &pk->required)) < 0)
+                                        return r;
+                                if (!pk->name)
+                                        return -EBADMSG;
+                                if (sha1 && *sha1) {
+                                        if (base64_decode_exact(sha1, pk->sha1, sizeof(pk->sha1)) < 0)
+                                                return -EBADMSG;
+                                        pk->has_sha1 = true;
+                                }
+                                if (sha256 && *sha256) {
+                                        if (hex_decode_exact(sha256, pk->sha256, sizeof(pk->sha256)) < 0)
+                                                return -EBADMSG;
+                                        pk->has_sha256 = true;
+                                }
+                                if (size) {
+                                        char *end;
+                                        errno = 0;
+                                        if (*size == '-')
+                                                return -EBADMSG;
+                                        unsigned long long v = strtoull(size, &end, 10);
+                                        if (errno || end == size || *end)
+                                                return -EBADMSG;
+                                        pk->size = v;
+                                }
+                        }
+                } else if (name_is(c, "actions")) {
+                        for (const xmlNode *ac = c->children; ac; ac = ac->next) {
+                                _cleanup_free_ char *event = NULL, *sha256 = NULL;
+                                if (!name_is(ac, "action"))
+                                        continue;
+                                if ((r = attr_dup(ac, "event", &event)) < 0)
+                                        return r;
+                                if (!event || strcmp(event, "postinstall") != 0)
+                                        continue;
+                                a->postinstall = true;
+                                if ((r = attr_dup(ac, "sha256", &sha256)) < 0 ||
+                                    (r = attr_bool(ac, "DisablePayloadBackoff", &a->disable_payload_backoff)) < 0)
+                                        return r;
+                                if (sha256 && *sha256) {
+                                        if (base64_decode_exact(sha256, a->postinstall_sha256,
+                                                                sizeof(a->postinstall_sha256)) < 0)
+                                                return -EBADMSG;
+                                        a->has_postinstall_sha256 = true;
+                                }
+                        }
+                }
+        }
+        return 0;
+}
+
+static int parse_response_app(const xmlNode *n, struct omaha_app_response *a) {
+        int r;
+
+        if ((r = attr_dup(n, "appid", &a->appid)) < 0 || (r = attr_dup(n, "status", &a->status)) < 0)
+                return r;
+        if (!a->appid || !a->status)
+                return -EBADMSG;
+        for (const xmlNode *c = n->children; c; c = c->next) {
+                if (name_is(c, "ping"))
+                        a->ping = true;
+                else if (name_is(c, "event")) {
+                        if (++a->n_events > OMAHA_MAX_EVENTS)
+                                return -EMSGSIZE;
+                } else if (name_is(c, "updatecheck")) {
+                        if ((r = attr_dup(c, "status", &a->updatecheck)) < 0)
+                                return r;
+                        if (!a->updatecheck)
+                                return -EBADMSG;
+                        for (const xmlNode *u = c->children; u; u = u->next) {
+                                if (name_is(u, "urls")) {
+                                        for (const xmlNode *url = u->children; url; url = url->next) {
+                                                if (!name_is(url, "url"))
+                                                        continue;
+                                                if (a->n_urls >= OMAHA_MAX_URLS)
+                                                        return -EMSGSIZE;
+                                                char **urls = realloc(a->urls, (a->n_urls + 1) * sizeof(*urls));
+                                                if (!urls)
+                                                        return -ENOMEM;
+                                                a->urls = urls;
+                                                urls[a->n_urls] = NULL;
+                                                r = attr_dup(url, "codebase", &urls[a->n_urls]);
+                                                if (r < 0)
+                                                        return r;
+                                                if (!urls[a->n_urls])
+                                                        return -EBADMSG;
+                                                a->n_urls++;
+                                        }
+                                } else if (name_is(u, "manifest")) {
+                                        r = parse_manifest(u, a);
+                                        if (r < 0)
+                                                return r;
+                                }
+                        }
+                }
+        }
+        /* An "ok" update check must say what to fetch and from where. */
+        if (a->updatecheck && strcmp(a->updatecheck, "ok") == 0 &&
+            (!a->n_urls || !a->n_packages || !a->manifest_version))
+                return -EBADMSG;
+        return 0;
+}
+
+int omaha_response_parse(const char *xml, size_t len, struct omaha_response *ret) {
+        _cleanup_(xml_doc_freep) xmlDocPtr doc = NULL;
+        _cleanup_(omaha_response_done) struct omaha_response resp = {};
+        int r;
+
+        *ret = (struct omaha_response){};
+        r = parse_document(xml, len, "response", &doc);
+        if (r < 0)
+                return r;
+        xmlNode *root = xmlDocGetRootElement(doc);
+
+        r = check_protocol(root, &resp.protocol);
+        if (r < 0)
+                return r;
+        if ((r = attr_dup(root, "server", &resp.server)) < 0)
+                return r;
+        for (const xmlNode *c = root->children; c; c = c->next) {
+                if (name_is(c, "daystart")) {
+                        long v = 0;
+                        r = attr_long(c, "elapsed_seconds", LONG_MIN, LONG_MAX, &v, NULL);
+                        if (r < 0)
+                                return r;
+                        resp.daystart_elapsed_seconds = v;
+                } else if (name_is(c, "app")) {
+                        if (resp.n_apps >= OMAHA_MAX_APPS)
+                                return -EMSGSIZE;
+                        struct omaha_app_response *a = realloc(resp.apps, (resp.n_apps + 1) * sizeof(*a));
+                        if (!a)
+                                return -ENOMEM;
+                        resp.apps = a;
+                        a = &resp.apps[resp.n_apps++];
+                        *a = (struct omaha_app_response){};
+                        r = parse_response_app(c, a);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        *ret = resp;
+        resp = (struct omaha_response){};
+        return 0;
+}
+
+/* ---- freeing ------------------------------------------------------------------------- */
+
+void omaha_request_done(struct omaha_request *req) {
+        free(req->protocol);
+        free(req->version);
+        free(req->updaterversion);
+        free(req->installsource);
+        free(req->os_version);
+        free(req->os_platform);
+        free(req->os_sp);
+        free(req->os_arch);
+        for (size_t i = 0; i < req->n_apps; i++) {
+                struct omaha_app_request *a = &req->apps[i];
+                free(a->appid);
+                free(a->version);
+                free(a->track);
+                free(a->bootid);
+                free(a->machineid);
+                free(a->oem);
+                free(a->alephversion);
+                free(a->lang);
+                free(a->board);
+                for (size_t k = 0; k < a->n_events; k++)
+                        free(a->events[k].previous_version);
+                free(a->events);
+        }
+        free(req->apps);
+        *req = (struct omaha_request){};
+}
+
+void omaha_response_done(struct omaha_response *resp) {
+        free(resp->protocol);
+        free(resp->server);
+        for (size_t i = 0; i < resp->n_apps; i++) {
+                struct omaha_app_response *a = &resp->apps[i];
+                free(a->appid);
+                free(a->status);
+                free(a->updatecheck);
+                for (size_t k = 0; k < a->n_urls; k++)
+                        free(a->urls[k]);
+                free(a->urls);
+                free(a->manifest_version);
+                for (size_t k = 0; k < a->n_packages; k++)
+                        free(a->packages[k].name);
+                free(a->packages);
+        }
+        free(resp->apps);
+        *resp = (struct omaha_response){};
+}
+
+const char *omaha_event_type_name(int type) {
+        switch (type) {
+        case OMAHA_EVENT_UPDATE_COMPLETE: return "update_complete";
+        case OMAHA_EVENT_DOWNLOAD_STARTED: return "download_started";
+        case OMAHA_EVENT_DOWNLOAD_FINISHED: return "download_finished";
+        default: return "unknown";
+        }
+}
+
+const char *omaha_event_result_name(int result) {
+        switch (result) {
+        case OMAHA_RESULT_ERROR: return "error";
+        case OMAHA_RESULT_SUCCESS: return "success";
+        case OMAHA_RESULT_SUCCESS_REBOOT: return "success_reboot";
+        case OMAHA_RESULT_DEFERRED: return "deferred";
+        default: return "unknown";
+        }
+}
