@@ -30,3 +30,34 @@ $(OUT)/fuzz/fuzz-omaha: lib/fuzz/fuzz-omaha.c lib/omaha.c lib/omaha.h
 
 # make check also gives libFuzzer's engine a short, bounded run from the corpus.
 CHECK_SUITES += fuzz-omaha-engine=lib/fuzz/run-engine.sh
+
+# --- Update payload (lib/payload.c): libcrypto, libzstd; docs/payload-format.md ---
+# Programs link $(PAYLOAD_OBJS) (tests: $(PAYLOAD_SAN_OBJS)) and $(PAYLOAD_LIBS).
+PAYLOAD_OBJS := $(OUT)/obj/lib/payload.o $(OUT)/obj/lib/log.o
+PAYLOAD_SAN_OBJS := $(OUT)/obj-san/lib/payload.o $(OUT)/obj-san/lib/log.o
+PAYLOAD_LIBS = $(call pkg-libs,libcrypto libzstd) -pthread
+UNIT_TESTS += $(OUT)/test/test-payload $(OUT)/test/fuzz-payload-manifest
+
+$(OUT)/test/test-payload: $(OUT)/obj-san/lib/tests/test-payload.o $(PAYLOAD_SAN_OBJS) \
+		$(OUT)/obj-san/lib/test/test-main.o
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(PAYLOAD_LIBS)
+
+# The manifest fuzz target as an ordinary test over its seed corpus, and as libFuzzer binary:
+#   make fuzz-payload-manifest && out/fuzz/fuzz-payload-manifest lib/fuzz/corpus/payload-manifest
+$(OUT)/obj-san/lib/fuzz/fuzz-main-payload-manifest.o: lib/fuzz/fuzz-main.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) $(SAN) -DFUZZ_CORPUS_DIR='"$(CURDIR)/lib/fuzz/corpus/payload-manifest"' \
+		-MMD -MP -c $< -o $@
+$(OUT)/test/fuzz-payload-manifest: $(OUT)/obj-san/lib/fuzz/fuzz-payload-manifest.o \
+		$(OUT)/obj-san/lib/fuzz/fuzz-main-payload-manifest.o $(PAYLOAD_SAN_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(PAYLOAD_LIBS)
+
+.PHONY: fuzz-payload-manifest
+fuzz-payload-manifest: $(OUT)/fuzz/fuzz-payload-manifest
+$(OUT)/fuzz/fuzz-payload-manifest: lib/fuzz/fuzz-payload-manifest.c lib/payload.c lib/payload.h lib/log.c
+	@mkdir -p $(@D)
+	clang $(CSTD) -g -O1 -D_GNU_SOURCE -Ilib -fsanitize=fuzzer,address,undefined -o $@ \
+		lib/fuzz/fuzz-payload-manifest.c lib/payload.c lib/log.c $(PAYLOAD_LIBS)
+CHECK_SUITES += fuzz-payload-manifest-engine='lib/fuzz/run-payload-manifest-engine.sh'
