@@ -18,6 +18,9 @@ BENCHES     :=
 .DEFAULT_GOAL := all
 include $(sort $(wildcard */module.mk))
 
+# Prerequisites that need every fragment's programs declared first.
+image: $(IMAGE_PREREQS)
+
 .PHONY: all unit check bench clean deps-build
 all: deps-build $(BINS)
 

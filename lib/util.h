@@ -2,6 +2,7 @@
  * returns. Not for the UEFI selector, which has no libc. */
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,11 @@ static inline void closep(int *fd) {
                 close(*fd);
                 errno = saved;
         }
+}
+
+static inline void closedirp(DIR **d) {
+        if (*d)
+                closedir(*d);
 }
 static inline void fclosep(FILE **f) {
         if (*f)

@@ -6,7 +6,7 @@ set -euo pipefail
 
 declare -A GROUP=(
   [build]="build-essential pkg-config libfdisk-dev libblkid-dev libssl-dev libzstd-dev libcurl4-openssl-dev libxml2-dev"
-  [image]="mmdebstrap erofs-utils squashfs-tools cryptsetup-bin dosfstools mtools cpio zstd fdisk busybox-static debian-archive-keyring"
+  [image]="mmdebstrap kmod openssl squashfs-tools cryptsetup-bin dosfstools mtools cpio zstd fdisk busybox-static debian-archive-keyring"
   [efi]="gnu-efi binutils"
   [qemu]="qemu-system-x86 qemu-utils ovmf"
   [server]="libmicrohttpd-dev libsqlite3-dev libpq-dev postgresql"

@@ -1,0 +1,19 @@
+/* The kernel command line the boot selector and the image build agree on. */
+#pragma once
+
+#include <stddef.h>
+
+struct boot_args {
+        char slot[8];            /* pivot.slot=A */
+        char root_partuuid[40];  /* pivot.root=PARTUUID=<uuid> */
+        char verity_roothash[129];
+        char verity_salt[129];
+        unsigned long long verity_data_blocks; /* 4 KiB blocks of file system */
+        unsigned long long verity_hash_start;  /* 4 KiB block where the hash tree starts */
+        char fstype[16];         /* pivot.fstype=squashfs */
+        unsigned watchdog_sec;   /* pivot.watchdog=SECONDS, 0 = leave the watchdog alone */
+        char init[64];           /* pivot.init=/sbin/init */
+};
+
+/* Parses a command line. Returns 0, or -EINVAL naming the bad argument in *bad. */
+int boot_args_parse(const char *cmdline, struct boot_args *args, const char **bad);

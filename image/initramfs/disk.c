@@ -1,0 +1,174 @@
+/* Disks for the initramfs: finds the root slot by its PARTUUID and grows STATE, with the
+ * same GPT code the boot selector runs (lib/gpt.c). */
+#include "disk.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/blkpg.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "gpt.h"
+#include "log.h"
+#include "util.h"
+
+static int fd_read(void *ctx, uint64_t lba, void *buf, size_t bytes) {
+        int fd = *(int *)ctx;
+        uint32_t ss;
+        if (ioctl(fd, BLKSSZGET, &ss) < 0)
+                ss = 512;
+        ssize_t n = pread(fd, buf, bytes, (off_t)(lba * ss));
+        return n == (ssize_t)bytes ? 0 : -EIO;
+}
+
+static int fd_write(void *ctx, uint64_t lba, const void *buf, size_t bytes) {
+        int fd = *(int *)ctx;
+        uint32_t ss;
+        if (ioctl(fd, BLKSSZGET, &ss) < 0)
+                ss = 512;
+        ssize_t n = pwrite(fd, buf, bytes, (off_t)(lba * ss));
+        return n == (ssize_t)bytes ? 0 : -EIO;
+}
+
+static int fd_flush(void *ctx) {
+        return fsync(*(int *)ctx) < 0 ? negative_errno() : 0;
+}
+
+/* One GPT, read once: static, it is 36 KiB. */
+static struct gpt table;
+
+static int read_table(const char *dev, int *fd, struct gpt_io *io) {
+        uint64_t bytes;
+        int ss;
+
+        *fd = open(dev, O_RDWR | O_CLOEXEC);
+        if (*fd < 0)
+                return negative_errno();
+        if (ioctl(*fd, BLKGETSIZE64, &bytes) < 0 || ioctl(*fd, BLKSSZGET, &ss) < 0)
+                return negative_errno();
+        *io = (struct gpt_io){.ctx = fd, .sector_size = (uint32_t)ss,
+                              .n_sectors = bytes / (uint64_t)ss, .read = fd_read,
+                              .write = fd_write, .flush = fd_flush};
+        return gpt_read(&table, io);
+}
+
+/* /dev/<child of disk> whose partition number is partno. */
+static int partition_node(const char *disk_name, unsigned partno, char *out, size_t size) {
+        char path[600], buf[16];
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+
+        snprintf(path, sizeof(path), "/sys/block/%s", disk_name);
+        d = opendir(path);
+        if (!d)
+                return negative_errno();
+        while ((de = readdir(d))) {
+                if (strncmp(de->d_name, disk_name, strlen(disk_name)) != 0)
+                        continue;
+                snprintf(path, sizeof(path), "/sys/block/%s/%s/partition", disk_name, de->d_name);
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+                ssize_t n = fd < 0 ? -1 : read(fd, buf, sizeof(buf) - 1);
+                if (n <= 0)
+                        continue;
+                buf[n] = '\0';
+                if ((unsigned)strtoul(buf, NULL, 10) == partno) {
+                        snprintf(out, size, "/dev/%s", de->d_name);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
+static int scan_once(const struct gpt_guid *want, char *disk, size_t disk_size, char *part,
+                     size_t part_size) {
+        _cleanup_(closedirp) DIR *d = opendir("/sys/block");
+        struct dirent *de;
+
+        if (!d)
+                return negative_errno();
+        while ((de = readdir(d))) {
+                char dev[300];
+                struct gpt_io io;
+                _cleanup_close_ int fd = -1;
+
+                if (de->d_name[0] == '.' || !strncmp(de->d_name, "loop", 4) ||
+                    !strncmp(de->d_name, "ram", 3) || !strncmp(de->d_name, "dm-", 3))
+                        continue;
+                snprintf(dev, sizeof(dev), "/dev/%s", de->d_name);
+                if (read_table(dev, &fd, &io) < 0)
+                        continue;
+                int idx = gpt_find_by_uuid(&table, want);
+                if (idx < 0)
+                        continue;
+                if (partition_node(de->d_name, (unsigned)idx + 1, part, part_size) < 0)
+                        continue; /* the kernel has not announced the partitions yet */
+                snprintf(disk, disk_size, "%s", dev);
+                return 0;
+        }
+        return -ENOENT;
+}
+
+int disk_find_partuuid(const char *partuuid, unsigned timeout_sec, char *disk, size_t disk_size,
+                       char *part, size_t part_size) {
+        struct gpt_guid want;
+
+        if (gpt_guid_from_string(partuuid, &want) < 0)
+                return log_error_errno(-EINVAL, "'%s' is not a GUID", partuuid);
+        /* Disks appear asynchronously after their driver loads. */
+        for (unsigned i = 0; i < timeout_sec * 10; i++) {
+                if (scan_once(&want, disk, disk_size, part, part_size) == 0)
+                        return 0;
+                usleep(100 * 1000);
+        }
+        return log_error_errno(-ENOENT, "No partition with PARTUUID %s after %u s", partuuid,
+                               timeout_sec);
+}
+
+int disk_find_and_grow(const char *disk, const char *label, bool grow, char *part,
+                       size_t part_size, bool *grown) {
+        _cleanup_close_ int fd = -1;
+        struct gpt_io io;
+        int r, idx;
+
+        *grown = false;
+        if ((r = read_table(disk, &fd, &io)) < 0)
+                return log_error_errno(r, "Cannot read the GPT of %s: %m", disk);
+        idx = gpt_find_by_name(&table, label);
+        if (idx < 0)
+                return log_error_errno(idx, "No partition labelled %s on %s", label, disk);
+
+        if (grow) {
+                r = gpt_grow_to_disk_end(&table, &io, idx);
+                if (r < 0)
+                        log_warning_errno(r, "Cannot grow %s on %s: %m", label, disk);
+                else if (r > 0) {
+                        if ((r = gpt_write(&table, &io)) < 0)
+                                return log_error_errno(r, "Cannot write the GPT of %s: %m", disk);
+                        uint64_t ss = io.sector_size;
+                        struct blkpg_partition bp = {
+                                .start = (long long)(gpt_entry_first_lba(&table, (uint32_t)idx) * ss),
+                                .length = (long long)((gpt_entry_last_lba(&table, (uint32_t)idx) -
+                                                       gpt_entry_first_lba(&table, (uint32_t)idx) + 1) * ss),
+                                .pno = idx + 1,
+                        };
+                        struct blkpg_ioctl_arg arg = {.op = BLKPG_RESIZE_PARTITION,
+                                                      .datalen = sizeof(bp), .data = &bp};
+                        if (ioctl(fd, BLKPG, &arg) < 0)
+                                log_warning_errno(negative_errno(),
+                                                  "The kernel did not take the new size of %s: %m",
+                                                  label);
+                        else {
+                                *grown = true;
+                                log_info("%s grown to %llu MiB", label,
+                                         (unsigned long long)(bp.length >> 20));
+                        }
+                }
+        }
+        const char *name = strrchr(disk, '/');
+        return partition_node(name ? name + 1 : disk, (unsigned)idx + 1, part, part_size);
+}
