@@ -1,0 +1,254 @@
+/* pivot-server: the Omaha endpoint, release store, rollout policy, admin API, dashboard and
+ * metrics of a Pivot fleet. See server/README.md. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+#include "omaha.h"
+#include "server.h"
+#include "util.h"
+
+static void usage(FILE *f) {
+        fprintf(f,
+                "usage: pivot-server --listen ADDR:PORT --data DIR [--db postgres://...] [options]\n"
+                "\n"
+                "Serves Omaha update checks (POST /v1/update/), payload files (/v1/payloads/),\n"
+                "the admin API (/api/v1/, bearer token), a dashboard (/) and metrics (/metrics).\n"
+                "\n"
+                "  --listen ADDR:PORT   address to listen on, e.g. 127.0.0.1:8080 or [::1]:8080\n"
+                "  --data DIR           data directory: admin.token, payloads/, and the SQLite\n"
+                "                       database when --db is not given (created if missing)\n"
+                "  --db URL             use PostgreSQL (postgres://user@host:port/db) instead of\n"
+                "                       SQLite; several servers may share one database\n"
+                "  --public-url URL     base URL machines reach this server at, for the payload\n"
+                "                       URLs it hands out (default: from the request's Host header)\n"
+                "  --threads N          worker threads (default: 2 per CPU)\n"
+                "  --verbose            log debug messages\n"
+                "  --help               show this help\n"
+                "\n"
+                "The admin token is created at first start in DIR/admin.token (mode 0600).\n"
+                "Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
+}
+
+bool safe_name(const char *s) {
+        if (!s || !*s || *s == '.' || strlen(s) > 100)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '.' || *p == '_' || *p == '-' || *p == '+'))
+                        return false;
+        return true;
+}
+
+void app_url_name(const char *app, char *out, size_t size) {
+        size_t n = 0;
+        for (const char *p = app; *p && n + 1 < size; p++)
+                if (*p != '{' && *p != '}')
+                        out[n++] = *p;
+        out[n] = 0;
+}
+
+static int mkdir_p(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                        *s = 0;
+                        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                                return negative_errno();
+                        *s = '/';
+                }
+        if (mkdir(p, mode) < 0 && errno != EEXIST)
+                return negative_errno();
+        return 0;
+}
+
+int payload_dir(const struct server *srv, const char *app, const char *version, char **ret) {
+        char name[128];
+        app_url_name(app, name, sizeof(name));
+        if (!safe_name(name) || !safe_name(version))
+                return -EINVAL;
+        _cleanup_free_ char *dir = NULL;
+        if (asprintf(&dir, "%s/payloads/%s/%s", srv->data_dir, name, version) < 0)
+                return -ENOMEM;
+        int r = mkdir_p(dir, 0755);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create %s: %m", dir);
+        *ret = TAKE_PTR(dir);
+        return 0;
+}
+
+/* Reads DIR/admin.token, or creates it (mode 0600) with 32 random bytes in hex. */
+static int load_token(const char *dir, char token[65]) {
+        _cleanup_free_ char *path = NULL;
+        if (asprintf(&path, "%s/admin.token", dir) < 0)
+                return -ENOMEM;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+                ssize_t n = read(fd, token, 64);
+                if (n < 32)
+                        return log_error_errno(-EINVAL, "%s is too short to be a token", path);
+                token[n] = 0;
+                token[strcspn(token, " \r\n\t")] = 0;
+                return 0;
+        }
+        if (errno != ENOENT)
+                return log_error_errno(negative_errno(), "Cannot read %s: %m", path);
+
+        uint8_t raw[32];
+        if (getrandom(raw, sizeof(raw), 0) != sizeof(raw))
+                return log_error_errno(negative_errno(), "Cannot get random bytes: %m");
+        for (size_t i = 0; i < sizeof(raw); i++)
+                sprintf(token + 2 * i, "%02x", raw[i]);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0) {
+                if (errno == EEXIST) /* another server created it just now */
+                        return load_token(dir, token);
+                return log_error_errno(negative_errno(), "Cannot create %s: %m", path);
+        }
+        char line[66];
+        snprintf(line, sizeof(line), "%s\n", token);
+        if (write(fd, line, 65) != 65 || fsync(fd) < 0)
+                return log_error_errno(negative_errno(), "Cannot write %s: %m", path);
+        log_info("created admin token in %s", path);
+        return 0;
+}
+
+static int parse_listen(const char *s, struct sockaddr_storage *ss) {
+        char host[128];
+        const char *colon;
+        memset(ss, 0, sizeof(*ss));
+        if (*s == '[') {
+                const char *end = strchr(s, ']');
+                if (!end || end[1] != ':' || (size_t)(end - s - 1) >= sizeof(host))
+                        return -EINVAL;
+                memcpy(host, s + 1, end - s - 1);
+                host[end - s - 1] = 0;
+                colon = end + 1;
+        } else {
+                colon = strrchr(s, ':');
+                if (!colon || (size_t)(colon - s) >= sizeof(host))
+                        return -EINVAL;
+                memcpy(host, s, colon - s);
+                host[colon - s] = 0;
+        }
+        char *end;
+        long port = strtol(colon + 1, &end, 10);
+        if (*end || port < 1 || port > 65535)
+                return -EINVAL;
+        struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+        if (!*host || !strcmp(host, "0.0.0.0")) {
+                in4->sin_family = AF_INET;
+                in4->sin_addr.s_addr = htonl(INADDR_ANY);
+                in4->sin_port = htons(port);
+        } else if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
+                in4->sin_family = AF_INET;
+                in4->sin_port = htons(port);
+        } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
+                in6->sin6_family = AF_INET6;
+                in6->sin6_port = htons(port);
+        } else
+                return -EINVAL;
+        return 0;
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "listen", required_argument, NULL, 'l' },
+                { "data", required_argument, NULL, 'd' },
+                { "db", required_argument, NULL, 'D' },
+                { "public-url", required_argument, NULL, 'u' },
+                { "threads", required_argument, NULL, 't' },
+                { "verbose", no_argument, NULL, 'v' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *listen_addr = NULL, *db_url = NULL;
+        static struct server srv;
+        long threads = 0;
+        int c, r;
+
+        log_set_program("pivot-server");
+        while ((c = getopt_long(argc, argv, "l:d:D:u:t:vh", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'l': listen_addr = optarg; break;
+                case 'd': srv.data_dir = optarg; break;
+                case 'D': db_url = optarg; break;
+                case 'u': srv.public_url = optarg; break;
+                case 't':
+                        threads = strtol(optarg, NULL, 10);
+                        if (threads < 1 || threads > 256) {
+                                log_error("--threads must be 1 to 256");
+                                return 2;
+                        }
+                        break;
+                case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return 2;
+                }
+        }
+        if (optind < argc || !listen_addr || !srv.data_dir) {
+                log_error("--listen and --data are required (see --help)");
+                return 2;
+        }
+        if (db_url && strncmp(db_url, "postgres://", 11) != 0 && strncmp(db_url, "postgresql://", 13) != 0) {
+                log_error("--db takes a postgres:// URL");
+                return 2;
+        }
+        struct sockaddr_storage addr;
+        if (parse_listen(listen_addr, &addr) < 0) {
+                log_error("cannot parse --listen %s: want ADDR:PORT", listen_addr);
+                return 2;
+        }
+        if (!threads) {
+                long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+                threads = cpus > 0 ? 2 * cpus : 2;
+        }
+
+        r = mkdir_p(srv.data_dir, 0700);
+        if (r < 0) {
+                log_error_errno(r, "Cannot create data directory %s: %m", srv.data_dir);
+                return 1;
+        }
+        if (load_token(srv.data_dir, srv.token) < 0)
+                return 1;
+        omaha_init();
+        r = store_open(srv.data_dir, db_url, &srv.store);
+        if (r < 0)
+                return 1;
+
+        /* Block the signals in every thread; the main thread waits for them. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        struct MHD_Daemon *d = http_start(&srv, (struct sockaddr *)&addr, threads);
+        if (!d) {
+                log_error("cannot listen on %s: %m", listen_addr);
+                store_close(srv.store);
+                return 1;
+        }
+        log_info("listening on %s (%s store, %ld threads)", listen_addr, store_engine(srv.store), threads);
+        int sig = 0;
+        sigwait(&mask, &sig);
+        log_info("stopping on signal %d", sig);
+        http_stop(d);
+        store_close(srv.store);
+        return 0;
+}

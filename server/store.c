@@ -1,0 +1,540 @@
+/* The store's model on top of db.h. Every query is written once for both engines. */
+#include "store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "policy.h"
+#include "util.h"
+
+#define SCHEMA_VERSION "1"
+
+static const char schema[] =
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+        "CREATE TABLE IF NOT EXISTS apps (\n"
+        "  id TEXT PRIMARY KEY, name TEXT NOT NULL, created BIGINT NOT NULL);\n"
+        "CREATE TABLE IF NOT EXISTS releases (\n"
+        "  app TEXT NOT NULL REFERENCES apps(id), version TEXT NOT NULL,\n"
+        "  package_name TEXT NOT NULL, size BIGINT NOT NULL, sha1 TEXT NOT NULL, sha256 TEXT NOT NULL,\n"
+        "  base_url TEXT, manifest TEXT, created BIGINT NOT NULL,\n"
+        "  PRIMARY KEY (app, version));\n"
+        "CREATE TABLE IF NOT EXISTS channels (\n"
+        "  app TEXT NOT NULL REFERENCES apps(id), name TEXT NOT NULL, release_version TEXT,\n"
+        "  rollout_percent DOUBLE PRECISION NOT NULL DEFAULT 100,\n"
+        "  paused INTEGER NOT NULL DEFAULT 0, halted INTEGER NOT NULL DEFAULT 0, halt_reason TEXT,\n"
+        "  max_inflight BIGINT NOT NULL DEFAULT 0, inflight_timeout BIGINT NOT NULL DEFAULT 3600,\n"
+        "  safe_min_failures BIGINT NOT NULL DEFAULT 5,\n"
+        "  safe_failure_ratio DOUBLE PRECISION NOT NULL DEFAULT 0.2,\n"
+        "  updated BIGINT NOT NULL,\n"
+        "  PRIMARY KEY (app, name));\n"
+        "CREATE TABLE IF NOT EXISTS machines (\n"
+        "  app TEXT NOT NULL, id TEXT NOT NULL, channel TEXT, version TEXT, aleph TEXT, oem TEXT,\n"
+        "  bootid TEXT, state TEXT NOT NULL DEFAULT 'idle', target_version TEXT, last_error INTEGER,\n"
+        "  first_seen BIGINT NOT NULL, last_checkin BIGINT NOT NULL, state_changed BIGINT NOT NULL,\n"
+        "  PRIMARY KEY (app, id));\n"
+        "CREATE INDEX IF NOT EXISTS machines_channel ON machines (app, channel, target_version, state);\n"
+        "CREATE TABLE IF NOT EXISTS attempts (\n"
+        "  app TEXT NOT NULL, channel TEXT NOT NULL, version TEXT NOT NULL, machine TEXT NOT NULL,\n"
+        "  state TEXT NOT NULL, failed INTEGER NOT NULL DEFAULT 0, error_code INTEGER,\n"
+        "  started BIGINT NOT NULL, updated BIGINT NOT NULL,\n"
+        "  PRIMARY KEY (app, channel, version, machine));\n"
+        "CREATE TABLE IF NOT EXISTS events (\n"
+        "  app TEXT NOT NULL, channel TEXT, machine TEXT NOT NULL, version TEXT, target_version TEXT,\n"
+        "  type INTEGER NOT NULL, result INTEGER NOT NULL, error_code INTEGER NOT NULL,\n"
+        "  previous_version TEXT, time BIGINT NOT NULL);\n"
+        "CREATE INDEX IF NOT EXISTS events_time ON events (time);\n"
+        "CREATE INDEX IF NOT EXISTS events_machine ON events (app, machine, time);\n";
+
+struct store {
+        const struct db_driver *driver;
+        char *target;
+        pthread_key_t key;
+        pthread_mutex_t lock;
+        struct db **all;       /* every connection opened, closed by store_close() */
+        size_t n_all;
+};
+
+const char *store_engine(const struct store *s) {
+        return s->driver->name;
+}
+
+struct db *store_db(struct store *s) {
+        struct db *db = pthread_getspecific(s->key);
+        if (db)
+                return db;
+        if (s->driver->open(s->target, &db) < 0)
+                return NULL;
+        pthread_mutex_lock(&s->lock);
+        struct db **all = realloc(s->all, (s->n_all + 1) * sizeof(*all));
+        if (all) {
+                s->all = all;
+                s->all[s->n_all++] = db;
+        }
+        pthread_mutex_unlock(&s->lock);
+        if (!all) {
+                s->driver->close(db);
+                return NULL;
+        }
+        pthread_setspecific(s->key, db);
+        return db;
+}
+
+int store_query(struct store *s, const char *sql, const struct db_param *params, size_t n,
+                struct db_rows *ret) {
+        struct db *db = store_db(s);
+        if (!db)
+                return -EIO;
+        return s->driver->query(db, sql, params, n, ret);
+}
+
+#define Q(s, sql, ret, ...)                                                                        \
+        ({                                                                                         \
+                const struct db_param q_params_[] = { __VA_ARGS__ };                               \
+                store_query((s), (sql), q_params_, ELEMENTSOF(q_params_), (ret));                 \
+        })
+
+int store_begin(struct store *s) {
+        struct db *db = store_db(s);
+        return db ? s->driver->begin(db) : -EIO;
+}
+int store_commit(struct store *s) {
+        struct db *db = store_db(s);
+        return db ? s->driver->commit(db) : -EIO;
+}
+void store_rollback(struct store *s) {
+        struct db *db = store_db(s);
+        if (db)
+                s->driver->rollback(db);
+}
+
+static void db_rowsp(struct db_rows *r) {
+        db_rows_done(r);
+}
+#define _cleanup_rows_ _cleanup_(db_rowsp)
+
+int store_open(const char *data_dir, const char *db_url, struct store **ret) {
+        struct store *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->driver = db_url ? &db_postgres_driver : &db_sqlite_driver;
+        s->target = strdup(db_url ? db_url : data_dir);
+        pthread_mutex_init(&s->lock, NULL);
+        if (!s->target || pthread_key_create(&s->key, NULL) != 0) {
+                free(s->target);
+                free(s);
+                return -ENOMEM;
+        }
+        struct db *db = store_db(s);
+        if (!db) {
+                store_close(s);
+                return -EIO;
+        }
+        /* Several processes may start at once on one PostgreSQL: serialize the schema setup. */
+        if (db_url)
+                (void)s->driver->exec_script(db, "SELECT pg_advisory_lock(7201)");
+        r = s->driver->exec_script(db, schema);
+        if (r >= 0)
+                r = Q(s, "INSERT INTO meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING", NULL,
+                      DB_TEXT(SCHEMA_VERSION));
+        if (r >= 0)
+                r = store_app_create(s, DEFAULT_APP_ID, "Pivot");
+        if (r == -EEXIST)
+                r = 0;
+        if (db_url)
+                (void)s->driver->exec_script(db, "SELECT pg_advisory_unlock(7201)");
+        if (r < 0) {
+                store_close(s);
+                return log_error_errno(r, "Failed to set up the %s database: %m", s->driver->name);
+        }
+        *ret = s;
+        return 0;
+}
+
+void store_close(struct store *s) {
+        if (!s)
+                return;
+        for (size_t i = 0; i < s->n_all; i++)
+                s->driver->close(s->all[i]);
+        free(s->all);
+        pthread_key_delete(s->key);
+        free(s->target);
+        free(s);
+}
+
+/* --- applications and channels --- */
+
+int store_app_exists(struct store *s, const char *app) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s, "SELECT 1 FROM apps WHERE id = $1", &rows, DB_TEXT(app));
+        if (r < 0)
+                return r;
+        return rows.n_rows ? 0 : -ENOENT;
+}
+
+int store_app_create(struct store *s, const char *app, const char *name) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s, "INSERT INTO apps (id, name, created) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING id",
+                  &rows, DB_TEXT(app), DB_TEXT(name), DB_INT(time(NULL)));
+        if (r < 0)
+                return r;
+        return rows.n_rows ? 0 : -EEXIST;
+}
+
+void release_done(struct release *r) {
+        free(r->app);
+        free(r->version);
+        free(r->package_name);
+        free(r->sha1);
+        free(r->sha256);
+        free(r->base_url);
+        free(r->manifest);
+        *r = (struct release){};
+}
+
+void channel_done(struct channel *c) {
+        free(c->app);
+        free(c->name);
+        free(c->release_version);
+        free(c->halt_reason);
+        release_done(&c->release);
+        *c = (struct channel){};
+}
+
+static char *dup_cell(const struct db_rows *r, size_t row, size_t col) {
+        const char *s = db_cell(r, row, col);
+        return s ? strdup(s) : NULL;
+}
+
+int store_channel_get(struct store *s, const char *app, const char *name, struct channel *ret) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s,
+                  "SELECT c.release_version, c.rollout_percent, c.paused, c.halted, c.halt_reason, c.max_inflight,"
+                  " c.inflight_timeout, c.safe_min_failures, c.safe_failure_ratio,"
+                  " r.package_name, r.size, r.sha1, r.sha256, r.base_url, r.manifest, r.created"
+                  " FROM channels c LEFT JOIN releases r ON r.app = c.app AND r.version = c.release_version"
+                  " WHERE c.app = $1 AND c.name = $2",
+                  &rows, DB_TEXT(app), DB_TEXT(name));
+        if (r < 0)
+                return r;
+        if (!rows.n_rows)
+                return -ENOENT;
+        struct channel c = {
+                .app = strdup(app),
+                .name = strdup(name),
+                .release_version = dup_cell(&rows, 0, 0),
+                .policy = {
+                        .percent = db_cell_double(&rows, 0, 1),
+                        .paused = db_cell_int(&rows, 0, 2),
+                        .halted = db_cell_int(&rows, 0, 3),
+                        .max_inflight = db_cell_int(&rows, 0, 5),
+                        .inflight_timeout = db_cell_int(&rows, 0, 6),
+                        .safe_min_failures = db_cell_int(&rows, 0, 7),
+                        .safe_failure_ratio = db_cell_double(&rows, 0, 8),
+                },
+                .halt_reason = dup_cell(&rows, 0, 4),
+        };
+        if (c.release_version && db_cell(&rows, 0, 9)) {
+                c.has_release = true;
+                c.release = (struct release){
+                        .app = strdup(app),
+                        .version = strdup(c.release_version),
+                        .package_name = dup_cell(&rows, 0, 9),
+                        .size = db_cell_int(&rows, 0, 10),
+                        .sha1 = dup_cell(&rows, 0, 11),
+                        .sha256 = dup_cell(&rows, 0, 12),
+                        .base_url = dup_cell(&rows, 0, 13),
+                        .manifest = dup_cell(&rows, 0, 14),
+                        .created = db_cell_int(&rows, 0, 15),
+                };
+        }
+        *ret = c;
+        return 0;
+}
+
+int store_channel_create(struct store *s, const char *app, const char *name) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = store_app_exists(s, app);
+        if (r < 0)
+                return r;
+        r = Q(s, "INSERT INTO channels (app, name, updated) VALUES ($1, $2, $3) ON CONFLICT (app, name) DO NOTHING RETURNING name",
+              &rows, DB_TEXT(app), DB_TEXT(name), DB_INT(time(NULL)));
+        if (r < 0)
+                return r;
+        return rows.n_rows ? 0 : -EEXIST;
+}
+
+static int changed(int r, const struct db_rows *rows) {
+        if (r < 0)
+                return r;
+        return rows->n_rows ? 0 : -ENOENT;
+}
+
+int store_channel_set_percent(struct store *s, const char *app, const char *name, double percent) {
+        _cleanup_rows_ struct db_rows rows = {};
+        if (!(percent >= 0 && percent <= 100))
+                return -EINVAL;
+        int r = Q(s, "UPDATE channels SET rollout_percent = $1, updated = $2 WHERE app = $3 AND name = $4 RETURNING name",
+                  &rows, DB_DOUBLE(percent), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
+        return changed(r, &rows);
+}
+
+int store_channel_set_paused(struct store *s, const char *app, const char *name, bool paused) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s, "UPDATE channels SET paused = $1, updated = $2 WHERE app = $3 AND name = $4 RETURNING name",
+                  &rows, DB_INT(paused), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
+        return changed(r, &rows);
+}
+
+int store_channel_resume(struct store *s, const char *app, const char *name) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s,
+                  "UPDATE channels SET paused = 0, halted = 0, halt_reason = NULL, updated = $1"
+                  " WHERE app = $2 AND name = $3 RETURNING name",
+                  &rows, DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
+        return changed(r, &rows);
+}
+
+int store_channel_set_policy(struct store *s, const char *app, const char *name, const struct policy *p,
+                             unsigned mask) {
+        struct channel c = {};
+        int r = store_channel_get(s, app, name, &c);
+        if (r < 0)
+                return r;
+        struct policy n = c.policy;
+        channel_done(&c);
+        if (mask & POLICY_MAX_INFLIGHT)
+                n.max_inflight = p->max_inflight;
+        if (mask & POLICY_INFLIGHT_TIMEOUT)
+                n.inflight_timeout = p->inflight_timeout;
+        if (mask & POLICY_SAFE_MIN_FAILURES)
+                n.safe_min_failures = p->safe_min_failures;
+        if (mask & POLICY_SAFE_FAILURE_RATIO)
+                n.safe_failure_ratio = p->safe_failure_ratio;
+        if (n.max_inflight < 0 || n.inflight_timeout <= 0 || n.safe_min_failures < 1 ||
+            !(n.safe_failure_ratio >= 0 && n.safe_failure_ratio <= 1))
+                return -EINVAL;
+        _cleanup_rows_ struct db_rows rows = {};
+        r = Q(s,
+              "UPDATE channels SET max_inflight = $1, inflight_timeout = $2, safe_min_failures = $3,"
+              " safe_failure_ratio = $4, updated = $5 WHERE app = $6 AND name = $7 RETURNING name",
+              &rows, DB_INT(n.max_inflight), DB_INT(n.inflight_timeout), DB_INT(n.safe_min_failures),
+              DB_DOUBLE(n.safe_failure_ratio), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
+        return changed(r, &rows);
+}
+
+int store_channel_set_release(struct store *s, const char *app, const char *name, const char *version,
+                              double percent) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r;
+        if (percent > 100)
+                return -EINVAL;
+        if (percent < 0)
+                r = Q(s,
+                      "UPDATE channels SET release_version = $1, halted = 0, halt_reason = NULL, updated = $2"
+                      " WHERE app = $3 AND name = $4 RETURNING name",
+                      &rows, DB_TEXT(version), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
+        else
+                r = Q(s,
+                      "UPDATE channels SET release_version = $1, halted = 0, halt_reason = NULL, updated = $2,"
+                      " rollout_percent = $3 WHERE app = $4 AND name = $5 RETURNING name",
+                      &rows, DB_TEXT(version), DB_INT(time(NULL)), DB_DOUBLE(percent), DB_TEXT(app),
+                      DB_TEXT(name));
+        return changed(r, &rows);
+}
+
+/* --- releases --- */
+
+static bool same(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int store_release_get(struct store *s, const char *app, const char *version, struct release *ret) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s,
+                  "SELECT package_name, size, sha1, sha256, base_url, manifest, created FROM releases"
+                  " WHERE app = $1 AND version = $2",
+                  &rows, DB_TEXT(app), DB_TEXT(version));
+        if (r < 0)
+                return r;
+        if (!rows.n_rows)
+                return -ENOENT;
+        *ret = (struct release){
+                .app = strdup(app),
+                .version = strdup(version),
+                .package_name = dup_cell(&rows, 0, 0),
+                .size = db_cell_int(&rows, 0, 1),
+                .sha1 = dup_cell(&rows, 0, 2),
+                .sha256 = dup_cell(&rows, 0, 3),
+                .base_url = dup_cell(&rows, 0, 4),
+                .manifest = dup_cell(&rows, 0, 5),
+                .created = db_cell_int(&rows, 0, 6),
+        };
+        return 0;
+}
+
+int store_release_add(struct store *s, const struct release *rel) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = store_app_exists(s, rel->app);
+        if (r < 0)
+                return r;
+        r = Q(s,
+              "INSERT INTO releases (app, version, package_name, size, sha1, sha256, base_url, manifest, created)"
+              " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (app, version) DO NOTHING RETURNING version",
+              &rows, DB_TEXT(rel->app), DB_TEXT(rel->version), DB_TEXT(rel->package_name), DB_INT(rel->size),
+              DB_TEXT(rel->sha1), DB_TEXT(rel->sha256), DB_TEXT(rel->base_url), DB_TEXT(rel->manifest),
+              DB_INT(time(NULL)));
+        if (r < 0)
+                return r;
+        if (rows.n_rows)
+                return 0;
+        /* It exists: publishing the same thing again is fine, anything else is a conflict. */
+        _cleanup_(release_done) struct release old = {};
+        r = store_release_get(s, rel->app, rel->version, &old);
+        if (r < 0)
+                return r;
+        if (old.size != rel->size || !same(old.sha256, rel->sha256) || !same(old.package_name, rel->package_name) ||
+            !same(old.base_url, rel->base_url))
+                return -EEXIST;
+        return 0;
+}
+
+/* --- machines, attempts, events --- */
+
+void machine_state_done(struct machine_state *m) {
+        free(m->state);
+        free(m->target_version);
+        *m = (struct machine_state){};
+}
+
+int store_machine_checkin(struct store *s, const struct machine_checkin *c, struct machine_state *ret) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s,
+                  "INSERT INTO machines (app, id, channel, version, aleph, oem, bootid, first_seen, last_checkin,"
+                  " state_changed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)"
+                  " ON CONFLICT (app, id) DO UPDATE SET channel = excluded.channel, version = excluded.version,"
+                  " aleph = excluded.aleph, oem = excluded.oem, bootid = excluded.bootid,"
+                  " last_checkin = excluded.last_checkin"
+                  " RETURNING state, target_version",
+                  &rows, DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel), DB_TEXT(c->version),
+                  DB_TEXT(c->aleph), DB_TEXT(c->oem), DB_TEXT(c->bootid), DB_INT(c->now));
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = (struct machine_state){ .state = dup_cell(&rows, 0, 0), .target_version = dup_cell(&rows, 0, 1) };
+        return 0;
+}
+
+int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,
+                         int64_t since, int64_t *ret) {
+        _cleanup_rows_ struct db_rows rows = {};
+        int r = Q(s,
+                  "SELECT COUNT(*) FROM machines WHERE app = $1 AND channel = $2 AND target_version = $3"
+                  " AND state IN ('granted', 'downloading', 'downloaded', 'installed') AND state_changed >= $4",
+                  &rows, DB_TEXT(app), DB_TEXT(channel), DB_TEXT(version), DB_INT(since));
+        if (r < 0)
+                return r;
+        *ret = db_cell_int(&rows, 0, 0);
+        return 0;
+}
+
+int store_grant(struct store *s, const char *app, const char *channel, const char *machine,
+                const char *version, int64_t now) {
+        int r = Q(s,
+                  "UPDATE machines SET state = 'granted', target_version = $1, state_changed = $2"
+                  " WHERE app = $3 AND id = $4",
+                  NULL, DB_TEXT(version), DB_INT(now), DB_TEXT(app), DB_TEXT(machine));
+        if (r < 0)
+                return r;
+        return Q(s,
+                 "INSERT INTO attempts (app, channel, version, machine, state, started, updated)"
+                 " VALUES ($1, $2, $3, $4, 'granted', $5, $5)"
+                 " ON CONFLICT (app, channel, version, machine) DO UPDATE SET state = 'granted', updated = excluded.updated",
+                 NULL, DB_TEXT(app), DB_TEXT(channel), DB_TEXT(version), DB_TEXT(machine), DB_INT(now));
+}
+
+const char *event_state(int type, int result, int error_code) {
+        if (result == 0) /* any failed step ends the attempt */
+                return error_code == 44 ? STATE_ROLLEDBACK : STATE_ERROR;
+        if (result != 1 && result != 2)
+                return NULL; /* deferred and friends change nothing */
+        switch (type) {
+        case 13: return STATE_DOWNLOADING;
+        case 14: return STATE_DOWNLOADED;
+        case 3: return result == 2 ? STATE_COMPLETE : STATE_INSTALLED;
+        default: return NULL;
+        }
+}
+
+static int apply_safe_mode(struct store *s, const struct event_record *e, bool *ret_halted) {
+        _cleanup_rows_ struct db_rows rows = {}, ch = {}, upd = {};
+        int r = Q(s,
+                  "SELECT COALESCE(SUM(failed), 0),"
+                  " COALESCE(SUM(CASE WHEN failed > 0 OR state = 'complete' THEN 1 ELSE 0 END), 0)"
+                  " FROM attempts WHERE app = $1 AND channel = $2 AND version = $3",
+                  &rows, DB_TEXT(e->app), DB_TEXT(e->channel), DB_TEXT(e->target_version));
+        if (r < 0)
+                return r;
+        int64_t failures = db_cell_int(&rows, 0, 0), finished = db_cell_int(&rows, 0, 1);
+        r = Q(s,
+              "SELECT safe_min_failures, safe_failure_ratio FROM channels WHERE app = $1 AND name = $2"
+              " AND release_version = $3 AND halted = 0",
+              &ch, DB_TEXT(e->app), DB_TEXT(e->channel), DB_TEXT(e->target_version));
+        if (r < 0 || !ch.n_rows)
+                return r;
+        if (!policy_should_halt(failures, finished, db_cell_int(&ch, 0, 0), db_cell_double(&ch, 0, 1)))
+                return 0;
+        char reason[160];
+        snprintf(reason, sizeof(reason), "safe mode: %lld of %lld finished attempts at %s failed",
+                 (long long)failures, (long long)finished, e->target_version);
+        r = Q(s,
+              "UPDATE channels SET halted = 1, halt_reason = $1, updated = $2"
+              " WHERE app = $3 AND name = $4 AND release_version = $5 AND halted = 0 RETURNING name",
+              &upd, DB_TEXT(reason), DB_INT(e->now), DB_TEXT(e->app), DB_TEXT(e->channel),
+              DB_TEXT(e->target_version));
+        if (r < 0)
+                return r;
+        if (upd.n_rows) {
+                log_warning("channel %s of %s halted: %s", e->channel, e->app, reason);
+                *ret_halted = true;
+        }
+        return 0;
+}
+
+int store_event(struct store *s, const struct event_record *e, bool *ret_halted) {
+        int r = Q(s,
+                  "INSERT INTO events (app, channel, machine, version, target_version, type, result, error_code,"
+                  " previous_version, time) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                  NULL, DB_TEXT(e->app), DB_TEXT(e->channel), DB_TEXT(e->machine), DB_TEXT(e->version),
+                  DB_TEXT(e->target_version), DB_INT(e->type), DB_INT(e->result), DB_INT(e->error_code),
+                  DB_TEXT(e->previous_version), DB_INT(e->now));
+        if (r < 0)
+                return r;
+        const char *state = event_state(e->type, e->result, e->error_code);
+        if (!state)
+                return 0;
+        bool failed = e->result == 0;
+        r = Q(s,
+              "UPDATE machines SET state = $1, last_error = $2, state_changed = $3 WHERE app = $4 AND id = $5",
+              NULL, DB_TEXT(state), failed ? DB_INT(e->error_code) : DB_TEXT(NULL), DB_INT(e->now),
+              DB_TEXT(e->app), DB_TEXT(e->machine));
+        if (r < 0 || !e->target_version || !e->channel)
+                return r;
+        /* The attempt: a failure sticks (failed = 1) even if a retry later succeeds, so safe
+         * mode sees every failure once per machine. */
+        r = Q(s,
+              "UPDATE attempts SET state = $1, updated = $2, failed = CASE WHEN $3 > 0 THEN 1 ELSE failed END,"
+              " error_code = CASE WHEN $3 > 0 THEN $4 ELSE error_code END"
+              " WHERE app = $5 AND channel = $6 AND version = $7 AND machine = $8",
+              NULL, DB_TEXT(state), DB_INT(e->now), DB_INT(failed), DB_INT(e->error_code), DB_TEXT(e->app),
+              DB_TEXT(e->channel), DB_TEXT(e->target_version), DB_TEXT(e->machine));
+        if (r < 0 || !failed)
+                return r;
+        return apply_safe_mode(s, e, ret_halted);
+}

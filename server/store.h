@@ -1,0 +1,141 @@
+/* The release store: applications, channels with their rollout policy, releases, machines,
+ * update attempts and events. All state lives in the database (SQLite in the data directory,
+ * or PostgreSQL), so any number of server threads, or processes on one PostgreSQL, act as one
+ * server.
+ *
+ * Functions return 0 or a negative errno (-ENOENT: no such app/channel/release, -EEXIST: a
+ * conflicting record exists, -EIO: a database error, logged where it happened). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+
+#define DEFAULT_APP_ID "{b9606f32-42ac-4029-aef4-20ed435e8c45}"
+#define DEFAULT_CHANNEL "stable"
+
+/* The rollout policy of a channel. */
+struct policy {
+        double percent;              /* 0..100: share of machines (by bucket) offered the release */
+        bool paused;                 /* set by the admin */
+        bool halted;                 /* set by safe mode */
+        int64_t max_inflight;        /* 0: no limit on updates in flight */
+        int64_t inflight_timeout;    /* seconds after which a silent in-flight update stops counting */
+        int64_t safe_min_failures;   /* safe mode halts at >= this many failures ... */
+        double safe_failure_ratio;   /* ... that are >= this share of finished attempts */
+};
+
+struct release {
+        char *app, *version;
+        char *package_name;          /* file name; URL = base + name */
+        uint64_t size;
+        char *sha1, *sha256;         /* lowercase hex of the whole file */
+        char *base_url;              /* NULL: hosted by pivot-server under /v1/payloads/ */
+        char *manifest;              /* JSON: what the signed manifest says */
+        int64_t created;
+};
+
+struct channel {
+        char *app, *name;
+        char *release_version;       /* NULL: nothing published */
+        struct policy policy;
+        char *halt_reason;
+        struct release release;      /* filled when release_version is set */
+        bool has_release;
+};
+
+/* The state a machine reported last; the attempt states follow the same names. */
+#define STATE_IDLE "idle"
+#define STATE_GRANTED "granted"
+#define STATE_DOWNLOADING "downloading"
+#define STATE_DOWNLOADED "downloaded"
+#define STATE_INSTALLED "installed"    /* written, waiting for its reboot */
+#define STATE_COMPLETE "complete"      /* running the new version */
+#define STATE_ERROR "error"
+#define STATE_ROLLEDBACK "rolledback"  /* error code 44: the new version did not boot */
+
+struct machine_checkin {
+        const char *app, *id, *channel, *version, *aleph, *oem, *bootid;
+        int64_t now;
+};
+
+struct machine_state {
+        char *state;
+        char *target_version;
+};
+
+struct store;
+
+/* Opens the store: target is the data directory (SQLite) or a postgres:// URL. Creates the
+ * schema and the default application when missing. */
+int store_open(const char *data_dir, const char *db_url, struct store **ret);
+void store_close(struct store *s);
+const char *store_engine(const struct store *s);
+
+/* The calling thread's connection (opened on first use). NULL on failure (logged). */
+struct db *store_db(struct store *s);
+
+int store_begin(struct store *s);
+int store_commit(struct store *s);
+void store_rollback(struct store *s);
+
+/* --- applications and channels --- */
+int store_app_exists(struct store *s, const char *app);
+int store_app_create(struct store *s, const char *app, const char *name);
+/* -ENOENT when the channel does not exist. */
+int store_channel_get(struct store *s, const char *app, const char *name, struct channel *ret);
+int store_channel_create(struct store *s, const char *app, const char *name);
+int store_channel_set_percent(struct store *s, const char *app, const char *name, double percent);
+int store_channel_set_paused(struct store *s, const char *app, const char *name, bool paused);
+/* Clears the pause and a safe-mode halt. */
+int store_channel_resume(struct store *s, const char *app, const char *name);
+int store_channel_set_policy(struct store *s, const char *app, const char *name, const struct policy *p,
+                             unsigned mask);
+enum {
+        POLICY_MAX_INFLIGHT = 1,
+        POLICY_INFLIGHT_TIMEOUT = 2,
+        POLICY_SAFE_MIN_FAILURES = 4,
+        POLICY_SAFE_FAILURE_RATIO = 8,
+};
+/* Points the channel at a release (clearing any halt). percent < 0 keeps the current one. */
+int store_channel_set_release(struct store *s, const char *app, const char *name, const char *version,
+                              double percent);
+void channel_done(struct channel *c);
+
+/* --- releases --- */
+/* Adds a release; -EEXIST when the version exists with other content (the same content again
+ * is fine). */
+int store_release_add(struct store *s, const struct release *r);
+int store_release_get(struct store *s, const char *app, const char *version, struct release *ret);
+void release_done(struct release *r);
+
+/* --- machines, attempts, events --- */
+/* Records a check-in; *ret gets the machine's update state. */
+int store_machine_checkin(struct store *s, const struct machine_checkin *c, struct machine_state *ret);
+void machine_state_done(struct machine_state *m);
+/* Counts the updates of (app, channel, version) in flight, not older than since. */
+int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,
+                         int64_t since, int64_t *ret);
+/* Marks machine as granted version (an attempt starts, or goes on). */
+int store_grant(struct store *s, const char *app, const char *channel, const char *machine,
+                const char *version, int64_t now);
+
+struct event_record {
+        const char *app, *channel, *machine, *version; /* version: what the machine runs */
+        const char *target_version;                   /* the attempt it belongs to, or NULL */
+        int type, result, error_code;
+        const char *previous_version;
+        int64_t now;
+};
+/* Stores an event and moves the machine and its attempt to the state it implies. When the
+ * event is a failure, applies safe mode to the channel; *ret_halted tells whether it halted
+ * the rollout just now. */
+int store_event(struct store *s, const struct event_record *e, bool *ret_halted);
+
+/* Maps an event to the state it means, or NULL when it changes nothing. */
+const char *event_state(int type, int result, int error_code);
+
+/* --- queries for status, dashboard and metrics (all return rows; see store.c) --- */
+int store_query(struct store *s, const char *sql, const struct db_param *params, size_t n,
+                struct db_rows *ret);

@@ -1,0 +1,186 @@
+/* Unit tests for server/policy.c and, against SQLite in a scratch directory, server/store.c. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "policy.h"
+#include "store.h"
+#include "test/test.h"
+#include "util.h"
+
+TEST(bucket_is_stable_and_spread) {
+        CHECK_EQ(policy_bucket("0123456789abcdef0123456789abcdef", "1.2.0"),
+                 policy_bucket("0123456789abcdef0123456789abcdef", "1.2.0"));
+        CHECK(policy_bucket("a", "1.2.0") < POLICY_BUCKETS);
+        /* 10,000 machines land roughly evenly: each tenth of the range gets 1000 +- 15%. */
+        unsigned tenth[10] = {};
+        char id[40];
+        for (unsigned i = 0; i < 10000; i++) {
+                snprintf(id, sizeof(id), "%032x", i);
+                tenth[policy_bucket(id, "1.3.0") / 1000]++;
+        }
+        for (unsigned i = 0; i < 10; i++)
+                CHECK(tenth[i] > 850 && tenth[i] < 1150);
+        /* A different release reshuffles: not the same first machines every time. */
+        unsigned same = 0;
+        for (unsigned i = 0; i < 1000; i++) {
+                snprintf(id, sizeof(id), "%032x", i);
+                same += (policy_bucket(id, "1.3.0") < 1000) && (policy_bucket(id, "1.4.0") < 1000);
+        }
+        CHECK(same < 40);
+}
+
+TEST(version_compare) {
+        CHECK(policy_version_compare("1.2.0", "1.2.0") == 0);
+        CHECK(policy_version_compare("1.2", "1.2.0") == 0);
+        CHECK(policy_version_compare("1.10.0", "1.9.9") > 0);
+        CHECK(policy_version_compare("3510.2.0", "3602.2.0") < 0);
+        CHECK(policy_version_compare("1.3.0-rc1", "1.3.0") < 0);
+        CHECK(policy_version_compare("1.3.0-rc2", "1.3.0-rc1") > 0);
+        CHECK(policy_version_compare("1.3.0+build5", "1.3.0") == 0);
+        CHECK(policy_version_compare("2.0", "10.0") < 0);
+}
+
+static struct policy_input base(void) {
+        return (struct policy_input){
+                .machine_id = "0123456789abcdef0123456789abcdef",
+                .machine_version = "1.2.0",
+                .release_version = "1.3.0",
+                .percent = 100,
+        };
+}
+
+TEST(decide) {
+        struct policy_input in = base();
+        CHECK_EQ(policy_decide(&in), VERDICT_UPDATE);
+        in.release_version = NULL;
+        CHECK_EQ(policy_decide(&in), VERDICT_NO_RELEASE);
+        in = base();
+        in.machine_version = "1.3.0";
+        CHECK_EQ(policy_decide(&in), VERDICT_UP_TO_DATE);
+        in.machine_version = "1.4.0"; /* never a downgrade */
+        CHECK_EQ(policy_decide(&in), VERDICT_UP_TO_DATE);
+        in = base();
+        in.paused = true;
+        CHECK_EQ(policy_decide(&in), VERDICT_PAUSED);
+        in = base();
+        in.halted = true;
+        CHECK_EQ(policy_decide(&in), VERDICT_HALTED);
+        in = base();
+        in.percent = 0;
+        CHECK_EQ(policy_decide(&in), VERDICT_NOT_IN_ROLLOUT);
+        /* In flight for this release: keeps its offer even at 0%. */
+        in.machine_state = STATE_DOWNLOADING;
+        in.machine_target = "1.3.0";
+        CHECK_EQ(policy_decide(&in), VERDICT_UPDATE);
+        CHECK(!policy_starts_attempt(&in));
+        /* Rolled back: never offered the same release again. */
+        in = base();
+        in.machine_state = STATE_ROLLEDBACK;
+        in.machine_target = "1.3.0";
+        CHECK_EQ(policy_decide(&in), VERDICT_ROLLED_BACK);
+        /* ... but the next one is fine. */
+        in.release_version = "1.3.1";
+        CHECK_EQ(policy_decide(&in), VERDICT_UPDATE);
+        CHECK(policy_starts_attempt(&in));
+}
+
+TEST(percent_selects_about_that_share) {
+        unsigned in_rollout = 0;
+        char id[40];
+        for (unsigned i = 0; i < 20000; i++) {
+                snprintf(id, sizeof(id), "%032x", i * 7919);
+                struct policy_input in = base();
+                in.machine_id = id;
+                in.percent = 25;
+                in_rollout += policy_decide(&in) == VERDICT_UPDATE;
+        }
+        CHECK(in_rollout > 4700 && in_rollout < 5300);
+}
+
+TEST(safe_mode_threshold) {
+        CHECK(!policy_should_halt(4, 4, 5, 0.2));   /* too few failures */
+        CHECK(policy_should_halt(5, 25, 5, 0.2));   /* 5 of 25 = 20% */
+        CHECK(!policy_should_halt(5, 26, 5, 0.2));  /* 19% */
+        CHECK(policy_should_halt(1, 1, 1, 1.0));
+        CHECK(!policy_should_halt(0, 0, 5, 0.2));
+}
+
+TEST(event_states) {
+        CHECK_STREQ(event_state(13, 1, 0), STATE_DOWNLOADING);
+        CHECK_STREQ(event_state(14, 1, 0), STATE_DOWNLOADED);
+        CHECK_STREQ(event_state(3, 1, 0), STATE_INSTALLED);
+        CHECK_STREQ(event_state(3, 2, 0), STATE_COMPLETE);
+        CHECK_STREQ(event_state(3, 0, 10), STATE_ERROR);
+        CHECK_STREQ(event_state(3, 0, 44), STATE_ROLLEDBACK);
+        CHECK(event_state(3, 9, 0) == NULL);
+}
+
+TEST(store_safe_mode_on_sqlite) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        struct store *s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        struct release rel = {
+                .app = DEFAULT_APP_ID, .version = "1.3.0", .package_name = "update.payload", .size = 5,
+                .sha1 = "b233d57e86fd769845c554b52a8fa2fe98bacfba",
+                .sha256 = "d6386c59a6bcfcb1e4ced6beeb4594757afaa891ac805388076d0c83d2f5260a",
+                .base_url = "https://cdn.example.net/1.3.0/",
+        };
+        CHECK_EQ(store_release_add(s, &rel), 0);
+        CHECK_EQ(store_release_add(s, &rel), 0); /* the same again is fine */
+        rel.size = 6;
+        CHECK_EQ(store_release_add(s, &rel), -EEXIST);
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), -EEXIST);
+        CHECK_EQ(store_channel_create(s, "{nope}", "stable"), -ENOENT);
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 50), 0);
+
+        struct channel c = {};
+        CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
+        CHECK(c.has_release);
+        CHECK_STREQ(c.release.base_url, "https://cdn.example.net/1.3.0/");
+        CHECK(c.policy.percent == 50);
+        CHECK_EQ(c.policy.safe_min_failures, 5);
+        channel_done(&c);
+
+        /* 20 machines granted; 5 fail (one by rolling back): 5 of 5 finished -> halt. */
+        char id[40];
+        for (int i = 0; i < 20; i++) {
+                snprintf(id, sizeof(id), "%032x", i);
+                struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id, .channel = "stable", .version = "1.2.0", .now = 1000 };
+                struct machine_state ms = {};
+                CHECK_EQ(store_machine_checkin(s, &ci, &ms), 0);
+                CHECK_STREQ(ms.state, STATE_IDLE);
+                machine_state_done(&ms);
+                CHECK_EQ(store_grant(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000), 0);
+        }
+        int64_t n = 0;
+        CHECK_EQ(store_count_inflight(s, DEFAULT_APP_ID, "stable", "1.3.0", 0, &n), 0);
+        CHECK_EQ(n, 20);
+        bool halted = false;
+        for (int i = 0; i < 5; i++) {
+                snprintf(id, sizeof(id), "%032x", i);
+                struct event_record e = { .app = DEFAULT_APP_ID, .channel = "stable", .machine = id, .version = "1.2.0",
+                                          .target_version = "1.3.0", .type = 3, .result = 0,
+                                          .error_code = i == 0 ? 44 : 10, .now = 1001 };
+                CHECK_EQ(store_event(s, &e, &halted), 0);
+                CHECK(halted == (i == 4));
+        }
+        CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
+        CHECK(c.policy.halted);
+        CHECK(c.halt_reason && strstr(c.halt_reason, "safe mode"));
+        channel_done(&c);
+        CHECK_EQ(store_count_inflight(s, DEFAULT_APP_ID, "stable", "1.3.0", 0, &n), 0);
+        CHECK_EQ(n, 15);
+        CHECK_EQ(store_channel_resume(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
+        CHECK(!c.policy.halted);
+        channel_done(&c);
+        store_close(s);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK_EQ(system(cmd), 0);
+}
