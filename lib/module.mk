@@ -61,3 +61,24 @@ $(OUT)/fuzz/fuzz-payload-manifest: lib/fuzz/fuzz-payload-manifest.c lib/payload.
 	clang $(CSTD) -g -O1 -D_GNU_SOURCE -Ilib -fsanitize=fuzzer,address,undefined -o $@ \
 		lib/fuzz/fuzz-payload-manifest.c lib/payload.c lib/log.c $(PAYLOAD_LIBS)
 CHECK_SUITES += fuzz-payload-manifest-engine='lib/fuzz/run-payload-manifest-engine.sh'
+
+# Portable modules with no libc: the boot selector (UEFI), the initramfs and the host tools all
+# compile these same files.
+LIB_PORTABLE_SRCS := lib/crc32.c lib/gpt.c lib/slot-policy.c
+
+# Compiled once more with no C library headers at all, so a stray #include <string.h> or a
+# libc call breaks `make unit` and not only the UEFI build.
+FREESTANDING_CFLAGS = -ffreestanding -nostdinc -isystem $(shell $(CC) -print-file-name=include)
+LIB_FREESTANDING_OBJS := $(LIB_PORTABLE_SRCS:%.c=$(OUT)/obj-freestanding/%.o)
+$(OUT)/obj-freestanding/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) -Ilib $(FREESTANDING_CFLAGS) -c $< -o $@
+
+LIB_TESTS := $(addprefix $(OUT)/test/,test-gpt test-gpt-powercut test-slot-policy)
+UNIT_TESTS += $(LIB_TESTS)
+
+$(LIB_TESTS): $(OUT)/test/%: $(OUT)/obj-san/lib/tests/%.o \
+		$(LIB_PORTABLE_SRCS:%.c=$(OUT)/obj-san/%.o) $(OUT)/obj-san/$(TEST_MAIN:.c=.o) \
+		| $(LIB_FREESTANDING_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $(filter %.o,$^)
