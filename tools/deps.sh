@@ -10,7 +10,7 @@ declare -A GROUP=(
   [efi]="gnu-efi binutils"
   [qemu]="qemu-system-x86 qemu-utils ovmf"
   [server]="libmicrohttpd-dev libsqlite3-dev libpq-dev postgresql"
-  [test]="clang libclang-rt-14-dev python3"
+  [test]="clang libclang-rt-14-dev python3 fdisk"
   [bench]="hyperfine wrk nginx-light"
 )
 

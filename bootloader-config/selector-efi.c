@@ -1,0 +1,414 @@
+/* Pivot's boot selector: a UEFI application installed as \EFI\BOOT\BOOTX64.EFI on the ESP.
+ *
+ * It reads the GPT of the disk it was loaded from, lets the shared slot policy
+ * (lib/slot-policy.c) pick a root slot, spends a try on the disk when the winner is not yet
+ * successful, and starts that slot's kernel (EFI stub) from \pivot\<slot>\ on the ESP with the
+ * slot's command line plus the pivot.slot= / pivot.root= arguments the initramfs expects.
+ *
+ * It never prompts and never waits for a key: a slot it cannot start is marked bad on disk and
+ * the policy runs again; when nothing at all can be started it says why and resets the machine,
+ * so the firmware (and the next boot) gets another chance. The console line format is described
+ * in README.md. */
+#include <efi.h>
+#include <efilib.h>
+
+#include "gpt.h"
+#include "selector-cmdline.h"
+#include "selector-conf.h"
+#include "slot-policy.h"
+
+#define CONF_PATH L"\\pivot\\selector.conf"
+#define SLOT_FILE_MAX 2048 /* the cmdline file; a kernel line cannot be longer anyway */
+
+/* Large objects live here, not on the firmware's stack. */
+static struct gpt gpt;
+static struct selector_conf conf;
+static char conf_text[SELECTOR_CONF_MAX_BYTES];
+static char slot_file[SLOT_FILE_MAX + 1];
+static char kernel_cmdline[SELECTOR_CMDLINE_MAX];
+static CHAR16 kernel_cmdline16[SELECTOR_CMDLINE_MAX];
+static char summary[512];
+
+static EFI_HANDLE self;
+static EFI_HANDLE esp_handle;
+static EFI_FILE_HANDLE esp_root;
+
+/* --- output: every line starts with the program's name, so a serial log is easy to grep --- */
+
+#define say(fmt, ...) Print(L"pivot-selector: " fmt L"\n", ##__VA_ARGS__)
+
+/* Waits, then resets; the last resort when nothing can be booted. Never returns. */
+static void __attribute__((noreturn)) give_up(const CHAR16 *why) {
+        say(L"FATAL: %s; resetting in %d s", why, conf.reset_delay);
+        BS->Stall((UINTN)conf.reset_delay * 1000000);
+        RT->ResetSystem(EfiResetCold, EFI_LOAD_ERROR, 0, NULL);
+        for (;;)
+                ; /* ResetSystem does not return; this keeps the compiler convinced. */
+}
+
+/* --- the disk behind a struct gpt_io --- */
+
+struct disk {
+        EFI_BLOCK_IO *bio;
+        EFI_DISK_IO *dio;
+        UINT32 media_id;
+        UINT32 block_size;
+};
+
+static struct disk disk;
+
+static int disk_read(void *ctx, uint64_t lba, void *buf, size_t bytes) {
+        struct disk *d = ctx;
+        EFI_STATUS s = d->dio->ReadDisk(d->dio, d->media_id, lba * d->block_size, bytes, buf);
+        return EFI_ERROR(s) ? GPT_EIO : 0;
+}
+
+static int disk_write(void *ctx, uint64_t lba, const void *buf, size_t bytes) {
+        struct disk *d = ctx;
+        EFI_STATUS s = d->dio->WriteDisk(d->dio, d->media_id, lba * d->block_size, bytes,
+                                         (void *)buf);
+        return EFI_ERROR(s) ? GPT_EIO : 0;
+}
+
+static int disk_flush(void *ctx) {
+        struct disk *d = ctx;
+        EFI_STATUS s = d->bio->FlushBlocks(d->bio);
+        /* Media without a write cache may answer "unsupported": nothing to flush. */
+        return EFI_ERROR(s) && s != EFI_UNSUPPORTED ? GPT_EIO : 0;
+}
+
+/* The ESP's device path ends in a hard-drive media node: drop it and what is left names the
+ * whole disk, whose BlockIo/DiskIo handle we need for the GPT. */
+static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
+        EFI_DEVICE_PATH *path, *copy, *node, *last = NULL, *rest;
+        EFI_HANDLE handle;
+        EFI_STATUS s;
+
+        path = DevicePathFromHandle(esp);
+        if (!path)
+                return EFI_NOT_FOUND;
+        copy = DuplicateDevicePath(path);
+        if (!copy)
+                return EFI_OUT_OF_RESOURCES;
+        for (node = copy; !IsDevicePathEnd(node); node = NextDevicePathNode(node))
+                last = node;
+        if (!last || DevicePathType(last) != MEDIA_DEVICE_PATH ||
+            DevicePathSubType(last) != MEDIA_HARDDRIVE_DP) {
+                FreePool(copy);
+                return EFI_UNSUPPORTED;
+        }
+        SetDevicePathEndNode(last);
+
+        rest = copy;
+        s = BS->LocateDevicePath(&BlockIoProtocol, &rest, &handle);
+        /* LocateDevicePath returns the closest match; only an exact one is the disk itself. */
+        if (!EFI_ERROR(s) && !IsDevicePathEnd(rest))
+                s = EFI_NOT_FOUND;
+        FreePool(copy);
+        if (EFI_ERROR(s))
+                return s;
+
+        s = BS->HandleProtocol(handle, &BlockIoProtocol, (void **)&disk.bio);
+        if (EFI_ERROR(s))
+                return s;
+        s = BS->HandleProtocol(handle, &DiskIoProtocol, (void **)&disk.dio);
+        if (EFI_ERROR(s))
+                return s;
+        if (disk.bio->Media->LogicalPartition || !disk.bio->Media->MediaPresent)
+                return EFI_UNSUPPORTED;
+        disk.media_id = disk.bio->Media->MediaId;
+        disk.block_size = disk.bio->Media->BlockSize;
+
+        io->ctx = &disk;
+        io->sector_size = disk.block_size;
+        io->n_sectors = disk.bio->Media->LastBlock + 1;
+        io->read = disk_read;
+        io->write = disk_write;
+        io->flush = disk_flush;
+        return EFI_SUCCESS;
+}
+
+/* --- files on the ESP --- */
+
+static void ascii_to_ucs2(CHAR16 *dst, size_t size, const char *src) {
+        size_t i;
+        for (i = 0; i + 1 < size && src[i]; i++)
+                dst[i] = (CHAR16)(unsigned char)src[i];
+        dst[i] = 0;
+}
+
+/* \pivot\<slot>\<leaf> */
+static void slot_path(CHAR16 *dst, size_t size, const struct slot *s, const char *leaf) {
+        char tmp[64];
+        size_t n = 0;
+        const char *parts[] = {"\\pivot\\", s->name, "\\", leaf};
+
+        for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++)
+                for (const char *c = parts[p]; *c && n + 1 < sizeof(tmp); c++)
+                        tmp[n++] = *c;
+        tmp[n] = '\0';
+        ascii_to_ucs2(dst, size, tmp);
+}
+
+/* Reads up to max bytes of a file into buf; *len gets the byte count. EFI_BAD_BUFFER_SIZE
+ * when the file is larger than max. */
+static EFI_STATUS read_file(const CHAR16 *path, char *buf, UINTN max, UINTN *len) {
+        EFI_FILE_HANDLE fh;
+        EFI_STATUS s;
+        UINTN n, total = 0;
+        char probe;
+
+        s = esp_root->Open(esp_root, &fh, (CHAR16 *)path, EFI_FILE_MODE_READ, 0);
+        if (EFI_ERROR(s))
+                return s;
+        do {
+                n = max - total;
+                s = fh->Read(fh, &n, buf + total);
+                total += n;
+        } while (!EFI_ERROR(s) && n > 0 && total < max);
+        if (!EFI_ERROR(s) && total == max) {
+                n = 1;
+                if (!EFI_ERROR(fh->Read(fh, &n, &probe)) && n > 0)
+                        s = EFI_BAD_BUFFER_SIZE;
+        }
+        fh->Close(fh);
+        *len = total;
+        return s;
+}
+
+static EFI_STATUS file_check(const CHAR16 *path) {
+        EFI_FILE_HANDLE fh;
+        EFI_STATUS s = esp_root->Open(esp_root, &fh, (CHAR16 *)path, EFI_FILE_MODE_READ, 0);
+        if (!EFI_ERROR(s))
+                fh->Close(fh);
+        return s;
+}
+
+/* --- configuration --- */
+
+static void conf_warning(void *ctx, unsigned line, const char *what, const char *detail) {
+        say(L"warning: selector.conf line %d: %a: %a", line, what, detail);
+}
+
+static void load_conf(void) {
+        UINTN len = 0;
+        EFI_STATUS s;
+
+        selector_conf_defaults(&conf);
+        s = read_file(CONF_PATH, conf_text, sizeof(conf_text), &len);
+        if (s == EFI_NOT_FOUND)
+                return; /* no file: defaults */
+        if (s == EFI_BAD_BUFFER_SIZE)
+                say(L"warning: selector.conf longer than %d bytes; reading only the start",
+                    (int)sizeof(conf_text));
+        else if (EFI_ERROR(s)) {
+                say(L"warning: cannot read selector.conf (%r); using defaults", s);
+                return;
+        }
+        selector_conf_parse(&conf, conf_text, len, conf_warning, NULL);
+}
+
+/* --- slots --- */
+
+static struct gpt_io io;
+static struct slot slots[SLOT_MAX];
+static size_t n_slots;
+
+/* Writes new attributes for a slot's partition. Returns 0 or a GPT error. */
+static int store_attrs(const struct slot *s, uint64_t attrs) {
+        int r = gpt_entry_set_attrs(&gpt, s->partno - 1, attrs);
+        if (r == 0)
+                r = gpt_write(&gpt, &io);
+        return r;
+}
+
+/* A slot whose files are missing or whose kernel failed: no tries, not successful, on disk
+ * (backup first, as always) so the next boot does not try it again either. */
+static void mark_bad(struct slot *s, const CHAR16 *why, EFI_STATUS status) {
+        int r;
+
+        say(L"slot %a: %s (%r); marking it bad (tries=0 ok=0)", s->name, why, status);
+        s->bootable = false;
+        s->tries = 0;
+        s->successful = false;
+        r = store_attrs(s, slot_attrs_mark_bad(gpt_entry_attrs(&gpt, s->partno - 1)));
+        if (r < 0)
+                say(L"warning: could not write the GPT (error %d); slot %a stays as it was on disk",
+                    r, s->name);
+}
+
+/* Reads the slot's cmdline file and checks its initrd and kernel are there, before a try is
+ * spent on it. Marks the slot bad and returns false when something is missing. */
+static bool slot_files_ready(struct slot *s, UINTN *cmdline_len) {
+        static const struct {
+                const char *leaf;
+                const CHAR16 *missing;
+        } files[] = {
+                {"cmdline", L"cannot read cmdline"},
+                {"initrd", L"initrd missing"},
+                {"vmlinuz", L"kernel missing"},
+        };
+        CHAR16 path[64];
+        EFI_STATUS st;
+
+        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+                slot_path(path, 64, s, files[i].leaf);
+                if (i == 0)
+                        st = read_file(path, slot_file, SLOT_FILE_MAX, cmdline_len);
+                else
+                        st = file_check(path);
+                if (EFI_ERROR(st)) {
+                        mark_bad(s, files[i].missing, st);
+                        return false;
+                }
+        }
+        return true;
+}
+
+/* LoadImage + StartImage of the slot's kernel with kernel_cmdline16 as its options. Returns
+ * only when that failed, with what to report. */
+static EFI_STATUS start_kernel(struct slot *s, const CHAR16 **why) {
+        CHAR16 path[64];
+        EFI_DEVICE_PATH *file_dp;
+        EFI_LOADED_IMAGE *info;
+        EFI_HANDLE kimage = NULL;
+        EFI_STATUS st;
+
+        slot_path(path, 64, s, "vmlinuz");
+        file_dp = FileDevicePath(esp_handle, path);
+        if (!file_dp) {
+                *why = L"cannot build the kernel's device path";
+                return EFI_OUT_OF_RESOURCES;
+        }
+        st = BS->LoadImage(FALSE, self, file_dp, NULL, 0, &kimage);
+        FreePool(file_dp);
+        if (EFI_ERROR(st)) {
+                /* A handle can come back even on failure (a rejected signature). */
+                if (kimage)
+                        BS->UnloadImage(kimage);
+                *why = L"cannot load kernel";
+                return st;
+        }
+        st = BS->HandleProtocol(kimage, &LoadedImageProtocol, (void **)&info);
+        if (EFI_ERROR(st)) {
+                BS->UnloadImage(kimage);
+                *why = L"kernel image has no LoadedImage";
+                return st;
+        }
+        info->LoadOptions = kernel_cmdline16;
+        info->LoadOptionsSize = (UINT32)((StrLen(kernel_cmdline16) + 1) * sizeof(CHAR16));
+
+        st = BS->StartImage(kimage, NULL, NULL);
+        /* Only here when the kernel's EFI stub gave up (bad initrd, no memory, ...). */
+        BS->UnloadImage(kimage);
+        *why = L"kernel returned";
+        return st;
+}
+
+/* Tries to start one slot. Returns only on failure, with the slot marked bad or unbootable. */
+static void boot_slot(struct slot *s, const struct slot_choice *choice) {
+        char uuid[GPT_GUID_STRING_SIZE];
+        struct gpt_guid guid;
+        const CHAR16 *why = L"";
+        EFI_STATUS st;
+        UINTN len = 0;
+        int r;
+
+        if (!slot_files_ready(s, &len))
+                return;
+
+        gpt_entry_uuid(&gpt, s->partno - 1, &guid);
+        gpt_guid_to_string(&guid, uuid);
+        r = selector_cmdline_build(kernel_cmdline, sizeof(kernel_cmdline), slot_file, len,
+                                   conf.cmdline_extra, conf.console, s->name, uuid);
+        if (r < 0) {
+                mark_bad(s, r == SELECTOR_E2BIG ? L"command line too long"
+                                                : L"cmdline file is not one line of ASCII",
+                         EFI_INVALID_PARAMETER);
+                return;
+        }
+        ascii_to_ucs2(kernel_cmdline16, SELECTOR_CMDLINE_MAX, kernel_cmdline);
+
+        /* The summary shows the state as read, before the try below is spent. */
+        slot_policy_summary(slots, n_slots, choice, summary, sizeof(summary));
+        if (choice->spend_try) {
+                r = store_attrs(s, slot_attrs_spend_try(gpt_entry_attrs(&gpt, s->partno - 1)));
+                if (r < 0) {
+                        /* Booting an untried slot without counting the try could loop for ever
+                         * on a kernel that never comes up: let the policy choose again. */
+                        say(L"slot %a: cannot spend a try (GPT write error %d); not booting it",
+                            s->name, r);
+                        s->bootable = false;
+                        return;
+                }
+                s->tries--;
+        }
+        say(L"%a", summary);
+        if (conf.verbose)
+                say(L"command line: %a", kernel_cmdline);
+
+        st = start_kernel(s, &why);
+        mark_bad(s, why, st);
+}
+
+EFI_STATUS efi_main(EFI_HANDLE image, EFI_SYSTEM_TABLE *systab) {
+        EFI_LOADED_IMAGE *loaded;
+        EFI_STATUS s;
+        int r;
+
+        InitializeLib(image, systab);
+        self = image;
+        selector_conf_defaults(&conf);
+
+        s = BS->HandleProtocol(image, &LoadedImageProtocol, (void **)&loaded);
+        if (EFI_ERROR(s))
+                give_up(L"no LoadedImage protocol for the selector itself");
+        esp_handle = loaded->DeviceHandle;
+        esp_root = LibOpenRoot(esp_handle);
+        if (!esp_root)
+                give_up(L"cannot open the file system the selector was loaded from");
+        load_conf();
+
+        s = find_boot_disk(esp_handle, &io);
+        if (EFI_ERROR(s)) {
+                say(L"cannot find the disk holding the ESP: %r", s);
+                give_up(L"no boot disk");
+        }
+
+        r = gpt_read(&gpt, &io);
+        if (r < 0) {
+                say(L"cannot read a valid GPT from the boot disk (error %d)", r);
+                give_up(L"no partition table");
+        }
+        if (!gpt.primary_valid)
+                say(L"WARNING: primary GPT damaged; using the backup copy and repairing");
+        else if (!gpt.backup_valid)
+                say(L"warning: backup GPT damaged or stale; repairing");
+        if (gpt_needs_repair(&gpt)) {
+                r = gpt_write(&gpt, &io);
+                if (r < 0)
+                        say(L"warning: GPT repair failed (error %d)", r);
+        }
+
+        r = slot_policy_from_gpt(&gpt, slots, SLOT_MAX);
+        if (r <= 0)
+                give_up(r == 0 ? L"no ROOT-<slot> partitions of the root type"
+                               : L"too many root slots");
+        n_slots = (size_t)r;
+
+        /* Each failed attempt makes one slot unbootable, so this ends. */
+        for (;;) {
+                struct slot_choice choice;
+
+                if (slot_policy_choose(slots, n_slots, &choice) < 0) {
+                        slot_policy_summary(slots, n_slots, NULL, summary, sizeof(summary));
+                        say(L"%a", summary);
+                        give_up(L"no slot can be booted");
+                }
+                if (choice.fallback)
+                        say(L"WARNING: no root slot has tries left or is marked successful; "
+                            L"booting %a anyway (%a)",
+                            slots[choice.index].name, slot_reason_string(choice.reason));
+                boot_slot(&slots[choice.index], &choice);
+        }
+}

@@ -1,0 +1,139 @@
+/* The boot selector's firmware-free parts: selector.conf parsing and the kernel command line. */
+#include "selector-cmdline.h"
+#include "selector-conf.h"
+#include "test/test.h"
+
+struct warnings {
+        unsigned n;
+        unsigned last_line;
+        char last[256];
+};
+
+static void collect(void *ctx, unsigned line, const char *what, const char *detail) {
+        struct warnings *w = ctx;
+        w->n++;
+        w->last_line = line;
+        snprintf(w->last, sizeof(w->last), "%s: %s", what, detail);
+}
+
+static unsigned parse(struct selector_conf *c, struct warnings *w, const char *text) {
+        selector_conf_defaults(c);
+        *w = (struct warnings){0};
+        return selector_conf_parse(c, text, strlen(text), collect, w);
+}
+
+TEST(conf_defaults) {
+        struct selector_conf c;
+        struct warnings w;
+
+        CHECK_EQ(parse(&c, &w, ""), 0);
+        CHECK_STREQ(c.cmdline_extra, "");
+        CHECK_STREQ(c.console, "ttyS0,115200");
+        CHECK_EQ(c.reset_delay, 5);
+        CHECK(!c.verbose);
+        CHECK_EQ(parse(&c, &w, "# only a comment\n\n   \n\t# indented comment"), 0);
+        CHECK_STREQ(c.console, "ttyS0,115200");
+}
+
+TEST(conf_keys) {
+        struct selector_conf c;
+        struct warnings w;
+
+        CHECK_EQ(parse(&c, &w,
+                       "cmdline_extra = quiet loglevel=3 \r\n"
+                       "  console=tty0 ttyS0,115200n8\n"
+                       "reset_delay = 30\n"
+                       "verbose = yes\n"),
+                 0);
+        CHECK_STREQ(c.cmdline_extra, "quiet loglevel=3");
+        CHECK_STREQ(c.console, "tty0 ttyS0,115200n8");
+        CHECK_EQ(c.reset_delay, 30);
+        CHECK(c.verbose);
+
+        /* Quotes show the edges of a value and are dropped; '=' in a value stays. */
+        CHECK_EQ(parse(&c, &w, "cmdline_extra = \" a=b \"\nconsole =\n"), 0);
+        CHECK_STREQ(c.cmdline_extra, " a=b ");
+        CHECK_STREQ(c.console, "");
+        /* The last line may lack its newline; later lines override earlier ones. */
+        CHECK_EQ(parse(&c, &w, "verbose=1\nverbose=0"), 0);
+        CHECK(!c.verbose);
+}
+
+TEST(conf_warnings_never_stop) {
+        struct selector_conf c;
+        struct warnings w;
+
+        CHECK_EQ(parse(&c, &w, "colour = blue\nconsole = ttyS1\n"), 1);
+        CHECK_EQ(w.last_line, 1);
+        CHECK_STREQ(w.last, "unknown key ignored: colour");
+        CHECK_STREQ(c.console, "ttyS1");
+
+        CHECK_EQ(parse(&c, &w, "console ttyS1\nverbose = 1\n"), 1);
+        CHECK_STREQ(w.last, "line without '=' ignored: console ttyS1");
+        CHECK_STREQ(c.console, "ttyS0,115200");
+        CHECK(c.verbose);
+
+        CHECK_EQ(parse(&c, &w, "reset_delay = 301\nreset_delay = -1\nreset_delay=\nverbose = maybe\n"),
+                 4);
+        CHECK_EQ(c.reset_delay, 5);
+        CHECK_EQ(w.last_line, 4);
+
+        CHECK_EQ(parse(&c, &w, "cmdline_extra = caf\xc3\xa9\n"), 1);
+        CHECK_STREQ(c.cmdline_extra, "");
+
+        static char big[SELECTOR_CONF_VALUE_MAX + 64];
+        memset(big, 'x', sizeof(big) - 1);
+        memcpy(big, "console = ", 10);
+        CHECK_EQ(parse(&c, &w, big), 1);
+        CHECK_STREQ(c.console, "ttyS0,115200");
+
+        /* Embedded NUL bytes do not end the file early or crash. */
+        static const char nul[] = "verbose = 1\n\0garbage\nreset_delay = 9\n";
+        selector_conf_defaults(&c);
+        CHECK_EQ(selector_conf_parse(&c, nul, sizeof(nul) - 1, NULL, NULL), 1);
+        CHECK(c.verbose);
+        CHECK_EQ(c.reset_delay, 9);
+}
+
+#define UUID "80fdc30f-8850-ec42-93f3-5f4e3b33cbae"
+
+static int build(char *buf, size_t size, const char *file, const char *extra, const char *console) {
+        return selector_cmdline_build(buf, size, file, strlen(file), extra, console, "B", UUID);
+}
+
+TEST(cmdline_contract) {
+        char buf[SELECTOR_CMDLINE_MAX];
+        int r;
+
+        r = build(buf, sizeof(buf), "ro verity.roothash=abc panic=10\n", "quiet", "ttyS0,115200");
+        CHECK_STREQ(buf, "ro verity.roothash=abc panic=10 quiet console=ttyS0,115200 "
+                         "initrd=\\pivot\\B\\initrd pivot.slot=B pivot.root=PARTUUID=" UUID);
+        CHECK_EQ(r, (int)strlen(buf));
+
+        /* Empty parts leave no double spaces; several consoles each get console=. */
+        build(buf, sizeof(buf), "", "", "tty0  ttyS0,115200n8 ");
+        CHECK_STREQ(buf, "console=tty0 console=ttyS0,115200n8 initrd=\\pivot\\B\\initrd "
+                         "pivot.slot=B pivot.root=PARTUUID=" UUID);
+        build(buf, sizeof(buf), "  a\tb  \r\nsecond line ignored\n", NULL, NULL);
+        CHECK_STREQ(buf, "a b initrd=\\pivot\\B\\initrd pivot.slot=B pivot.root=PARTUUID=" UUID);
+        build(buf, sizeof(buf), "a", " x=\"1 2\" ", "");
+        CHECK_STREQ(buf, "a x=\"1 2\" initrd=\\pivot\\B\\initrd pivot.slot=B pivot.root=PARTUUID=" UUID);
+}
+
+TEST(cmdline_rejects) {
+        char buf[SELECTOR_CMDLINE_MAX], file[SELECTOR_CMDLINE_MAX + 10];
+
+        CHECK_EQ(build(buf, sizeof(buf), "ro \x01 x", "", ""), SELECTOR_EINVAL);
+        CHECK_EQ(build(buf, sizeof(buf), "ro caf\xc3\xa9", "", ""), SELECTOR_EINVAL);
+        CHECK_EQ(selector_cmdline_build(buf, sizeof(buf), "ro\0x", 4, "", "", "B", UUID),
+                 SELECTOR_EINVAL);
+
+        /* Too long for the kernel: refused rather than cut (the pivot.* arguments are last). */
+        memset(file, 'a', sizeof(file) - 1);
+        file[sizeof(file) - 1] = '\0';
+        CHECK_EQ(build(buf, sizeof(buf), file, "", ""), SELECTOR_E2BIG);
+        file[SELECTOR_CMDLINE_MAX - 120] = '\0';
+        CHECK(build(buf, sizeof(buf), file, "", "") > 0);
+        CHECK_EQ(build(buf, 20, "ro", "", ""), SELECTOR_E2BIG);
+        CHECK_EQ(build(buf, 0, "ro", "", ""), SELECTOR_E2BIG);
+}
