@@ -31,8 +31,10 @@ unit: deps-build $(UNIT_TESTS)
 	@tools/run-suites $(foreach t,$(UNIT_TESTS),$(notdir $(t))=$(t))
 
 # Unit tests run first: they are fast and a broken library makes every later failure noise.
+# The image is built with the default settings: the image and QEMU suites test it.
 check: all $(UNIT_TESTS)
-	@tools/deps.sh test
+	@tools/deps.sh test qemu
+	@$(MAKE) --no-print-directory image
 	@tools/run-suites $(foreach t,$(UNIT_TESTS),$(notdir $(t))=$(t)) $(CHECK_SUITES)
 
 bench: all

@@ -38,4 +38,11 @@ qemu:
 	@test -f $(OUT)/disk.img || { echo "no $(OUT)/disk.img: run 'make image' first" >&2; exit 1; }
 	@qemu-tests/boot --disk $(OUT)/disk.img --interactive
 
-CHECK_SUITES += image-config=image/tests/test-config.sh
+.PHONY: qemu-test
+qemu-test: image
+	@tools/deps.sh qemu
+	@qemu-tests/run
+
+CHECK_SUITES += image-config=image/tests/test-config.sh \
+                image-reproducible=image/tests/test-reproducible.sh \
+                qemu=qemu-tests/run

@@ -6,6 +6,7 @@ watchdog, user networking (the host's loopback is 10.0.2.2 to the guest).
         vm.start()
         vm.expect(r"pivot: booted slot=(\\w) version=(\\S+)", timeout=120)
 """
+import contextlib
 import os
 import re
 import shutil
@@ -136,8 +137,66 @@ class PivotVM:
             self._log.close()
             self._log = None
 
+    @contextlib.contextmanager
+    def disk_file(self):
+        """The overlay as a plain file, for sfdisk, dd and mtools while the machine is off.
+
+        qemu-storage-daemon exports the qcow2 over FUSE, so standard tools edit the overlay
+        and the built image stays untouched."""
+        assert self.proc is None or self.proc.poll() is not None, "power the machine off first"
+        mnt = os.path.join(self.workdir, f"{self.name}.raw")
+        open(mnt, "a").close()
+        qsd = subprocess.Popen([
+            "qemu-storage-daemon",
+            "--blockdev", f"driver=qcow2,node-name=d,file.driver=file,file.filename={self.overlay}",
+            "--export", f"type=fuse,id=e,node-name=d,mountpoint={mnt},writable=on"])
+        try:
+            for _ in range(100):
+                if os.path.ismount(mnt):
+                    break
+                if qsd.poll() is not None:
+                    raise RuntimeError("qemu-storage-daemon failed to export the overlay")
+                time.sleep(0.1)
+            else:
+                raise RuntimeError("the overlay's FUSE export did not appear")
+            yield mnt
+        finally:
+            subprocess.run(["fusermount", "-u", mnt], stderr=subprocess.DEVNULL) if shutil.which("fusermount") \
+                else subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+            qsd.terminate()
+            qsd.wait()
+
+    def gpt(self):
+        """{partition name: (priority, tries, successful)} as sfdisk reads the overlay."""
+        with self.disk_file() as path:
+            return read_slot_attrs(path)
+
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.power_off()
+
+
+def read_slot_attrs(path):
+    """Slot attributes of every partition in a disk file, read with sfdisk --json."""
+    import json
+    out = subprocess.run(["sfdisk", "--json", path], check=True, capture_output=True, text=True).stdout
+    slots = {}
+    for part in json.loads(out)["partitiontable"]["partitions"]:
+        bits = set()
+        attrs = part.get("attrs", "")
+        for field in attrs.split():
+            if field.startswith("GUID:"):
+                bits |= {int(b) for b in field[5:].split(",") if b}
+        value = sum(1 << b for b in bits)
+        slots[part.get("name", "")] = ((value >> 48) & 15, (value >> 52) & 15, (value >> 56) & 1)
+    return slots
+
+
+def set_slot_attrs(path, partno, priority, tries, successful):
+    """Sets a partition's slot bits with sfdisk --part-attrs, as an operator would."""
+    value = (priority & 15) << 48 | (tries & 15) << 52 | (successful & 1) << 56
+    bits = ",".join(str(b) for b in range(48, 57) if value >> b & 1)
+    subprocess.run(["sfdisk", "-q", "--part-attrs", path, str(partno), f"GUID:{bits}" if bits else ""],
+                   check=True, stdout=subprocess.DEVNULL)

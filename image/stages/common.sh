@@ -27,7 +27,7 @@ check_config() {
   bad=$(package_names | grep -vE '^[a-z0-9][a-z0-9.+-]+$' | head -n 1 || true)
   [[ -z $bad ]] || die "'$bad' in $PACKAGES is not a Debian package name"
   [[ -d $OVERLAY ]] || die "overlay source '$OVERLAY' does not exist (OVERLAY=...)"
-  [[ $VERSION =~ ^[0-9]+(\.[0-9]+)*([.+~-][0-9A-Za-z.+~-]+)?$ ]] ||
+  [[ $VERSION =~ ^[0-9]+(\.[0-9]+)*([-+~][0-9A-Za-z.+~-]+)?$ ]] ||
     die "VERSION='$VERSION' is not a version (digits and dots, such as 1.2.3)"
   [[ $SOURCE_DATE_EPOCH =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH='$SOURCE_DATE_EPOCH' is not a number"
   local v

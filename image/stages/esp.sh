@@ -8,7 +8,8 @@ build_esp() {
   local esp=$work/esp.img selector=$OUT/efi/BOOTX64.EFI slot
   [[ -f $selector ]] || die "the boot selector $selector is not built: run 'make' first"
   rm -f "$esp"
-  mkfs.vfat -C -F 32 -n EFI-SYSTEM -i "$(esp_volume_id)" "$esp" $((ESP_SIZE_MIB * 1024)) >/dev/null ||
+  # --invariant: mkfs.fat stamps the label entry with the clock otherwise.
+  mkfs.vfat --invariant -C -F 32 -n EFI-SYSTEM -i "$(esp_volume_id)" "$esp" $((ESP_SIZE_MIB * 1024)) >/dev/null ||
     die "mkfs.vfat failed"
 
   # mtools takes file times from the files themselves and honours SOURCE_DATE_EPOCH for

@@ -43,6 +43,8 @@ prune_rootfs() {
     awk '/^Package:/{p=$2} /^Version:/{print p, $2}' "$st/var/lib/dpkg/status" | LC_ALL=C sort \
       >"$st/usr/share/pivot/packages.txt"
   fi
+  # mmdebstrap copies the build host's resolv.conf and hostname in: not the device's.
+  rm -f "$st"/etc/resolv.conf "$st"/etc/hostname "$st"/etc/fstab
   rm -rf "$st"/var/* "$st"/etc/apt "$st"/etc/dpkg "$st"/etc/cron.* "$st"/usr/share/lintian \
     "$st"/usr/share/bug "$st"/usr/share/doc "$st"/usr/share/man "$st"/usr/share/locale
   # /var is STATE's mount point; everything under it lives there.
@@ -108,10 +110,12 @@ build_root_image() {
   apply_overlay "$st"
   install_device_programs "$st"
 
+  # mksquashfs takes only the superblock's time from SOURCE_DATE_EPOCH: the files' own
+  # times are set here. Entries are sorted, so the image is a function of the tree.
+  find "$st" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+
   local img=$work/root.img
   rm -f "$img"
-  # Reproducible by construction: sorted entries, and mksquashfs sets every time to
-  # SOURCE_DATE_EPOCH from the environment.
   mksquashfs "$st" "$img" -quiet -noappend -comp zstd -b 256K -all-root -processors 2 >/dev/null ||
     die "mksquashfs failed"
   local fs_bytes data_blocks slot_bytes

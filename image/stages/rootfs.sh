@@ -6,7 +6,7 @@
 mmdebstrap_or_explain() {
   local what=$1 log=$2
   shift 2
-  if ! mmdebstrap --quiet "$@" >"$log" 2>&1; then
+  if ! mmdebstrap "$@" >"$log" 2>&1; then
     local unknown
     unknown=$(grep -oE "Unable to locate package [^ ]+|Package '[^']+' has no installation candidate" "$log" |
       grep -oE "(package |Package ')[^ ']+" | sed -E "s/^(package |Package ')//" | head -n 1 || true)
