@@ -225,10 +225,12 @@ static void channel_table(struct server *srv, struct strbuf *b) {
                                       halted ? "halted" : paused ? "paused" : ver ? "active" : "idle",
                                       halted ? "halted" : paused ? "paused" : ver ? "active" : "idle");
                         strbuf_html(b, db_cell(&rows, i, 6));
-                        strbuf_printf(b, "</td><td>&ge; %lld failures and &ge; %.0f%%</td><td>%s%lld</td></tr>",
-                                      (long long)db_cell_int(&rows, i, 7), 100 * db_cell_double(&rows, i, 8),
-                                      db_cell_int(&rows, i, 9) ? "" : "none", 
-                                      (long long)db_cell_int(&rows, i, 9));
+                        strbuf_printf(b, "</td><td>&ge; %lld failures and &ge; %.0f%%</td><td>",
+                                      (long long)db_cell_int(&rows, i, 7), 100 * db_cell_double(&rows, i, 8));
+                        if (db_cell_int(&rows, i, 9))
+                                strbuf_printf(b, "%lld</td></tr>", (long long)db_cell_int(&rows, i, 9));
+                        else
+                                strbuf_puts(b, "none</td></tr>");
                 }
         strbuf_puts(b, "</table></div>");
 }

@@ -84,6 +84,8 @@ enum route {
 struct conn {
         enum route route;
         bool refused;          /* answered already (too large, unauthorized) */
+        bool too_large;        /* a body without Content-Length passed the limit: 413 at the end */
+        uint64_t drained;
         char *body;
         size_t len, size, limit;
         /* uploads */
@@ -399,15 +401,24 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *connection, const ch
                 *upload_data_size = 0;
                 if (c->refused)
                         return MHD_YES; /* drain and drop */
+                if (c->too_large) {
+                        /* Drain a little so the client can read its 413; a peer that goes
+                         * on sending is cut off. */
+                        c->drained += n;
+                        return c->drained > (1u << 20) ? MHD_NO : MHD_YES;
+                }
                 if (c->route == ROUTE_UPLOAD) {
                         upload_data(c, upload_data_buf, n);
                         return MHD_YES;
                 }
                 if (c->len + n > c->limit) {
                         /* Chunked bodies have no Content-Length: the limit applies here too. */
-                        c->refused = true;
+                        c->too_large = true;
                         atomic_fetch_add(&srv->metrics.bad_requests, 1);
-                        return send_static(connection, 413, "text/plain", "request body too large\n");
+                        free(c->body);
+                        c->body = NULL;
+                        c->len = c->size = 0;
+                        return MHD_YES;
                 }
                 if (c->len + n > c->size) {
                         size_t size = c->size ? c->size : 4096;
@@ -425,6 +436,8 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *connection, const ch
         }
         if (c->refused)
                 return MHD_YES;
+        if (c->too_large)
+                return send_static(connection, 413, "text/plain", "request body too large\n");
 
         struct reply out = {};
         switch (c->route) {

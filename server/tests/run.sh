@@ -1,0 +1,391 @@
+#!/usr/bin/env bash
+# End-to-end tests of pivot-server and pivot-admin: real HTTP exchanges on 127.0.0.1.
+#
+#   server/tests/run.sh sqlite      SQLite in a scratch data directory
+#   server/tests/run.sh postgres    a private PostgreSQL cluster started here (initdb as the
+#                                   postgres user, pg_ctl on a free loopback port), removed at
+#                                   the end; also runs two servers on the one database
+#
+# Prints "ok NAME" / "not ok NAME" per test and closes with "N passed, N failed".
+# Keeps the dashboard screenshot in out/test-output/dashboard-ENGINE.png.
+# Exit status: 0 when every test passed, 1 otherwise, 2 on a usage error.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+ENGINE=${1:-}
+[[ $ENGINE == sqlite || $ENGINE == postgres ]] || { echo "usage: $0 sqlite|postgres" >&2; exit 2; }
+
+make -s out/bin/pivot-server out/bin/pivot-admin out/test/mkpayload >/dev/null || {
+        echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+SERVER=$ROOT/out/bin/pivot-server ADMIN_BIN=$ROOT/out/bin/pivot-admin MKPAYLOAD=$ROOT/out/test/mkpayload
+OUTDIR=$ROOT/out/test-output
+mkdir -p "$OUTDIR"
+
+WORK=$(mktemp -d /tmp/pivot-server-test.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+PG_DATA=""
+cleanup() {
+        for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+        for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+        if [[ -n $PG_DATA ]]; then
+                runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D "$PG_DATA" -m immediate stop >/dev/null 2>&1
+        fi
+        rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PASS=0 FAIL=0
+ok() { echo "ok $1"; PASS=$((PASS + 1)); }
+notok() { echo "not ok $1${2:+: $2}"; FAIL=$((FAIL + 1)); }
+check() { # check NAME CONDITION-COMMAND...
+        local name=$1; shift
+        if "$@"; then ok "$name"; else notok "$name"; fi
+}
+
+free_port() {
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# json FILTER: reads JSON on stdin, prints a Python expression over it (j).
+json() { python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(json.dumps(v) if isinstance(v,(dict,list,bool)) or v is None else v)"; }
+
+# --- PostgreSQL, private to this run ---------------------------------------------------------
+DB_ARGS=()
+if [[ $ENGINE == postgres ]]; then
+        PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+        [[ -x $PGBIN/initdb ]] || { echo "postgresql is not installed (tools/deps.sh server)"; echo "0 passed, 1 failed"; exit 1; }
+        PG_DATA=$WORK/pg PG_PORT=$(free_port)
+        mkdir -p "$PG_DATA" "$WORK/pgsock" && chown postgres: "$PG_DATA" "$WORK/pgsock"
+        if ! runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 >"$WORK/initdb.log" 2>&1; then
+                cat "$WORK/initdb.log"; echo "0 passed, 1 failed"; exit 1
+        fi
+        if ! runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pgsock/pg.log" -w -t 60 start \
+                -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $WORK/pgsock -c fsync=off -c max_connections=200" >/dev/null; then
+                cat "$WORK/pgsock/pg.log"; PG_DATA=""; echo "0 passed, 1 failed"; exit 1
+        fi
+        runuser -u postgres -- "$PGBIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres pivot
+        DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/pivot"
+        DB_ARGS=(--db "$DB_URL")
+        echo "# private PostgreSQL on 127.0.0.1:$PG_PORT"
+fi
+
+# --- the server ------------------------------------------------------------------------------
+DATA=$WORK/data
+start_server() { # start_server PORT [extra args]: sets LAST_PID
+        local port=$1; shift
+        "$SERVER" --listen "127.0.0.1:$port" --data "$DATA" "${DB_ARGS[@]}" "$@" >>"$WORK/server-$port.log" 2>&1 &
+        LAST_PID=$!
+        PIDS+=("$LAST_PID")
+        for _ in $(seq 100); do
+                curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+                sleep 0.1
+        done
+        cat "$WORK/server-$port.log"; return 1
+}
+PORT=$(free_port)
+URL=http://127.0.0.1:$PORT
+start_server "$PORT" || { echo "0 passed, 1 failed"; exit 1; }
+SERVER_PID=$LAST_PID
+ADMIN=("$ADMIN_BIN" --server "$URL" --token-file "$DATA/admin.token")
+
+APP='{b9606f32-42ac-4029-aef4-20ed435e8c45}'
+# request MACHINE VERSION TRACK [EVENT...] -- EVENT is "type:result[:errorcode]"; adds an
+# update check unless NOCHECK=1. Prints the XML.
+request() {
+        local machine=$1 version=$2 track=$3; shift 3
+        printf '<?xml version="1.0" encoding="UTF-8"?>\n'
+        printf '<request protocol="3.0" version="pivot-0.1" updaterversion="pivot-0.1" installsource="scheduler" ismachine="1">\n'
+        printf ' <os version="%s" platform="Pivot" sp="%s_x86_64"></os>\n' "$version" "$version"
+        printf ' <app appid="%s" version="%s" track="%s" bootid="{00000000-0000-4000-8000-000000000001}" machineid="%s" oem="" alephversion="1.0.0" lang="en-US" board="amd64-usr" delta_okay="false">\n' \
+                "${APPID:-$APP}" "$version" "$track" "$machine"
+        printf '  <ping active="1"></ping>\n'
+        [[ ${NOCHECK:-0} == 1 ]] || printf '  <updatecheck></updatecheck>\n'
+        local e
+        for e in "$@"; do
+                IFS=: read -r t r c <<<"$e"
+                printf '  <event eventtype="%s" eventresult="%s"%s previousversion=""></event>\n' "$t" "$r" "${c:+ errorcode=\"$c\"}"
+        done
+        printf ' </app>\n</request>\n'
+}
+omaha() { # omaha [curl args] < body
+        curl -s -X POST -H 'Content-Type: text/xml' --data-binary @- "$@" "${OMAHA_URL:-$URL}/v1/update/"
+}
+check_status() { # the updatecheck status of the response on stdin
+        local s
+        s=$(sed -n 's/.*<updatecheck status="\([^"]*\)".*/\1/p')
+        echo "${s:-none}"
+}
+mid() { printf '%032x' "$1"; }
+
+# --- tests ---------------------------------------------------------------------------------
+
+# Admin token: created at first start, mode 0600; the API needs it, the Omaha endpoint not.
+mode=$(stat -c %a "$DATA/admin.token")
+check token_file_mode_0600 test "$mode" = 600
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/api/v1/status")
+check admin_without_token_401 test "$code" = 401
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer nope' "$URL/api/v1/status")
+check admin_wrong_token_401 test "$code" = 401
+"$ADMIN_BIN" --server "$URL" status >/dev/null 2>&1; rc=$?
+check admin_cli_without_token_fails test "$rc" -ne 0
+PIVOT_ADMIN_TOKEN=$(cat "$DATA/admin.token") "$ADMIN_BIN" --server "$URL" status >/dev/null 2>&1
+check admin_token_from_environment test $? -eq 0
+PIVOT_ADMIN_TOKEN=wrong "$ADMIN_BIN" --server "$URL" status >/dev/null 2>&1; rc=$?
+check admin_cli_wrong_token_exit_3 test "$rc" -eq 3
+
+# Unknown application and channel: the proper error statuses.
+out=$(APPID='{00000000-dead-beef-0000-000000000000}' request "$(mid 1)" 1.0.0 stable | omaha)
+check unknown_app_status grep -q 'status="error-unknownApplication"' <<<"$out"
+out=$(request "$(mid 1)" 1.0.0 nosuchchannel | omaha)
+check unknown_channel_status grep -q 'status="error-unknownApplicationOrGroup"' <<<"$out"
+
+# Hostile and broken documents: 400/413, never a crash, never a fetch.
+code=$(printf '<request protocol="3.0"><app appid="x"' | omaha -o /dev/null -w '%{http_code}')
+check truncated_xml_400 test "$code" = 400
+code=$(printf 'not xml' | omaha -o /dev/null -w '%{http_code}')
+check garbage_400 test "$code" = 400
+code=$(omaha -o /dev/null -w '%{http_code}' <"$ROOT/lib/fuzz/corpus/omaha/billion-laughs.xml")
+check billion_laughs_400 test "$code" = 400
+# An external entity pointing at a listener of ours: it must get no connection.
+TRAP_PORT=$(free_port)
+python3 - "$TRAP_PORT" "$WORK/trap-hit" <<'EOF' &
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(5); s.settimeout(3)
+try:
+    c, _ = s.accept(); open(sys.argv[2], "w").write("hit")
+except socket.timeout:
+    pass
+EOF
+TRAP_PID=$!
+sleep 0.3
+code=$(printf '<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x SYSTEM "http://127.0.0.1:%s/x">]><request protocol="3.0"><app appid="&x;"/></request>' "$TRAP_PORT" | omaha -o /dev/null -w '%{http_code}')
+code2=$(printf '<?xml version="1.0"?><!DOCTYPE request SYSTEM "http://127.0.0.1:%s/evil.dtd"><request protocol="3.0"/>' "$TRAP_PORT" | omaha -o /dev/null -w '%{http_code}')
+wait "$TRAP_PID"
+check external_entity_400_not_fetched test "$code" = 400 -a "$code2" = 400 -a ! -e "$WORK/trap-hit"
+code=$(head -c 200000 /dev/zero | tr '\0' ' ' | omaha -o /dev/null -w '%{http_code}')
+check oversized_body_413 test "$code" = 413
+code=$( (printf '<request protocol="3.0">'; head -c 100000 /dev/zero | tr '\0' ' '; printf '</request>') |
+        curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Transfer-Encoding: chunked' --data-binary @- "$URL/v1/update/")
+check oversized_chunked_body_413 test "$code" = 413
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/update/")
+check omaha_get_405 test "$code" = 405
+check server_alive_after_hostile_input kill -0 "$SERVER_PID"
+
+# Publish: version and hashes come from the signed payload; the upload is hosted here.
+mkdir -p "$WORK/pk/next"
+"$MKPAYLOAD" "$WORK/pk" 1.3.0 "$WORK/pk/update.payload" && "$MKPAYLOAD" "$WORK/pk" 1.4.0 "$WORK/pk/next/update.payload"
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel stable --rollout 0 --key "$WORK/pk/key.pub.pem" >"$WORK/publish.out" 2>&1
+check publish_hosted test $? -eq 0
+"${ADMIN[@]}" status --json >"$WORK/status.json"
+check publish_created_channel_with_release test "$(json 'j["channels"][0]["release"]["version"]' <"$WORK/status.json")" = 1.3.0
+check publish_recorded_manifest test "$(json 'j["channels"][0]["release"]["manifest"]["signature_checked"]' <"$WORK/status.json")" = true
+sha=$(sha256sum "$WORK/pk/update.payload" | cut -d' ' -f1)
+check publish_sha256_of_file test "$(json 'j["channels"][0]["release"]["sha256"]' <"$WORK/status.json")" = "$sha"
+# A payload signed by another key is refused when --key is given.
+mkdir -p "$WORK/other"
+"$MKPAYLOAD" "$WORK/other" 1.3.5 "$WORK/other/update.payload"
+"${ADMIN[@]}" publish "$WORK/other/update.payload" --channel stable --key "$WORK/pk/key.pub.pem" >/dev/null 2>&1; rc=$?
+check publish_refuses_foreign_signature test "$rc" -ne 0
+# Not a payload at all.
+head -c 4096 /dev/urandom >"$WORK/junk.payload"
+"${ADMIN[@]}" publish "$WORK/junk.payload" --channel stable >/dev/null 2>&1; rc=$?
+check publish_refuses_non_payload test "$rc" -ne 0
+
+# At 0% nobody gets it: "noupdate", not an error.
+out=$(request "$(mid 10)" 1.2.0 stable | omaha)
+check rollout_0_noupdate test "$(check_status <<<"$out")" = noupdate
+check rollout_0_app_ok grep -q '<app appid="[^"]*" status="ok"' <<<"$out"
+
+# At 100%: the full answer, and the payload downloads, whole and by ranges.
+"${ADMIN[@]}" rollout stable 100 >/dev/null
+out=$(request "$(mid 10)" 1.2.0 stable | omaha)
+check rollout_100_update test "$(check_status <<<"$out")" = ok
+codebase=$(sed -n 's/.*codebase="\([^"]*\)".*/\1/p' <<<"$out")
+b64sha1=$(openssl dgst -sha1 -binary "$WORK/pk/update.payload" | base64)
+b64sha256=$(openssl dgst -sha256 -binary "$WORK/pk/update.payload" | base64)
+size=$(stat -c %s "$WORK/pk/update.payload")
+check response_hash_encodings grep -q "hash=\"$b64sha1\" hash_sha256=\"$sha\" size=\"$size\"" <<<"$out"
+check response_postinstall_sha256 grep -q "sha256=\"$b64sha256\"" <<<"$out"
+curl -s -o "$WORK/dl" "${codebase}update.payload"
+check payload_download_matches cmp -s "$WORK/dl" "$WORK/pk/update.payload"
+curl -s -r 100-299 -o "$WORK/part" -D "$WORK/part.h" "${codebase}update.payload"
+check payload_range_206 grep -q '^HTTP/1.1 206' "$WORK/part.h"
+check payload_range_bytes cmp -s "$WORK/part" <(tail -c +101 "$WORK/pk/update.payload" | head -c 200)
+code=$(curl -s -o /dev/null -w '%{http_code}' -r "$((size + 10))-" "${codebase}update.payload")
+check payload_range_416 test "$code" = 416
+code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/payloads/../../data/admin.token")
+code2=$(curl -s -o /dev/null -w '%{http_code}' --path-as-is "$URL/v1/payloads/x/..%2F..%2F/admin.token")
+check payload_no_traversal test "$code" = 404 -a "$code2" = 404
+
+# Staged rollout: the share follows the percentage, and raising it keeps earlier machines in.
+"${ADMIN[@]}" rollout stable 30 >/dev/null
+granted30=()
+for i in $(seq 100 399); do
+        s=$(request "$(mid "$i")" 1.2.0 stable | omaha | check_status)
+        [[ $s == ok ]] && granted30+=("$i")
+done
+n30=${#granted30[@]}
+check rollout_30_percent_share test "$n30" -ge 60 -a "$n30" -le 120
+"${ADMIN[@]}" rollout stable 60 >/dev/null
+kept=0
+for i in "${granted30[@]}"; do
+        s=$(request "$(mid "$i")" 1.2.0 stable | omaha | check_status)
+        [[ $s == ok ]] && kept=$((kept + 1))
+done
+check rollout_raise_keeps_machines test "$kept" -eq "$n30"
+n60=0
+for i in $(seq 100 399); do
+        s=$(request "$(mid "$i")" 1.2.0 stable | omaha | check_status)
+        [[ $s == ok ]] && n60=$((n60 + 1))
+done
+check rollout_60_percent_share test "$n60" -ge 150 -a "$n60" -le 210
+
+# Pause: machines not yet in flight are told "noupdate"; resume lifts it.
+"${ADMIN[@]}" rollout stable 100 >/dev/null
+"${ADMIN[@]}" pause stable >/dev/null
+s=$(request "$(mid 1000)" 1.2.0 stable | omaha | check_status)
+check paused_noupdate test "$s" = noupdate
+"${ADMIN[@]}" resume stable >/dev/null
+s=$(request "$(mid 1000)" 1.2.0 stable | omaha | check_status)
+check resumed_update test "$s" = ok
+
+# Events move machine state: download, install, then the first boot of the new version
+# (Flatcar sends it in the same <app> as its update check).
+NOCHECK=1 request "$(mid 1000)" 1.2.0 stable 13:1 | omaha >/dev/null
+NOCHECK=1 request "$(mid 1000)" 1.2.0 stable 14:1 3:1 | omaha >/dev/null
+st=$("${ADMIN[@]}" machines --json | json '[m["state"] for m in j["machines"] if m["id"]=="'"$(mid 1000)"'"][0]')
+check event_installed_state test "$st" = installed
+out=$(request "$(mid 1000)" 1.3.0 stable 3:2 | omaha)
+st=$("${ADMIN[@]}" machines --json | json '[m for m in j["machines"] if m["id"]=="'"$(mid 1000)"'"][0]["state"]')
+check first_boot_event_complete test "$st" = complete
+check updated_machine_noupdate test "$(check_status <<<"$out")" = noupdate
+check event_acknowledged grep -q '<event status="ok">' <<<"$out"
+# Flatcar's own request shape (update_engine), answered the same way.
+sed "s/{e96281a6-d1af-4bde-9a0a-97b76e56dc57}/$APP/; s/3510.2.0/1.2.0/g; s/3374.2.0/1.0.0/g" \
+        "$ROOT/lib/fuzz/corpus/omaha/request-flatcar.xml" >"$WORK/flatcar.xml"
+out=$(omaha <"$WORK/flatcar.xml")
+check flatcar_request_answered test "$(check_status <<<"$out")" = ok
+
+# A rollback (error 44) is a failure, and that machine is not offered the release again.
+request "$(mid 2000)" 1.2.0 stable | omaha >/dev/null
+out=$(request "$(mid 2000)" 1.2.0 stable 3:0:44 | omaha)
+check rolled_back_not_offered_again test "$(check_status <<<"$out")" = noupdate
+
+# In-flight limit on a fresh channel.
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel beta --rollout 100 >/dev/null 2>&1
+"${ADMIN[@]}" policy beta --max-inflight 3 >/dev/null
+n=0
+for i in $(seq 3000 3009); do
+        s=$(request "$(mid "$i")" 1.2.0 beta | omaha | check_status)
+        [[ $s == ok ]] && n=$((n + 1))
+done
+check inflight_limit_3 test "$n" -eq 3
+# One finishes; a place frees up.
+request "$(mid 3000)" 1.3.0 beta 3:2 | omaha >/dev/null
+n=0
+for i in $(seq 3010 3014); do
+        s=$(request "$(mid "$i")" 1.2.0 beta | omaha | check_status)
+        [[ $s == ok ]] && n=$((n + 1))
+done
+check inflight_limit_frees_up test "$n" -eq 1
+
+# Safe mode (default: >= 5 failures and >= 20% of finished attempts) halts the rollout.
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel edge --rollout 100 >/dev/null 2>&1
+for i in $(seq 4000 4019); do request "$(mid "$i")" 1.2.0 edge | omaha >/dev/null; done
+for i in $(seq 4000 4009); do request "$(mid "$i")" 1.3.0 edge 3:2 | omaha >/dev/null; done   # 10 succeed
+for i in $(seq 4010 4013); do NOCHECK=1 request "$(mid "$i")" 1.2.0 edge 3:0:10 | omaha >/dev/null; done
+halted=$("${ADMIN[@]}" status --json | json '[c for c in j["channels"] if c["name"]=="edge"][0]["rollout"]["halted"]')
+check safe_mode_not_before_5_failures test "$halted" = false
+NOCHECK=1 request "$(mid 4014)" 1.2.0 edge 3:0:44 | omaha >/dev/null   # 5th failure: 5 of 15 = 33%
+"${ADMIN[@]}" status --json >"$WORK/edge.json"
+halted=$(json '[c for c in j["channels"] if c["name"]=="edge"][0]["rollout"]["halted"]' <"$WORK/edge.json")
+check safe_mode_halts test "$halted" = true
+check safe_mode_counts_failures test "$(json '[c for c in j["channels"] if c["name"]=="edge"][0]["attempts"]["failed"]' <"$WORK/edge.json")" = 5
+s=$(request "$(mid 4100)" 1.2.0 edge | omaha | check_status)
+check halted_noupdate test "$s" = noupdate
+"${ADMIN[@]}" status | grep -q HALTED
+check status_shows_halt test $? -eq 0
+curl -s "$URL/metrics" >"$WORK/metrics"
+check metrics_safe_mode_halt grep -q '^pivot_safe_mode_halts_total 1$' "$WORK/metrics"
+"${ADMIN[@]}" resume edge >/dev/null
+s=$(request "$(mid 4100)" 1.2.0 edge | omaha | check_status)
+check resume_after_halt test "$s" = ok
+# Per-channel thresholds.
+"${ADMIN[@]}" policy edge --safe-min-failures 1 --safe-failure-ratio 0.01 >/dev/null
+check policy_sets_thresholds test "$("${ADMIN[@]}" status --json | json '[c for c in j["channels"] if c["name"]=="edge"][0]["rollout"]["safe_min_failures"]')" = 1
+
+# External hosting: the release points at a base URL; the answer uses it.
+"${ADMIN[@]}" publish "$WORK/pk/next/update.payload" --channel cdn --rollout 100 --base-url https://cdn.example.net/pivot/1.4.0 >/dev/null 2>&1
+out=$(request "$(mid 5000)" 1.2.0 cdn | omaha)
+check external_base_url grep -q 'codebase="https://cdn.example.net/pivot/1.4.0/"' <<<"$out"
+# Re-publishing a version with other content is refused.
+"$MKPAYLOAD" "$WORK/other" 1.3.0 "$WORK/other/update.payload"
+"${ADMIN[@]}" publish "$WORK/other/update.payload" --channel cdn --base-url https://x.example/ >/dev/null 2>&1; rc=$?
+check republish_conflict_refused test "$rc" -ne 0
+
+# Listing.
+"${ADMIN[@]}" machines >"$WORK/machines.txt"
+check machines_lists grep -q "$(mid 1000)" "$WORK/machines.txt"
+"${ADMIN[@]}" machines --json --channel edge | json 'len(j["machines"])' >"$WORK/n"
+check machines_filter_channel test "$(cat "$WORK/n")" = 21
+"${ADMIN[@]}" status >"$WORK/status.txt"
+check status_human grep -q 'channel stable' "$WORK/status.txt"
+
+# Metrics: Prometheus text with the counters and gauges.
+curl -s "$URL/metrics" >"$WORK/metrics"
+check metrics_checkins grep -qE '^pivot_checkins_total [1-9]' "$WORK/metrics"
+check metrics_granted grep -qE '^pivot_updates_granted_total [1-9]' "$WORK/metrics"
+check metrics_events_by_type grep -qE '^pivot_events_total\{type="update_complete",result="error"\} [1-9]' "$WORK/metrics"
+check metrics_machines_gauge grep -q '^pivot_machines{app=' "$WORK/metrics"
+
+# Concurrency: 400 check-ins from 8 parallel clients, all answered.
+for i in $(seq 6000 6399); do request "$(mid "$i")" 1.2.0 stable >"$WORK/req-$i.xml"; done
+ls "$WORK"/req-6*.xml | xargs -P 8 -n 1 sh -c 'curl -s -o /dev/null -w "%{http_code}\n" -X POST --data-binary @"$0" '"$URL"'/v1/update/' >"$WORK/codes"
+check parallel_checkins_all_200 test "$(grep -c '^200$' "$WORK/codes")" = 400
+
+# Dashboard: server-rendered HTML + SVG, nothing external, and it renders in Chromium.
+curl -s "$URL/" >"$WORK/dash.html"
+check dashboard_has_svg_charts test "$(grep -o '<svg id="[a-z]*"' "$WORK/dash.html" | wc -l)" -eq 3
+check dashboard_no_external_fetch bash -c "! grep -qiE '(src|href)=\"(https?:)?//|<script|<link|@import|url\\(' '$WORK/dash.html'"
+if command -v chromium >/dev/null; then
+        shot=$OUTDIR/dashboard-$ENGINE.png
+        rm -f "$shot"
+        timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+                --disable-background-networking --disable-component-update --disable-sync \
+                --user-data-dir="$(mktemp -d "$WORK/chrome.XXXXXX")" --window-size=1280,1100 --hide-scrollbars \
+                --screenshot="$shot" "$URL/" >"$WORK/chromium.log" 2>&1
+        check dashboard_screenshot test -s "$shot" -a "$(stat -c %s "$shot" 2>/dev/null || echo 0)" -gt 20000
+else
+        notok dashboard_screenshot "chromium is not installed (tools/deps.sh test)"
+fi
+
+# Restart: everything is in the database.
+kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+start_server "$PORT"; SERVER_PID=$LAST_PID
+check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 4
+
+# PostgreSQL: a second process on the same database acts as the same server.
+if [[ $ENGINE == postgres ]]; then
+        PORT2=$(free_port)
+        start_server "$PORT2"
+        OMAHA_URL=http://127.0.0.1:$PORT2
+        "${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel multi --rollout 100 >/dev/null 2>&1
+        s=$(OMAHA_URL=http://127.0.0.1:$PORT2 request "$(mid 7000)" 1.2.0 multi | OMAHA_URL=http://127.0.0.1:$PORT2 omaha | check_status)
+        check second_process_sees_release test "$s" = ok
+        for i in $(seq 7001 7005); do
+                OMAHA_URL=http://127.0.0.1:$PORT2 request "$(mid "$i")" 1.2.0 multi | OMAHA_URL=http://127.0.0.1:$PORT2 omaha >/dev/null
+                NOCHECK=1 OMAHA_URL=http://127.0.0.1:$PORT2 request "$(mid "$i")" 1.2.0 multi 3:0:18 |
+                        OMAHA_URL=http://127.0.0.1:$PORT2 omaha >/dev/null
+        done
+        halted=$("${ADMIN[@]}" status --json | json '[c for c in j["channels"] if c["name"]=="multi"][0]["rollout"]["halted"]')
+        check halt_on_one_process_seen_by_other test "$halted" = true
+        s=$(request "$(mid 7100)" 1.2.0 multi | omaha | check_status)
+        check first_process_obeys_halt test "$s" = noupdate
+        unset OMAHA_URL
+fi
+
+grep -E 'AddressSanitizer|runtime error|Segmentation' "$WORK"/server-*.log && notok server_log_clean || ok server_log_clean
+echo "$PASS passed, $FAIL failed"
+[[ $FAIL -eq 0 ]]
