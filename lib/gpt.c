@@ -241,10 +241,35 @@ static void header_assign(struct gpt_header *dst, const struct gpt_header *src) 
         dst->entries_crc = src->entries_crc;
 }
 
+#define MBR_PART0 446
+#define MBR_TYPE_GPT 0xee
+
+/* The last LBA of the disk a protective MBR in LBA 0 was written for: its 0xEE partition runs
+ * from LBA 1 to there. -ENOENT when LBA 0 holds no usable protective MBR. */
+static int pmbr_disk_end(struct gpt *gpt, const struct gpt_io *io, uint64_t *ret) {
+        const uint8_t *sec = gpt->sector;
+        int r = io->read(io->ctx, 0, gpt->sector, io->sector_size);
+
+        if (r < 0)
+                return r;
+        if (sec[510] != 0x55 || sec[511] != 0xaa)
+                return GPT_ENOENT;
+        for (int i = 0; i < 4; i++) {
+                const uint8_t *p = sec + MBR_PART0 + 16 * i;
+                uint32_t size = get_le32(p + 12);
+                if (p[4] != MBR_TYPE_GPT || get_le32(p + 8) != 1)
+                        continue;
+                if (size < 5 || size == 0xffffffffu || size >= io->n_sectors)
+                        return GPT_ENOENT;
+                *ret = size;
+                return 0;
+        }
+        return GPT_ENOENT;
+}
+
 int gpt_read(struct gpt *gpt, const struct gpt_io *io) {
         struct gpt_header ph, bh;
         bool have_ph = false, io_error = false;
-        uint64_t backup_lba;
         int r;
 
         if (!gpt || !io_sane(io))
@@ -263,34 +288,45 @@ int gpt_read(struct gpt *gpt, const struct gpt_io *io) {
         }
         io_error |= r == GPT_EIO;
 
-        /* The primary header names its backup; without it, the backup is at the disk's end. */
-        backup_lba = have_ph ? ph.alternate_lba : io->n_sectors - 1;
-
         if (gpt->primary_valid) {
                 header_assign(&gpt->hdr, &ph);
                 gpt->backup_entries_lba = ph.alternate_lba - entries_sectors(&ph, io->sector_size);
-                if (read_header(gpt, io, backup_lba, &bh) == 0 && headers_agree(&ph, &bh)) {
+                if (read_header(gpt, io, ph.alternate_lba, &bh) == 0 && headers_agree(&ph, &bh)) {
                         gpt->backup_entries_lba = bh.entries_lba;
                         gpt->backup_valid = check_entries_on_disk(gpt, io, &bh) == 0;
                 }
                 return 0;
         }
 
-        r = read_header(gpt, io, backup_lba, &bh);
-        if (r < 0 && backup_lba != io->n_sectors - 1) {
-                /* A primary header with a good CRC but a wrong alternate LBA: try the end too. */
+        /* Where the backup may be: where the primary header says; the end of the disk; and
+         * the end of the disk the image was made for, as the protective MBR records it (an
+         * image written to a larger disk whose primary header then got damaged). */
+        uint64_t candidates[3];
+        size_t n_cand = 0;
+        if (have_ph)
+                candidates[n_cand++] = ph.alternate_lba;
+        candidates[n_cand++] = io->n_sectors - 1;
+        r = pmbr_disk_end(gpt, io, &candidates[n_cand]);
+        if (r == 0)
+                n_cand++;
+        io_error |= r == GPT_EIO;
+
+        r = GPT_EBADMSG;
+        for (size_t i = 0; i < n_cand && r < 0; i++) {
+                bool seen = false;
+                for (size_t j = 0; j < i; j++)
+                        seen |= candidates[j] == candidates[i];
+                if (seen)
+                        continue;
+                r = read_header(gpt, io, candidates[i], &bh);
+                if (r == 0) {
+                        keep_header_extra(gpt, &bh);
+                        r = read_entries(gpt, io, &bh);
+                }
                 io_error |= r == GPT_EIO;
-                backup_lba = io->n_sectors - 1;
-                r = read_header(gpt, io, backup_lba, &bh);
         }
-        if (r == 0) {
-                keep_header_extra(gpt, &bh);
-                r = read_entries(gpt, io, &bh);
-        }
-        if (r < 0) {
-                io_error |= r == GPT_EIO;
+        if (r < 0)
                 return io_error ? GPT_EIO : GPT_EBADMSG;
-        }
         gpt->backup_valid = true;
 
         /* Present the backup as the primary view. The primary entry array stays where the
@@ -379,8 +415,6 @@ static int write_copy(struct gpt *gpt, const struct gpt_io *io, bool primary) {
 /* The protective MBR: one partition of type 0xEE from LBA 1 over the whole disk (capped at
  * 2^32 - 1 sectors), so MBR-only tools see the disk as used. It is not part of the GPT's
  * consistency, so it is written after both copies; a cut before it costs nothing. */
-#define MBR_PART0 446
-#define MBR_TYPE_GPT 0xee
 
 static int write_pmbr(struct gpt *gpt, const struct gpt_io *io) {
         uint8_t *sec = gpt->sector, *p = sec + MBR_PART0;

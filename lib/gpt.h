@@ -6,9 +6,11 @@
  * UEFI BlockIo/DiskIo, on a file descriptor, and on a memory buffer in tests.
  *
  * Reading: the primary copy (header at LBA 1) is used when its header and entry array pass
- * their CRCs and sanity checks; otherwise the backup copy (the primary header's alternate LBA if
- * that header was readable, else the last LBA of the disk). gpt->primary_valid and
- * gpt->backup_valid say which copies were found good and in step with each other.
+ * their CRCs and sanity checks; otherwise the backup copy, looked for at the primary header's
+ * alternate LBA (if that header was readable), at the last LBA of the disk, and at the last LBA
+ * the protective MBR covers (an image written to a larger disk, not yet grown).
+ * gpt->primary_valid and gpt->backup_valid say which copies were found good and in step with
+ * each other.
  *
  * Writing: the backup copy is written and flushed before the primary, entry array before
  * header, so a power cut after any single sector write leaves at least one valid copy whose

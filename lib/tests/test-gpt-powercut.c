@@ -185,5 +185,7 @@ SCENARIO_TEST(spend_try_backup_damaged, .damage = damage_backup_header, .change 
 SCENARIO_TEST(grow_state, .grow_to = FIX_BIG_DISK_BYTES, .change = grow_state)
 SCENARIO_TEST(grow_state_primary_entries_damaged, .grow_to = FIX_BIG_DISK_BYTES,
               .damage = damage_primary_entries, .change = grow_state)
+SCENARIO_TEST(grow_state_primary_header_damaged, .grow_to = FIX_BIG_DISK_BYTES,
+              .damage = damage_primary_header, .change = grow_state)
 SCENARIO_TEST(grow_state_4k_sectors, .sector_size = 4096, .grow_to = FIX_BIG_DISK_BYTES,
               .change = grow_state)

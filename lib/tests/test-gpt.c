@@ -550,6 +550,38 @@ TEST(grow_table_only_and_blocked_partition) {
         memdisk_free(&big);
 }
 
+TEST(bigger_disk_damaged_primary_finds_backup_via_pmbr) {
+        /* The image on a larger disk, before first boot grew it: the backup is not at the end.
+         * With the primary header gone, the protective MBR says where the image ended. */
+        struct memdisk small, big;
+        _cleanup_free_ struct gpt *g = gpt_new();
+        struct gpt_io io;
+
+        make_disk(&small, 512, 128);
+        memdisk_clone(&big, &small, FIX_BIG_DISK_BYTES / 512);
+        memset(memdisk_sector(&big, 1), 0, 512);
+        io = memdisk_io(&big);
+        CHECK_EQ(gpt_read(g, &io), 0);
+        CHECK(!g->primary_valid && g->backup_valid);
+        CHECK_EQ(g->hdr.alternate_lba, small.n_sectors - 1);
+        check_fixture(g);
+        CHECK_EQ(gpt_grow_to_disk_end(g, &io, FIX_STATE), 1);
+        CHECK_EQ(gpt_write(g, &io), 0);
+        CHECK_EQ(gpt_read(g, &io), 0);
+        CHECK(g->primary_valid && g->backup_valid);
+        CHECK_EQ(g->hdr.alternate_lba, big.n_sectors - 1);
+
+        /* Without a protective MBR there is nowhere else to look. */
+        memdisk_free(&big);
+        memdisk_clone(&big, &small, FIX_BIG_DISK_BYTES / 512);
+        memset(memdisk_sector(&big, 1), 0, 512);
+        memset(memdisk_sector(&big, 0), 0, 512);
+        io = memdisk_io(&big);
+        CHECK_EQ(gpt_read(g, &io), GPT_EBADMSG);
+        memdisk_free(&small);
+        memdisk_free(&big);
+}
+
 TEST(grow_with_damaged_primary_repairs_first) {
         struct memdisk small, big;
         _cleanup_free_ struct gpt *g = gpt_new();
