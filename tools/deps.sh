@@ -9,8 +9,8 @@ declare -A GROUP=(
   [image]="mmdebstrap kmod openssl squashfs-tools cryptsetup-bin dosfstools mtools cpio zstd fdisk busybox-static debian-archive-keyring"
   [efi]="gnu-efi binutils"
   [qemu]="qemu-system-x86 qemu-utils ovmf"
-  [server]="libmicrohttpd-dev libsqlite3-dev libpq-dev postgresql"
-  [test]="clang libclang-rt-14-dev python3 fdisk"
+  [server]="libmicrohttpd-dev libsqlite3-dev libpq-dev libjansson-dev postgresql"
+  [test]="clang libclang-rt-14-dev python3 fdisk curl openssl chromium fonts-dejavu-core"
   [bench]="hyperfine wrk nginx-light"
 )
 
