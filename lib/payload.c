@@ -575,16 +575,24 @@ bool payload_chunk_check_raw(const struct payload_chunk *c, const void *raw) {
         return memcmp(digest, c->raw_sha256, 32) == 0;
 }
 
-int payload_chunk_decode(struct payload_decoder *d, const struct payload_chunk *c,
-                         const void *in, void *out, bool check_raw) {
-        if (!payload_chunk_check(c, in))
-                return -EILSEQ;
+int payload_chunk_decompress(struct payload_decoder *d, const struct payload_chunk *c,
+                             const void *in, void *out) {
         size_t n = ZSTD_decompressDCtx(d->dctx, out, c->raw_size, in, c->size);
         if (ZSTD_isError(n) || n != c->raw_size) {
                 log_debug("payload: chunk does not decompress: %s",
                           ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong size");
                 return -EBADMSG;
         }
+        return 0;
+}
+
+int payload_chunk_decode(struct payload_decoder *d, const struct payload_chunk *c,
+                         const void *in, void *out, bool check_raw) {
+        if (!payload_chunk_check(c, in))
+                return -EILSEQ;
+        int r = payload_chunk_decompress(d, c, in, out);
+        if (r < 0)
+                return r;
         if (check_raw && !payload_chunk_check_raw(c, out))
                 return -EILSEQ;
         return 0;

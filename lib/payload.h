@@ -143,6 +143,11 @@ void payload_decoder_freep(struct payload_decoder **d);
 int payload_chunk_decode(struct payload_decoder *d, const struct payload_chunk *c,
                          const void *in, void *out, bool check_raw);
 
+/* Decompresses chunk c without checking its hash (for a caller that already did):
+ * -EBADMSG unless the frame decodes to exactly raw_size bytes. */
+int payload_chunk_decompress(struct payload_decoder *d, const struct payload_chunk *c,
+                             const void *in, void *out);
+
 bool payload_chunk_check(const struct payload_chunk *c, const void *in);         /* compressed */
 bool payload_chunk_check_raw(const struct payload_chunk *c, const void *raw);    /* uncompressed */
 

@@ -1,7 +1,27 @@
-# updater/: pivot-payload (build host), pivot-agent and pivotctl (device). See updater/README.md.
+# updater/: pivot-payload (build host), pivot-agent and pivotctl (device, and offline on disk
+# image files). See updater/README.md.
 
-BINS += $(OUT)/bin/pivot-payload
+EXTRA_CFLAGS_updater := $(call pkg-cflags,libxml-2.0 fdisk blkid libcurl)
+UPDATER_LIBS = $(call pkg-libs,libcurl libxml-2.0 fdisk blkid libcrypto libzstd) -pthread
 
-$(OUT)/bin/pivot-payload: $(OUT)/obj/updater/pivot-payload.o $(OUT)/obj/lib/payload.o $(OUT)/obj/lib/log.o
+# What pivot-agent and pivotctl share: everything but their main().
+UPDATER_SRCS := updater/config.c updater/disk.c updater/esp.c updater/http.c updater/install.c \
+                updater/reboot.c updater/run.c updater/state.c updater/target.c updater/update.c \
+                lib/payload.c lib/omaha.c lib/log.c lib/slot-policy.c lib/gpt.c lib/crc32.c
+UPDATER_OBJS := $(UPDATER_SRCS:%.c=$(OUT)/obj/%.o)
+UPDATER_SAN_OBJS := $(UPDATER_SRCS:%.c=$(OUT)/obj-san/%.o)
+
+BINS += $(OUT)/bin/pivot-payload $(OUT)/bin/pivot-agent $(OUT)/bin/pivotctl
+
+$(OUT)/bin/pivot-payload: $(OUT)/obj/updater/pivot-payload.o $(PAYLOAD_OBJS)
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(PAYLOAD_LIBS)
+
+$(OUT)/bin/pivot-agent $(OUT)/bin/pivotctl: $(OUT)/bin/%: $(OUT)/obj/updater/%.o $(UPDATER_OBJS)
+	@mkdir -p $(@D)
+	$(CC) -o $@ $^ $(UPDATER_LIBS)
+
+# Sanitizer builds of the device programs, for the shell test suites.
+$(OUT)/test/san/pivot-agent $(OUT)/test/san/pivotctl: $(OUT)/test/san/%: $(OUT)/obj-san/updater/%.o $(UPDATER_SAN_OBJS)
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(UPDATER_LIBS)

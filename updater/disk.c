@@ -1,0 +1,231 @@
+/* GPT access through libfdisk, device lookup through libblkid. */
+#include "disk.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <blkid.h>
+#include <libfdisk.h>
+
+#include "gpt.h"
+#include "log.h"
+#include "util.h"
+
+#define TYPE_ESP "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+#define TYPE_ROOT_X86_64 "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
+
+static void fdisk_unref_contextp(struct fdisk_context **c) {
+        if (*c)
+                fdisk_unref_context(*c);
+}
+
+static void fdisk_unref_partitionp(struct fdisk_partition **p) {
+        if (*p)
+                fdisk_unref_partition(*p);
+}
+
+static void lower_copy(char *dst, size_t size, const char *src) {
+        size_t i = 0;
+        for (; src && src[i] && i + 1 < size; i++)
+                dst[i] = (char)tolower((unsigned char)src[i]);
+        dst[i] = 0;
+}
+
+/* Whether a GPT name is "ROOT-<slot>" with a slot name lib/slot-policy accepts. */
+static bool slot_name_from_partition(const char *name, char *ret, size_t size) {
+        size_t prefix = strlen(SLOT_PARTITION_PREFIX);
+        if (strncmp(name, SLOT_PARTITION_PREFIX, prefix) != 0)
+                return false;
+        const char *s = name + prefix;
+        size_t n = strlen(s);
+        if (n == 0 || n >= SLOT_NAME_MAX || n >= size)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+                        return false;
+        memcpy(ret, s, n + 1);
+        return true;
+}
+
+static int open_context(const char *path, bool readonly, struct fdisk_context **ret) {
+        _cleanup_(fdisk_unref_contextp) struct fdisk_context *cxt = fdisk_new_context();
+        if (!cxt)
+                return -ENOMEM;
+        fdisk_disable_dialogs(cxt, 1);
+        int r = fdisk_assign_device(cxt, path, readonly);
+        if (r < 0)
+                return r;
+        if (!fdisk_is_label(cxt, GPT))
+                return -ENOMEDIUM;
+        *ret = TAKE_PTR(cxt);
+        return 0;
+}
+
+static int read_table(struct disk *d) {
+        _cleanup_(fdisk_unref_contextp) struct fdisk_context *cxt = NULL;
+        struct stat st;
+        int r;
+
+        if (stat(d->path, &st) < 0)
+                return negative_errno();
+        d->block_device = S_ISBLK(st.st_mode);
+        r = open_context(d->path, true, &cxt);
+        if (r < 0)
+                return r;
+        d->sector_size = (unsigned)fdisk_get_sector_size(cxt);
+        d->n_parts = 0;
+        d->n_slots = 0;
+        d->esp = -1;
+
+        size_t max = fdisk_get_npartitions(cxt);
+        for (size_t i = 0; i < max; i++) {
+                _cleanup_(fdisk_unref_partitionp) struct fdisk_partition *pa = NULL;
+                if (!fdisk_is_partition_used(cxt, i))
+                        continue;
+                if (fdisk_get_partition(cxt, i, &pa) < 0)
+                        continue;
+                if (d->n_parts >= DISK_MAX_PARTITIONS)
+                        return -E2BIG;
+                struct disk_partition *p = &d->parts[d->n_parts];
+                memset(p, 0, sizeof(*p));
+                p->partno = (unsigned)i + 1;
+                const char *name = fdisk_partition_get_name(pa);
+                snprintf(p->name, sizeof(p->name), "%s", name ? name : "");
+                lower_copy(p->uuid, sizeof(p->uuid), fdisk_partition_get_uuid(pa));
+                struct fdisk_parttype *t = fdisk_partition_get_type(pa);
+                lower_copy(p->type, sizeof(p->type), t ? fdisk_parttype_get_string(t) : NULL);
+                p->offset = (uint64_t)fdisk_partition_get_start(pa) * d->sector_size;
+                p->size = (uint64_t)fdisk_partition_get_size(pa) * d->sector_size;
+                if (fdisk_gpt_get_partition_attrs(cxt, i, &p->attrs) < 0)
+                        p->attrs = 0;
+
+                if (d->esp < 0 && !strcmp(p->type, TYPE_ESP))
+                        d->esp = (int)d->n_parts;
+                char slot[SLOT_NAME_MAX];
+                if (!strcmp(p->type, TYPE_ROOT_X86_64) &&
+                    slot_name_from_partition(p->name, slot, sizeof(slot)) &&
+                    d->n_slots < SLOT_MAX) {
+                        struct slot *s = &d->slots[d->n_slots];
+                        memset(s, 0, sizeof(*s));
+                        s->partno = p->partno;
+                        memcpy(s->name, slot, sizeof(slot));
+                        s->priority = (uint8_t)gpt_attr_priority(p->attrs);
+                        s->tries = (uint8_t)gpt_attr_tries(p->attrs);
+                        s->successful = gpt_attr_successful(p->attrs);
+                        s->bootable = true;
+                        d->slot_part[d->n_slots] = (int)d->n_parts;
+                        d->n_slots++;
+                }
+                d->n_parts++;
+        }
+        return 0;
+}
+
+int disk_open(const char *path, struct disk **ret) {
+        struct disk *d = calloc(1, sizeof(*d));
+        if (!d)
+                return -ENOMEM;
+        d->path = strdup(path);
+        if (!d->path) {
+                free(d);
+                return -ENOMEM;
+        }
+        int r = read_table(d);
+        if (r < 0) {
+                disk_free(d);
+                return r;
+        }
+        *ret = d;
+        return 0;
+}
+
+int disk_reload(struct disk *d) {
+        return read_table(d);
+}
+
+void disk_free(struct disk *d) {
+        if (!d)
+                return;
+        free(d->path);
+        free(d);
+}
+
+void disk_freep(struct disk **d) {
+        disk_free(*d);
+        *d = NULL;
+}
+
+int disk_slot_index(const struct disk *d, const char *name) {
+        for (size_t i = 0; i < d->n_slots; i++)
+                if (!strcmp(d->slots[i].name, name))
+                        return (int)i;
+        return -ENOENT;
+}
+
+const struct disk_partition *disk_slot_partition(const struct disk *d, size_t slot) {
+        return slot < d->n_slots ? &d->parts[d->slot_part[slot]] : NULL;
+}
+
+int disk_update_slots(struct disk *d, const struct disk_slot_update *u, size_t n) {
+        _cleanup_(fdisk_unref_contextp) struct fdisk_context *cxt = NULL;
+        int r = open_context(d->path, false, &cxt);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                if (u[i].slot >= d->n_slots)
+                        return -EINVAL;
+                size_t partno = d->slots[u[i].slot].partno;
+                uint64_t attrs;
+                /* Start from what is on disk now, not from our possibly older copy. */
+                r = fdisk_gpt_get_partition_attrs(cxt, partno - 1, &attrs);
+                if (r < 0)
+                        return r;
+                attrs = gpt_attr_set_slot(attrs, u[i].priority, u[i].tries, u[i].successful);
+                r = fdisk_gpt_set_partition_attrs(cxt, partno - 1, attrs);
+                if (r < 0)
+                        return r;
+        }
+        r = fdisk_write_disklabel(cxt);
+        if (r < 0)
+                return r;
+        /* nosync=1: no partition table re-read (the kernel does not care about attribute bits,
+         * and the root partition is busy); we fsync ourselves. */
+        r = fdisk_deassign_device(cxt, 1);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open(d->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return negative_errno();
+        return read_table(d);
+}
+
+int disk_next_boot(const struct disk *d, struct slot_choice *ret) {
+        int r = slot_policy_choose(d->slots, d->n_slots, ret);
+        return r < 0 ? -ENOENT : 0;
+}
+
+int disk_find_by_partuuid(const char *partuuid, char **ret) {
+        char *dev = blkid_evaluate_tag("PARTUUID", partuuid, NULL);
+        if (!dev)
+                return -ENODEV;
+        struct stat st;
+        if (stat(dev, &st) < 0 || !S_ISBLK(st.st_mode)) {
+                int r = negative_errno();
+                free(dev);
+                return r < 0 ? r : -ENOTBLK;
+        }
+        free(dev);
+        char name[256];
+        dev_t whole;
+        if (blkid_devno_to_wholedisk(st.st_rdev, name, sizeof(name), &whole) < 0)
+                return -ENODEV;
+        if (asprintf(ret, "/dev/%s", name) < 0)
+                return -ENOMEM;
+        return 0;
+}

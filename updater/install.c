@@ -1,0 +1,1013 @@
+/* The install engine: one stream from the source to a verified, flipped slot.
+ *
+ * Threads:
+ *   receiver (the caller's thread, inside the source's fetch): collects the prefix and each
+ *     chunk's compressed bytes, hashes the whole file and checks each chunk's compressed
+ *     SHA-256, hands the chunk on;
+ *   writer: decompresses and writes (slot: O_DIRECT, whole aligned chunks; boot files: staged);
+ *   verifier: reads each written chunk back from the disk and checks its uncompressed SHA-256,
+ *     and writes the resume checkpoint now and then.
+ * The hand-offs are small bounded queues, so memory is a few chunks whatever the image size,
+ * and a slow disk slows the download rather than filling memory. */
+#define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_CTX: its state goes into the checkpoint */
+#include "install.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include "log.h"
+#include "state.h"
+#include "util.h"
+
+#define ALIGN 4096u
+#define QUEUE_BYTES (4u << 20)          /* compressed chunks in flight */
+#define CHECKPOINT_BYTES (64ull << 20)  /* uncompressed bytes between checkpoints ... */
+#define CHECKPOINT_SECONDS 5            /* ... or this long, whichever comes first */
+
+static inline uint64_t round_up(uint64_t v, uint64_t a) {
+        return (v + a - 1) / a * a;
+}
+
+const char *install_phase_name(enum install_phase p) {
+        static const char *const names[] = {
+                [INSTALL_PHASE_DOWNLOAD] = "downloading",
+                [INSTALL_PHASE_VERIFY] = "verifying",
+                [INSTALL_PHASE_BOOT_FILES] = "installing boot files",
+                [INSTALL_PHASE_FLIP] = "switching slots",
+        };
+        return (unsigned)p < ELEMENTSOF(names) ? names[p] : "?";
+}
+
+/* --- Checkpoint ---------------------------------------------------------------------------- */
+
+#define CHECKPOINT_MAGIC "PIVOTCKP"
+struct checkpoint {
+        char magic[8];
+        uint32_t format;
+        uint32_t next_chunk;
+        uint64_t next_offset;
+        uint64_t prefix_size;
+        uint8_t prefix_sha256[32]; /* which payload: SHA-256 of header, manifest, signature */
+        char slot_uuid[40];        /* which slot it is being written to */
+        char crypto_version[64];   /* the SHA256_CTX below is only meaningful to this libcrypto */
+        SHA256_CTX file_ctx;       /* whole-file hash over bytes [0, next_offset) */
+        uint8_t self_sha256[32];   /* over everything above */
+};
+
+static void checkpoint_path(const char *work_dir, char *buf, size_t size) {
+        snprintf(buf, size, "%s/checkpoint", work_dir);
+}
+
+void install_discard_checkpoint(const char *work_dir) {
+        char path[4096];
+        checkpoint_path(work_dir, path, sizeof(path));
+        unlink(path);
+}
+
+static bool checkpoint_load(const char *work_dir, struct checkpoint *ret) {
+        char path[4096];
+        uint8_t digest[32];
+        checkpoint_path(work_dir, path, sizeof(path));
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, ret, sizeof(*ret)) != (ssize_t)sizeof(*ret))
+                return false;
+        SHA256((const uint8_t *)ret, offsetof(struct checkpoint, self_sha256), digest);
+        return memcmp(ret->magic, CHECKPOINT_MAGIC, 8) == 0 && ret->format == 1 &&
+               memcmp(digest, ret->self_sha256, 32) == 0 &&
+               strncmp(ret->crypto_version, OpenSSL_version(OPENSSL_VERSION),
+                       sizeof(ret->crypto_version) - 1) == 0;
+}
+
+static int checkpoint_save(const char *work_dir, struct checkpoint *c) {
+        char path[4096];
+        memcpy(c->magic, CHECKPOINT_MAGIC, 8);
+        c->format = 1;
+        snprintf(c->crypto_version, sizeof(c->crypto_version), "%s",
+                 OpenSSL_version(OPENSSL_VERSION));
+        SHA256((const uint8_t *)c, offsetof(struct checkpoint, self_sha256), c->self_sha256);
+        checkpoint_path(work_dir, path, sizeof(path));
+        return write_file_atomic(path, c, sizeof(*c));
+}
+
+/* --- Shared state -------------------------------------------------------------------------- */
+
+struct job {
+        uint32_t chunk;
+        uint8_t *buf;        /* compressed bytes */
+        SHA256_CTX file_ctx; /* whole-file hash after this chunk */
+};
+
+struct written {
+        uint32_t chunk;
+        SHA256_CTX file_ctx;
+};
+
+struct engine {
+        const struct install_params *p;
+        struct install_result *result;
+        struct payload_manifest m;
+        int slot;
+        const struct disk_partition *part;
+        char slot_uuid[40];
+
+        /* Files. */
+        int slot_fd;          /* O_DIRECT when direct, else buffered */
+        bool direct;
+        int stage_fd[PAYLOAD_IMAGE_MAX]; /* kernel, initrd staging; -1 for root */
+        char stage_path[PAYLOAD_IMAGE_MAX][4096];
+
+        /* Queues, all under one lock. */
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct job *jobs;
+        size_t n_jobs;
+        struct job **free_jobs, **full_jobs; /* stacks/rings of job pointers */
+        size_t n_free, full_head, n_full;
+        struct written *written;
+        size_t written_head, n_written;
+        bool receiving_done, writing_done, verifying_done;
+        int error, error_code; /* the first failure */
+        uint32_t verified;     /* chunks read back and checked, from 0 */
+        SHA256_CTX verified_ctx; /* whole-file hash at the end of chunk verified-1 */
+        uint32_t first_chunk;  /* where this run's writes start (resume) */
+
+        /* Receiver state. */
+        uint8_t *prefix;
+        size_t prefix_len, prefix_size;
+        bool have_manifest;
+        bool resume_candidate;
+        struct checkpoint ckpt;
+        uint64_t pos;          /* absolute offset of the next byte expected */
+        uint32_t chunk;        /* being received */
+        struct job *cur;
+        uint32_t fill;
+        SHA256_CTX file_ctx, chunk_start_ctx;
+        uint64_t last_progress_ms;
+        bool prepared;         /* slot disabled, files opened, threads running */
+        pthread_t writer, verifier;
+        bool writer_started, verifier_started;
+};
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Records the first failure, logs it, wakes everyone; returns r. */
+__attribute__((format(printf, 4, 5))) static int fail(struct engine *e, int r, int code,
+                                                      const char *fmt, ...) {
+        pthread_mutex_lock(&e->lock);
+        bool first = e->error == 0;
+        if (first) {
+                e->error = r;
+                e->error_code = code;
+        }
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        if (first) {
+                char msg[512];
+                va_list ap;
+                va_start(ap, fmt);
+                int saved = errno;
+                errno = -r;
+                vsnprintf(msg, sizeof(msg), fmt, ap);
+                errno = saved;
+                va_end(ap);
+                log_error("%s", msg);
+        }
+        return r;
+}
+
+static int current_error(struct engine *e) {
+        pthread_mutex_lock(&e->lock);
+        int r = e->error;
+        pthread_mutex_unlock(&e->lock);
+        return r;
+}
+
+static void progress(struct engine *e, enum install_phase phase, uint64_t done, uint64_t total,
+                     bool force) {
+        if (!e->p->progress)
+                return;
+        uint64_t t = now_ms();
+        if (!force && t - e->last_progress_ms < 250)
+                return;
+        e->last_progress_ms = t;
+        e->p->progress(e->p->userdata, phase, done, total);
+}
+
+/* --- I/O helpers --------------------------------------------------------------------------- */
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off) {
+        const uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = pwrite(fd, p, len, (off_t)off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        return -ENOSPC;
+                p += n, len -= (size_t)n, off += (uint64_t)n;
+        }
+        return 0;
+}
+
+static int pread_full(int fd, void *buf, size_t len, uint64_t off) {
+        uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = pread(fd, p, len, (off_t)off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        return -ENODATA;
+                p += n, len -= (size_t)n, off += (uint64_t)n;
+        }
+        return 0;
+}
+
+/* Reads back what a buffered write put at [off, off+len): written out, dropped from the page
+ * cache, read again from the disk. */
+static int read_back_buffered(int fd, void *buf, size_t len, uint64_t off) {
+        if (sync_file_range(fd, (off_t)off, (off_t)len,
+                            SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                    SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+                return negative_errno();
+        (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+        return pread_full(fd, buf, len, off);
+}
+
+static int chunk_destination(struct engine *e, const struct payload_chunk *c, int *ret_fd,
+                             uint64_t *ret_off) {
+        if (c->image == PAYLOAD_IMAGE_ROOT) {
+                *ret_fd = e->slot_fd;
+                *ret_off = e->part->offset + c->image_offset;
+        } else {
+                *ret_fd = e->stage_fd[c->image];
+                *ret_off = c->image_offset;
+        }
+        return 0;
+}
+
+/* --- Writer -------------------------------------------------------------------------------- */
+
+static void *writer_run(void *arg) {
+        struct engine *e = arg;
+        _cleanup_(payload_decoder_freep) struct payload_decoder *d = NULL;
+        uint8_t *raw = NULL;
+        size_t raw_cap = round_up(e->m.chunk_size, ALIGN);
+
+        if (payload_decoder_new(&d) < 0 || posix_memalign((void **)&raw, ALIGN, raw_cap) != 0) {
+                fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                raw = NULL;
+                goto out;
+        }
+        for (;;) {
+                pthread_mutex_lock(&e->lock);
+                while (!e->error && e->n_full == 0 && !e->receiving_done)
+                        pthread_cond_wait(&e->cond, &e->lock);
+                if (e->error || e->n_full == 0) {
+                        pthread_mutex_unlock(&e->lock);
+                        break;
+                }
+                struct job *job = e->full_jobs[e->full_head];
+                e->full_head = (e->full_head + 1) % e->n_jobs;
+                e->n_full--;
+                pthread_mutex_unlock(&e->lock);
+
+                const struct payload_chunk *c = &e->m.chunks[job->chunk];
+                int r = payload_chunk_decompress(d, c, job->buf, raw);
+                if (r < 0) {
+                        fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
+                             "Chunk %u does not decompress although its hash matches", job->chunk);
+                        break;
+                }
+                int fd;
+                uint64_t off;
+                chunk_destination(e, c, &fd, &off);
+                size_t len = c->raw_size;
+                if (fd == e->slot_fd && e->direct) {
+                        /* Whole aligned blocks; the slot has room (checked up front). */
+                        size_t padded = round_up(len, ALIGN);
+                        memset(raw + len, 0, padded - len);
+                        len = padded;
+                }
+                r = pwrite_full(fd, raw, len, off);
+                if (r < 0) {
+                        fail(e, r, UPDATE_ERROR_WRITE, "Cannot write %s chunk %u: %m",
+                             payload_image_name(c->image), job->chunk);
+                        break;
+                }
+
+                pthread_mutex_lock(&e->lock);
+                while (!e->error && e->n_written == e->n_jobs)
+                        pthread_cond_wait(&e->cond, &e->lock);
+                if (e->error) {
+                        pthread_mutex_unlock(&e->lock);
+                        break;
+                }
+                struct written *w = &e->written[(e->written_head + e->n_written) % e->n_jobs];
+                w->chunk = job->chunk;
+                w->file_ctx = job->file_ctx;
+                e->n_written++;
+                e->free_jobs[e->n_free++] = job;
+                pthread_cond_broadcast(&e->cond);
+                pthread_mutex_unlock(&e->lock);
+        }
+out:
+        free(raw);
+        pthread_mutex_lock(&e->lock);
+        e->writing_done = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        return NULL;
+}
+
+/* --- Verifier ------------------------------------------------------------------------------ */
+
+static int verify_chunk(struct engine *e, uint32_t i, uint8_t *buf) {
+        const struct payload_chunk *c = &e->m.chunks[i];
+        int fd, r;
+        uint64_t off;
+        chunk_destination(e, c, &fd, &off);
+        if (fd == e->slot_fd && e->direct)
+                r = pread_full(fd, buf, round_up(c->raw_size, ALIGN), off);
+        else
+                r = read_back_buffered(fd, buf, c->raw_size, off);
+        if (r < 0)
+                return fail(e, r, r == -ENODATA ? UPDATE_ERROR_ROOTFS_VERIFY : UPDATE_ERROR_WRITE,
+                            "Cannot read back %s chunk %u: %m", payload_image_name(c->image), i);
+        if (!payload_chunk_check_raw(c, buf))
+                return fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
+                            "%s chunk %u reads back different from what was written",
+                            payload_image_name(c->image), i);
+        return 0;
+}
+
+static int sync_outputs(struct engine *e) {
+        if (fdatasync(e->slot_fd) < 0)
+                return negative_errno();
+        for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++)
+                if (e->stage_fd[t] >= 0 && fdatasync(e->stage_fd[t]) < 0)
+                        return negative_errno();
+        return 0;
+}
+
+static void *verifier_run(void *arg) {
+        struct engine *e = arg;
+        uint8_t *buf = NULL;
+        uint64_t since_ckpt = 0, last_ckpt_ms = now_ms();
+
+        if (posix_memalign((void **)&buf, ALIGN, round_up(e->m.chunk_size, ALIGN)) != 0) {
+                fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                return NULL;
+        }
+        /* After a resume: the chunks we already hold must still be right. */
+        for (uint32_t i = 0; i < e->first_chunk; i++) {
+                if (current_error(e) || verify_chunk(e, i, buf) < 0)
+                        goto out;
+                pthread_mutex_lock(&e->lock);
+                e->verified = i + 1;
+                pthread_mutex_unlock(&e->lock);
+        }
+        for (;;) {
+                pthread_mutex_lock(&e->lock);
+                while (!e->error && e->n_written == 0 && !e->writing_done)
+                        pthread_cond_wait(&e->cond, &e->lock);
+                if (e->error || e->n_written == 0) {
+                        pthread_mutex_unlock(&e->lock);
+                        break;
+                }
+                struct written w = e->written[e->written_head];
+                e->written_head = (e->written_head + 1) % e->n_jobs;
+                e->n_written--;
+                pthread_cond_broadcast(&e->cond);
+                pthread_mutex_unlock(&e->lock);
+
+                if (verify_chunk(e, w.chunk, buf) < 0)
+                        break;
+                pthread_mutex_lock(&e->lock);
+                e->verified = w.chunk + 1;
+                e->verified_ctx = w.file_ctx;
+                pthread_mutex_unlock(&e->lock);
+
+                since_ckpt += e->m.chunks[w.chunk].raw_size;
+                uint32_t next = w.chunk + 1;
+                uint64_t every = e->p->checkpoint_bytes ? e->p->checkpoint_bytes : CHECKPOINT_BYTES;
+                if (next < e->m.n_chunks && (since_ckpt >= every ||
+                                             now_ms() - last_ckpt_ms >= CHECKPOINT_SECONDS * 1000)) {
+                        /* Only what is on the disk may be recorded as done. */
+                        int r = sync_outputs(e);
+                        if (r < 0) {
+                                fail(e, r, UPDATE_ERROR_WRITE, "Cannot sync the slot: %m");
+                                break;
+                        }
+                        e->ckpt.next_chunk = next;
+                        e->ckpt.next_offset = e->m.chunks[next].offset;
+                        e->ckpt.file_ctx = w.file_ctx;
+                        r = checkpoint_save(e->p->work_dir, &e->ckpt);
+                        if (r < 0)
+                                log_warning_errno(r, "Cannot save the resume checkpoint: %m");
+                        since_ckpt = 0;
+                        last_ckpt_ms = now_ms();
+                }
+        }
+out:
+        free(buf);
+        pthread_mutex_lock(&e->lock);
+        e->verifying_done = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        return NULL;
+}
+
+/* --- Receiver ------------------------------------------------------------------------------ */
+
+static int check_manifest(struct engine *e) {
+        const struct install_params *p = e->p;
+        struct payload_manifest *m = &e->m;
+        int r;
+
+        r = payload_manifest_parse(e->prefix, e->prefix_len, m);
+        if (r == -EPROTONOSUPPORT)
+                return fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
+                            "%s: payload format or field unknown to this agent", p->source->name);
+        if (r < 0)
+                return fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
+                            "%s: malformed payload header or manifest", p->source->name);
+        r = payload_verify_signature(e->prefix, e->prefix_len, m, p->key);
+        if (r < 0) {
+                uint8_t id[PAYLOAD_KEY_ID_SIZE];
+                payload_key_id(p->key, id);
+                if (memcmp(id, m->key_id, sizeof(id)) != 0)
+                        return fail(e, r, UPDATE_ERROR_SIGNATURE,
+                                    "%s: signed by another key than the one this system trusts",
+                                    p->source->name);
+                return fail(e, r, UPDATE_ERROR_SIGNATURE, "%s: bad signature", p->source->name);
+        }
+        if (p->expect_size && p->expect_size != m->payload_size)
+                return fail(e, -EBADMSG, UPDATE_ERROR_PAYLOAD_SIZE,
+                            "%s: payload of %" PRIu64 " bytes, the server announced %" PRIu64,
+                            p->source->name, m->payload_size, p->expect_size);
+        if (p->expect_version && payload_version_compare(p->expect_version, m->version) != 0)
+                return fail(e, -EBADMSG, UPDATE_ERROR_PAYLOAD_VERIFY,
+                            "The server announced version %s but the payload is %s",
+                            p->expect_version, m->version);
+        if (!p->allow_downgrade && payload_version_compare(m->version, p->running_version) < 0)
+                return fail(e, -EPERM, UPDATE_ERROR_POLICY,
+                            "Refusing %s: older than the running %s (downgrades must be allowed "
+                            "explicitly)", m->version, p->running_version);
+        if (!p->ignore_min_version && payload_version_compare(p->running_version, m->min_version) < 0)
+                return fail(e, -EPERM, UPDATE_ERROR_POLICY,
+                            "Refusing %s: it updates from %s or later, this system runs %s",
+                            m->version, m->min_version, p->running_version);
+        uint64_t need = round_up(m->images[PAYLOAD_IMAGE_ROOT].size, ALIGN);
+        if (need > e->part->size)
+                return fail(e, -ENOSPC, UPDATE_ERROR_WRITE,
+                            "Slot %s is too small: %" PRIu64 " bytes for a root image of %" PRIu64,
+                            target_slot_name(p->target, e->slot), e->part->size,
+                            m->images[PAYLOAD_IMAGE_ROOT].size);
+        struct statvfs sv;
+        uint64_t staged = m->images[PAYLOAD_IMAGE_KERNEL].size + m->images[PAYLOAD_IMAGE_INITRD].size;
+        if (statvfs(p->work_dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < staged + (1u << 20))
+                return fail(e, -ENOSPC, UPDATE_ERROR_WRITE,
+                            "%s is full: %" PRIu64 " bytes needed for the kernel and initrd",
+                            p->work_dir, staged);
+        snprintf(e->result->version, sizeof(e->result->version), "%s", m->version);
+        return 0;
+}
+
+static int open_outputs(struct engine *e) {
+        const char *disk = e->p->target->disk->path;
+        e->direct = e->part->offset % ALIGN == 0;
+        if (e->direct) {
+                e->slot_fd = open(disk, O_RDWR | O_DIRECT | O_CLOEXEC);
+                if (e->slot_fd < 0 && errno == EINVAL)
+                        e->direct = false; /* a file system without O_DIRECT */
+        }
+        if (!e->direct)
+                e->slot_fd = open(disk, O_RDWR | O_CLOEXEC);
+        if (e->slot_fd < 0)
+                return fail(e, negative_errno(), UPDATE_ERROR_WRITE, "Cannot open %s: %m", disk);
+        for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++) {
+                if (t == PAYLOAD_IMAGE_ROOT)
+                        continue;
+                snprintf(e->stage_path[t], sizeof(e->stage_path[t]), "%s/%s", e->p->work_dir,
+                         payload_image_name(t));
+                int flags = O_RDWR | O_CREAT | O_CLOEXEC | (e->first_chunk ? 0 : O_TRUNC);
+                e->stage_fd[t] = open(e->stage_path[t], flags, 0600);
+                if (e->stage_fd[t] < 0)
+                        return fail(e, negative_errno(), UPDATE_ERROR_WRITE, "Cannot create %s: %m",
+                                    e->stage_path[t]);
+        }
+        return 0;
+}
+
+static int start_threads(struct engine *e) {
+        size_t cap = e->m.chunk_size + e->m.chunk_size / 128 + 4096;
+        e->n_jobs = QUEUE_BYTES / e->m.chunk_size;
+        e->n_jobs = e->n_jobs < 3 ? 3 : e->n_jobs > 8 ? 8 : e->n_jobs;
+        e->jobs = calloc(e->n_jobs, sizeof(*e->jobs));
+        e->free_jobs = calloc(e->n_jobs, sizeof(*e->free_jobs));
+        e->full_jobs = calloc(e->n_jobs, sizeof(*e->full_jobs));
+        e->written = calloc(e->n_jobs, sizeof(*e->written));
+        if (!e->jobs || !e->free_jobs || !e->full_jobs || !e->written)
+                return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+        for (size_t i = 0; i < e->n_jobs; i++) {
+                e->jobs[i].buf = malloc(cap);
+                if (!e->jobs[i].buf)
+                        return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                e->free_jobs[e->n_free++] = &e->jobs[i];
+        }
+        if (pthread_create(&e->writer, NULL, writer_run, e) != 0)
+                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
+        e->writer_started = true;
+        if (pthread_create(&e->verifier, NULL, verifier_run, e) != 0)
+                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
+        e->verifier_started = true;
+        return 0;
+}
+
+/* The whole prefix is here: check it, then get ready to write. */
+static int prefix_complete(struct engine *e) {
+        int r = check_manifest(e);
+        if (r < 0)
+                return r;
+        e->have_manifest = true;
+
+        uint8_t digest[32];
+        SHA256(e->prefix, e->prefix_len, digest);
+        bool resume = e->resume_candidate && e->ckpt.prefix_size == e->prefix_len &&
+                      memcmp(digest, e->ckpt.prefix_sha256, 32) == 0 &&
+                      !strcmp(e->ckpt.slot_uuid, e->slot_uuid) &&
+                      e->ckpt.next_chunk < e->m.n_chunks &&
+                      e->ckpt.next_offset == e->m.chunks[e->ckpt.next_chunk].offset;
+        if (e->resume_candidate && !resume) {
+                log_info("The saved download is of another payload or slot; starting over");
+                install_discard_checkpoint(e->p->work_dir);
+        }
+        e->resume_candidate = false;
+        memset(&e->ckpt, 0, sizeof(e->ckpt));
+        memcpy(e->ckpt.prefix_sha256, digest, 32);
+        e->ckpt.prefix_size = e->prefix_len;
+        snprintf(e->ckpt.slot_uuid, sizeof(e->ckpt.slot_uuid), "%s", e->slot_uuid);
+
+        if (resume) {
+                struct checkpoint saved;
+                checkpoint_load(e->p->work_dir, &saved);
+                e->first_chunk = saved.next_chunk;
+                e->chunk = saved.next_chunk;
+                e->pos = saved.next_offset;
+                e->file_ctx = saved.file_ctx;
+                e->result->resumed = true;
+                log_info("Resuming the download of %s at chunk %u of %u (%" PRIu64 " of %" PRIu64
+                         " bytes)", e->m.version, e->chunk, e->m.n_chunks, e->pos,
+                         e->m.payload_size);
+        } else {
+                e->chunk = 0;
+        }
+        e->chunk_start_ctx = e->file_ctx;
+
+        /* Nothing may boot from a slot while it is being written. */
+        r = target_slot_disable(e->p->target, e->slot);
+        if (r < 0)
+                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot set slot %s to priority 0: %m",
+                            target_slot_name(e->p->target, e->slot));
+        r = open_outputs(e);
+        if (r < 0)
+                return r;
+        r = start_threads(e);
+        if (r < 0)
+                return r;
+        e->prepared = true;
+        return 0;
+}
+
+static int receive(void *userdata, const void *data, size_t len) {
+        struct engine *e = userdata;
+        const uint8_t *p = data;
+        int r;
+
+        if (e->p->cancel && *e->p->cancel)
+                return fail(e, -ECANCELED, UPDATE_ERROR_DOWNLOAD_TRANSFER,
+                            "Download stopped; it resumes at the next start");
+        while (len > 0) {
+                if (!e->have_manifest) {
+                        /* The header first, to learn the prefix size; then the rest of it. */
+                        size_t want = e->prefix_size ? e->prefix_size : PAYLOAD_HEADER_SIZE;
+                        size_t n = want - e->prefix_len < len ? want - e->prefix_len : len;
+                        memcpy(e->prefix + e->prefix_len, p, n);
+                        SHA256_Update(&e->file_ctx, p, n);
+                        e->prefix_len += n, e->pos += n, p += n, len -= n;
+                        if (e->prefix_len < want)
+                                continue;
+                        if (!e->prefix_size) {
+                                uint32_t ms;
+                                r = payload_header_parse(e->prefix, e->prefix_len, &ms);
+                                if (r < 0)
+                                        return fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
+                                                    "%s: not a Pivot update payload",
+                                                    e->p->source->name);
+                                e->prefix_size = (size_t)payload_prefix_size(ms);
+                                uint8_t *np = realloc(e->prefix, e->prefix_size);
+                                if (!np)
+                                        return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                                e->prefix = np;
+                                continue;
+                        }
+                        r = prefix_complete(e);
+                        if (r < 0)
+                                return r;
+                        if (e->result->resumed)
+                                return 0; /* the rest comes from a second, ranged fetch */
+                        continue;
+                }
+                if (e->chunk >= e->m.n_chunks)
+                        return fail(e, -EBADMSG, UPDATE_ERROR_PAYLOAD_VERIFY,
+                                    "%s: more bytes than the manifest describes", e->p->source->name);
+                if (!e->cur) {
+                        pthread_mutex_lock(&e->lock);
+                        while (!e->error && e->n_free == 0)
+                                pthread_cond_wait(&e->cond, &e->lock);
+                        if (e->error) {
+                                r = e->error;
+                                pthread_mutex_unlock(&e->lock);
+                                return r;
+                        }
+                        e->cur = e->free_jobs[--e->n_free];
+                        pthread_mutex_unlock(&e->lock);
+                        e->fill = 0;
+                        e->cur->chunk = e->chunk;
+                }
+                const struct payload_chunk *c = &e->m.chunks[e->chunk];
+                size_t n = c->size - e->fill < len ? c->size - e->fill : len;
+                memcpy(e->cur->buf + e->fill, p, n);
+                SHA256_Update(&e->file_ctx, p, n);
+                e->fill += (uint32_t)n, e->pos += n, p += n, len -= n;
+                if (e->fill < c->size)
+                        continue;
+                if (!payload_chunk_check(c, e->cur->buf))
+                        return fail(e, -EILSEQ, UPDATE_ERROR_PAYLOAD_HASH,
+                                    "%s: chunk %u (%s) does not match its SHA-256",
+                                    e->p->source->name, e->chunk, payload_image_name(c->image));
+                e->cur->file_ctx = e->file_ctx;
+                e->chunk_start_ctx = e->file_ctx;
+                pthread_mutex_lock(&e->lock);
+                e->full_jobs[(e->full_head + e->n_full) % e->n_jobs] = e->cur;
+                e->n_full++;
+                pthread_cond_broadcast(&e->cond);
+                pthread_mutex_unlock(&e->lock);
+                e->cur = NULL;
+                e->chunk++;
+        }
+        if (e->have_manifest)
+                progress(e, INSTALL_PHASE_DOWNLOAD, e->pos, e->m.payload_size, false);
+        return current_error(e);
+}
+
+/* After a failed transfer: back to the last chunk boundary (or the start). */
+static void rewind_receiver(struct engine *e) {
+        if (!e->have_manifest) {
+                e->prefix_len = 0;
+                e->prefix_size = 0;
+                e->pos = 0;
+                SHA256_Init(&e->file_ctx);
+                return;
+        }
+        if (e->cur) {
+                pthread_mutex_lock(&e->lock);
+                e->free_jobs[e->n_free++] = e->cur;
+                pthread_mutex_unlock(&e->lock);
+                e->cur = NULL;
+        }
+        e->fill = 0;
+        e->file_ctx = e->chunk_start_ctx;
+        e->pos = e->chunk < e->m.n_chunks ? e->m.chunks[e->chunk].offset : e->m.payload_size;
+}
+
+static int fetch_all(struct engine *e) {
+        const struct install_params *p = e->p;
+        unsigned attempt = 0, delay = p->retry_delay_ms ? p->retry_delay_ms : 1000;
+
+        for (;;) {
+                uint64_t from = e->pos, to = 0;
+                if (!e->have_manifest && e->resume_candidate)
+                        to = e->ckpt.prefix_size; /* just the prefix: then jump ahead */
+                uint64_t before = e->pos;
+                int http = 0;
+                int r = p->source->fetch(p->source, from, to, receive, e, &http);
+                e->result->bytes_fetched += e->pos - before;
+                int err = current_error(e);
+                if (err < 0)
+                        return err; /* not the network: already reported */
+                if (r == 0) {
+                        if (e->have_manifest && e->chunk == e->m.n_chunks)
+                                return 0;
+                        /* The prefix alone was asked for (a possible resume); the receiver has
+                         * decided where the chunks start. */
+                        if (to && e->have_manifest)
+                                continue;
+                        r = -ENODATA;
+                }
+                if (http)
+                        e->result->http_status = http;
+                /* Progress made: the retry budget starts again. */
+                if (e->pos > before + (1u << 20))
+                        attempt = 0;
+                if (!p->source->retryable || attempt >= p->retries || (http >= 400 && http < 500)) {
+                        int code = http >= 400 ? UPDATE_ERROR_HTTP_BASE + http
+                                                : UPDATE_ERROR_DOWNLOAD_TRANSFER;
+                        if (r == -ENODATA)
+                                return fail(e, r, code, "%s: truncated payload (%" PRIu64 " of %" PRIu64
+                                            " bytes)", p->source->name, e->pos,
+                                            e->have_manifest ? e->m.payload_size : 0);
+                        if (http >= 400)
+                                return fail(e, -EREMOTEIO, code, "%s: HTTP status %d",
+                                            p->source->name, http);
+                        return fail(e, r, code, "%s: download failed: %m", p->source->name);
+                }
+                attempt++;
+                log_warning_errno(r, "Download interrupted at byte %" PRIu64 " (%s); retrying "
+                                  "from the last chunk boundary in %u ms (%u/%u)", e->pos,
+                                  http ? "HTTP error" : strerror(-r), delay, attempt, p->retries);
+                rewind_receiver(e);
+                struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000L};
+                nanosleep(&ts, NULL);
+                delay = delay * 2 > 60000 ? 60000 : delay * 2;
+        }
+}
+
+/* Waits for the writer and verifier; reports verification progress meanwhile. */
+static int drain(struct engine *e) {
+        pthread_mutex_lock(&e->lock);
+        e->receiving_done = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        for (;;) {
+                pthread_mutex_lock(&e->lock);
+                uint32_t v = e->verified;
+                int err = e->error;
+                bool done = e->verifying_done;
+                pthread_mutex_unlock(&e->lock);
+                progress(e, INSTALL_PHASE_VERIFY, v, e->m.n_chunks, false);
+                if (err || done)
+                        break;
+                struct timespec ts = {.tv_nsec = 20 * 1000000L};
+                nanosleep(&ts, NULL);
+        }
+        if (e->writer_started)
+                pthread_join(e->writer, NULL);
+        if (e->verifier_started)
+                pthread_join(e->verifier, NULL);
+        e->writer_started = e->verifier_started = false;
+        int r = current_error(e);
+        if (r == 0 && e->verified != e->m.n_chunks)
+                return fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY, "Only %u of %u chunks verified",
+                            e->verified, e->m.n_chunks);
+        progress(e, INSTALL_PHASE_VERIFY, e->verified, e->m.n_chunks, true);
+        return r;
+}
+
+static void stop_threads(struct engine *e) {
+        if (!e->writer_started && !e->verifier_started)
+                return;
+        fail(e, -ECANCELED, UPDATE_ERROR_GENERIC, "Install cancelled");
+        if (e->writer_started)
+                pthread_join(e->writer, NULL);
+        if (e->verifier_started)
+                pthread_join(e->verifier, NULL);
+        e->writer_started = e->verifier_started = false;
+}
+
+static int finish(struct engine *e) {
+        const struct install_params *p = e->p;
+        struct target *t = p->target;
+        int r;
+
+        /* The file as the server described it (transport integrity; trust comes from the
+         * signature and the chunk hashes). */
+        if (p->has_expect_sha256) {
+                uint8_t digest[32];
+                SHA256_Final(digest, &e->file_ctx);
+                if (memcmp(digest, p->expect_sha256, 32) != 0)
+                        return fail(e, -EILSEQ, UPDATE_ERROR_PAYLOAD_HASH,
+                                    "%s: the payload's SHA-256 differs from the one the server "
+                                    "announced", p->source->name);
+        }
+        r = sync_outputs(e);
+        if (r < 0)
+                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot sync the slot: %m");
+
+        /* Boot files: staged kernel and initrd (whole-image hashes), the command line. */
+        for (unsigned i = 0; i < PAYLOAD_IMAGE_MAX; i++) {
+                if (i == PAYLOAD_IMAGE_ROOT)
+                        continue;
+                uint8_t digest[32];
+                SHA256_CTX ctx;
+                _cleanup_free_ uint8_t *buf = malloc(1 << 20);
+                if (!buf)
+                        return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                SHA256_Init(&ctx);
+                for (uint64_t off = 0; off < e->m.images[i].size;) {
+                        size_t n = e->m.images[i].size - off < (1u << 20) ? e->m.images[i].size - off
+                                                                         : (1u << 20);
+                        r = pread_full(e->stage_fd[i], buf, n, off);
+                        if (r < 0)
+                                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot read %s: %m",
+                                            e->stage_path[i]);
+                        SHA256_Update(&ctx, buf, n);
+                        off += n;
+                }
+                SHA256_Final(digest, &ctx);
+                if (memcmp(digest, e->m.images[i].sha256, 32) != 0)
+                        return fail(e, -EILSEQ, UPDATE_ERROR_PAYLOAD_HASH,
+                                    "The staged %s does not match its SHA-256", payload_image_name(i));
+                if (ftruncate(e->stage_fd[i], (off_t)e->m.images[i].size) < 0)
+                        return fail(e, negative_errno(), UPDATE_ERROR_WRITE, "Cannot truncate %s: %m",
+                                    e->stage_path[i]);
+        }
+        char cmdline_path[4096];
+        snprintf(cmdline_path, sizeof(cmdline_path), "%s/cmdline", p->work_dir);
+        _cleanup_free_ char *cmdline = NULL;
+        if (asprintf(&cmdline, "%s\n", e->m.cmdline) < 0)
+                return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+        r = write_file_atomic(cmdline_path, cmdline, strlen(cmdline));
+        if (r < 0)
+                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot write %s: %m", cmdline_path);
+
+        progress(e, INSTALL_PHASE_BOOT_FILES, 0, 1, true);
+        if (!t->esp.image)
+                return fail(e, -ENOENT, UPDATE_ERROR_POSTINSTALL, "No ESP to put the boot files on");
+        struct esp_file files[] = {
+                {"vmlinuz", e->stage_path[PAYLOAD_IMAGE_KERNEL]},
+                {"initrd", e->stage_path[PAYLOAD_IMAGE_INITRD]},
+                {"cmdline", cmdline_path},
+        };
+        r = esp_install_slot_files(&t->esp, target_slot_name(t, e->slot), files, ELEMENTSOF(files));
+        if (r < 0)
+                return fail(e, r, UPDATE_ERROR_POSTINSTALL,
+                            "Cannot install the boot files of slot %s on the ESP",
+                            target_slot_name(t, e->slot));
+        progress(e, INSTALL_PHASE_BOOT_FILES, 1, 1, true);
+
+        if (!p->no_flip) {
+                progress(e, INSTALL_PHASE_FLIP, 0, 1, true);
+                r = target_slot_flip(t, e->slot, p->tries ? p->tries : 1);
+                if (r < 0)
+                        return fail(e, r, UPDATE_ERROR_POSTINSTALL, "Cannot switch to slot %s: %m",
+                                    target_slot_name(t, e->slot));
+                progress(e, INSTALL_PHASE_FLIP, 1, 1, true);
+        }
+        target_reload(t);
+        return 0;
+}
+
+/* After a transfer error: record how far the slot is verified, so that the next run resumes
+ * from there. */
+static void save_final_checkpoint(struct engine *e) {
+        stop_threads(e);
+        if (e->verified == 0 || e->verified >= e->m.n_chunks || e->verified <= e->first_chunk ||
+            sync_outputs(e) < 0)
+                return;
+        e->ckpt.next_chunk = e->verified;
+        e->ckpt.next_offset = e->m.chunks[e->verified].offset;
+        e->ckpt.file_ctx = e->verified_ctx;
+        if (checkpoint_save(e->p->work_dir, &e->ckpt) == 0)
+                log_info("The download resumes from chunk %u of %u next time", e->verified,
+                         e->m.n_chunks);
+}
+
+static void engine_done(struct engine *e) {
+        stop_threads(e);
+        if (e->slot_fd >= 0)
+                close(e->slot_fd);
+        for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++)
+                if (e->stage_fd[t] >= 0)
+                        close(e->stage_fd[t]);
+        for (size_t i = 0; e->jobs && i < e->n_jobs; i++)
+                free(e->jobs[i].buf);
+        free(e->jobs);
+        free(e->free_jobs);
+        free(e->full_jobs);
+        free(e->written);
+        free(e->prefix);
+        payload_manifest_done(&e->m);
+        pthread_mutex_destroy(&e->lock);
+        pthread_cond_destroy(&e->cond);
+}
+
+int install_run(const struct install_params *p, struct install_result *ret) {
+        _cleanup_(engine_done) struct engine e = {
+                .p = p,
+                .result = ret,
+                .slot_fd = -1,
+                .stage_fd = {-1, -1, -1},
+                .lock = PTHREAD_MUTEX_INITIALIZER,
+                .cond = PTHREAD_COND_INITIALIZER,
+        };
+        int r;
+
+        memset(ret, 0, sizeof(*ret));
+        ret->error_code = UPDATE_ERROR_GENERIC; /* until it worked */
+        e.slot = p->slot >= 0 ? p->slot : target_passive(p->target);
+        if (e.slot < 0)
+                return log_error_errno(-ENOENT, "No slot to install to");
+        if (e.slot == p->target->booted)
+                return log_error_errno(-EBUSY, "Refusing to write slot %s: it is the running one",
+                                       target_slot_name(p->target, e.slot));
+        ret->slot = e.slot;
+        e.part = disk_slot_partition(p->target->disk, (size_t)e.slot);
+        snprintf(e.slot_uuid, sizeof(e.slot_uuid), "%s", e.part->uuid);
+        r = mkdir_p(p->work_dir, true);
+        if (r < 0)
+                return log_error_errno(r, "Cannot create %s: %m", p->work_dir);
+
+        e.prefix = malloc(PAYLOAD_HEADER_SIZE);
+        if (!e.prefix)
+                return log_error_errno(-ENOMEM, "Out of memory");
+        SHA256_Init(&e.file_ctx);
+        e.resume_candidate = checkpoint_load(p->work_dir, &e.ckpt) &&
+                             !strcmp(e.ckpt.slot_uuid, e.slot_uuid);
+
+        r = fetch_all(&e);
+        if (r == 0)
+                r = drain(&e);
+        if (r == 0)
+                r = finish(&e);
+        if (r < 0) {
+                ret->error_code = e.error_code ? e.error_code : UPDATE_ERROR_GENERIC;
+                /* A checkpoint stays for a transfer error (resume later); anything else means
+                 * this payload or this slot is no good: start over next time. */
+                if (ret->error_code != UPDATE_ERROR_DOWNLOAD_TRANSFER &&
+                    !(ret->error_code >= UPDATE_ERROR_HTTP_BASE + 500))
+                        install_discard_checkpoint(p->work_dir);
+                else if (e.prepared)
+                        save_final_checkpoint(&e);
+                return r;
+        }
+        ret->error_code = 0;
+        install_discard_checkpoint(p->work_dir);
+        for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++)
+                if (t != PAYLOAD_IMAGE_ROOT && e.stage_path[t][0])
+                        unlink(e.stage_path[t]);
+        return 0;
+}
+
+/* --- File source --------------------------------------------------------------------------- */
+
+static int file_fetch(struct install_source *s, uint64_t offset, uint64_t end, install_sink_fn sink,
+                      void *userdata, int *ret_http) {
+        struct install_file_source *f = (struct install_file_source *)s;
+        static __thread uint8_t buf[1 << 20];
+        for (;;) {
+                size_t want = sizeof(buf);
+                if (end && end - offset < want)
+                        want = (size_t)(end - offset);
+                if (want == 0)
+                        return 0;
+                ssize_t n = pread(f->fd, buf, want, (off_t)offset);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return negative_errno();
+                if (n == 0)
+                        return 0;
+                int r = sink(userdata, buf, (size_t)n);
+                if (r < 0)
+                        return r;
+                offset += (uint64_t)n;
+        }
+}
+
+int install_file_source_open(const char *path, struct install_file_source *ret) {
+        *ret = (struct install_file_source){
+                .source = {.fetch = file_fetch, .retryable = false, .name = path},
+                .fd = open(path, O_RDONLY | O_CLOEXEC),
+        };
+        if (ret->fd < 0)
+                return negative_errno();
+        (void)posix_fadvise(ret->fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        return 0;
+}
+
+void install_file_source_close(struct install_file_source *s) {
+        closep(&s->fd);
+        s->fd = -1;
+}

@@ -1,0 +1,282 @@
+/* pivot-agent: the update daemon. Started by init as root; logs to stderr.
+ *
+ * After boot: works out whether an update just came up (or rolled back), runs the health
+ * checks and marks the running slot good. Then checks the Omaha server a few minutes after
+ * start and every poll interval after that (with random jitter, and exponential back-off after
+ * errors); installs what is offered into the passive slot and reboots as the reboot strategy
+ * says. `--once` does one check-and-install cycle and exits. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/rand.h>
+
+#include "log.h"
+#include "reboot.h"
+#include "state.h"
+#include "update.h"
+#include "util.h"
+
+/* Exit codes. */
+#define EXIT_INSTALLED 0  /* --once: an update was installed (and the slots switched) */
+#define EXIT_ERROR 1      /* anything failed: see the message */
+#define EXIT_USAGE 2
+#define EXIT_NO_UPDATE 3  /* --once: the server has nothing newer */
+
+static volatile sig_atomic_t stop;
+static volatile int cancel;
+
+static void on_signal(int sig) {
+        stop = 1;
+        cancel = 1;
+}
+
+static void usage(FILE *f) {
+        fputs("usage: pivot-agent [OPTIONS]\n"
+              "\n"
+              "The Pivot update agent: Omaha checks, signed payloads into the passive slot, GPT\n"
+              "flip, reboot, and marking the new slot good once it is healthy.\n"
+              "\n"
+              "  --once               one check-and-install cycle, then exit (see exit status)\n"
+              "  --config FILE        configuration (default /etc/pivot/update.conf)\n"
+              "  --server URL         update server (overrides server =)\n"
+              "  --channel NAME       channel (overrides channel =)\n"
+              "  --disk FILE          work on a disk image file instead of this machine\n"
+              "  --booted-slot NAME   with --disk: the slot to treat as running\n"
+              "  --boot-id ID         with --disk: an id for this boot (reboot stories in tests)\n"
+              "  --key FILE           trusted public key (default public_key =)\n"
+              "  --state-dir DIR      state directory (default /var/lib/pivot)\n"
+              "  --allow-downgrade    accept versions older than the running one\n"
+              "  --no-mark-good       do not mark the running slot good at start\n"
+              "  -q, --quiet          no download progress lines\n"
+              "  -v, --verbose        debug messages\n"
+              "  -h, --help           this text\n"
+              "\n"
+              "Exit status (--once): 0 an update was installed; 3 no update; 1 error (the message\n"
+              "says which); 2 usage. The daemon exits 0 on SIGTERM, 1 if it cannot start.\n",
+              f);
+}
+
+static unsigned random_below(unsigned n) {
+        unsigned v = 0;
+        if (n == 0)
+                return 0;
+        if (RAND_bytes((unsigned char *)&v, sizeof(v)) != 1)
+                v = (unsigned)rand();
+        return v % n;
+}
+
+/* base ± jitter seconds, never below 1. */
+static long jittered(unsigned base, unsigned jitter) {
+        long d = (long)base;
+        if (jitter)
+                d += (long)random_below(2 * jitter + 1) - (long)jitter;
+        return d < 1 ? 1 : d;
+}
+
+/* Sleeps up to `secs`, waking early on SIGTERM. */
+static void sleep_for(long secs) {
+        for (long i = 0; i < secs * 10 && !stop; i++) {
+                struct timespec ts = {.tv_nsec = 100 * 1000000L};
+                nanosleep(&ts, NULL);
+        }
+}
+
+/* After boot: report an update that came up or rolled back, and mark the running slot good
+ * once healthy. A system that never gets healthy is rebooted, which spends its tries and
+ * falls back to the old slot. */
+static int boot_checks(struct updater *u, bool mark_good) {
+        enum boot_outcome out = updater_boot_outcome(u);
+        struct target *t = u->target;
+        const struct slot *s = &t->disk->slots[t->booted];
+
+        if (out == BOOT_WAITING_REBOOT)
+                log_info("An installed update waits for a reboot");
+        if (!mark_good)
+                return 0;
+        if (s->successful && out != BOOT_NEW_VERSION)
+                return 0;
+        updater_set_status(u, "health-check", NULL);
+        unsigned waited = 0, step = 5;
+        for (;;) {
+                int r = updater_health_check(u);
+                if (r == 0)
+                        return updater_mark_good(u, false);
+                if (stop)
+                        return -ECANCELED;
+                if (waited >= u->cfg.health_timeout) {
+                        log_error("The system is not healthy after %us: slot %s is not marked good",
+                                  waited, s->name);
+                        if (!s->successful && !t->offline) {
+                                updater_set_status(u, "unhealthy", NULL);
+                                return updater_reboot(u, "unhealthy after an update: fall back");
+                        }
+                        return r;
+                }
+                sleep_for(step);
+                waited += step;
+        }
+}
+
+int main(int argc, char **argv) {
+        enum { O_ONCE = 0x100, O_CONFIG, O_SERVER, O_CHANNEL, O_DISK, O_BOOTED, O_BOOT_ID, O_KEY,
+               O_STATE, O_DOWNGRADE, O_NO_MARK };
+        static const struct option opts[] = {
+                {"once", no_argument, NULL, O_ONCE},
+                {"config", required_argument, NULL, O_CONFIG},
+                {"server", required_argument, NULL, O_SERVER},
+                {"channel", required_argument, NULL, O_CHANNEL},
+                {"disk", required_argument, NULL, O_DISK},
+                {"booted-slot", required_argument, NULL, O_BOOTED},
+                {"boot-id", required_argument, NULL, O_BOOT_ID},
+                {"key", required_argument, NULL, O_KEY},
+                {"state-dir", required_argument, NULL, O_STATE},
+                {"allow-downgrade", no_argument, NULL, O_DOWNGRADE},
+                {"no-mark-good", no_argument, NULL, O_NO_MARK},
+                {"quiet", no_argument, NULL, 'q'},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {},
+        };
+        struct updater_options o = {0};
+        bool once = false, mark_good = true;
+        int c, r;
+
+        log_set_program("pivot-agent");
+        while ((c = getopt_long(argc, argv, "qvh", opts, NULL)) >= 0) {
+                switch (c) {
+                case O_ONCE: once = true; break;
+                case O_CONFIG: o.config_path = optarg; break;
+                case O_SERVER: o.server = optarg; break;
+                case O_CHANNEL: o.channel = optarg; break;
+                case O_DISK: o.disk = optarg; break;
+                case O_BOOTED: o.booted_slot = optarg; break;
+                case O_BOOT_ID: o.boot_id = optarg; break;
+                case O_KEY: o.key_path = optarg; break;
+                case O_STATE: o.state_dir = optarg; break;
+                case O_DOWNGRADE: o.allow_downgrade = true; break;
+                case O_NO_MARK: mark_good = false; break;
+                case 'q': o.quiet = true; break;
+                case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return EXIT_USAGE;
+                }
+        }
+        if (optind != argc) {
+                usage(stderr);
+                return EXIT_USAGE;
+        }
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
+        _cleanup_(updater_freep) struct updater *u = NULL;
+        r = updater_open(&o, &u);
+        if (r < 0)
+                return EXIT_ERROR;
+        u->is_agent = true;
+        u->cancel = &cancel;
+        if (!u->offline)
+                mkdir_p(u->cfg.run_dir, false);
+        updater_set_status(u, "starting", NULL);
+        log_info("running %s in slot %s of %s; server %s, channel %s, reboot strategy %s",
+                 u->target->running_version, target_slot_name(u->target, u->target->booted),
+                 u->target->disk->path, u->cfg.server ? u->cfg.server : "(none)", u->cfg.channel,
+                 reboot_strategy_name(u->cfg.reboot_strategy));
+
+        r = boot_checks(u, mark_good);
+        if (r < 0 && once)
+                return EXIT_ERROR;
+
+        const struct reboot_strategy_ops *strategy = reboot_strategy_get(u->cfg.reboot_strategy);
+        const struct reboot_lock_ops *lock = reboot_lock_get(&u->cfg);
+
+        if (once) {
+                struct check_result res;
+                r = updater_check(u, true, false, &res);
+                if (r < 0) {
+                        updater_set_status(u, "error", NULL);
+                        return EXIT_ERROR;
+                }
+                if (r == 0) {
+                        updater_set_status(u, "idle", NULL);
+                        return EXIT_NO_UPDATE;
+                }
+                if (strategy->delay(&u->cfg, time(NULL)) == 0 && lock->acquire(&u->cfg) == 0)
+                        updater_reboot(u, "update installed (reboot_strategy = reboot)");
+                return EXIT_INSTALLED;
+        }
+
+        long delay = jittered(u->cfg.first_check_delay, u->cfg.poll_jitter);
+        unsigned backoff = 0;
+        time_t reboot_at = 0; /* 0: no reboot planned */
+        for (;;) {
+                char next[32];
+                snprintf(next, sizeof(next), "%lld", (long long)(time(NULL) + delay));
+                {
+                        struct kv kv;
+                        if (kv_load(&kv, u->status_path) == 0) {
+                                kv_set(&kv, "next_check", next);
+                                kv_save(&kv, u->status_path);
+                                kv_done(&kv);
+                        }
+                }
+                if (updater_reboot_pending(u)) {
+                        long d = strategy->delay(&u->cfg, time(NULL));
+                        if (d >= 0 && (!reboot_at || time(NULL) + d < reboot_at))
+                                reboot_at = time(NULL) + d;
+                        if (d < 0)
+                                updater_set_status(u, "reboot-needed", "waiting for pivotctl reboot");
+                }
+                if (reboot_at) {
+                        long until = (long)(reboot_at - time(NULL));
+                        if (until <= 0) {
+                                int lr = lock->acquire(&u->cfg);
+                                if (lr == 0) {
+                                        updater_reboot(u, "update installed");
+                                        reboot_at = 0;
+                                } else
+                                        reboot_at = time(NULL) + 60; /* lock busy: later */
+                                until = 60;
+                        }
+                        if (until < delay)
+                                delay = until;
+                }
+                sleep_for(delay);
+                if (stop)
+                        break;
+                if (reboot_at && time(NULL) >= reboot_at)
+                        continue;
+
+                struct check_result res;
+                cancel = 0;
+                r = updater_check(u, true, false, &res);
+                if (stop)
+                        break;
+                if (r < 0) {
+                        backoff = backoff ? backoff * 2 : u->cfg.retry_interval;
+                        if (backoff > u->cfg.retry_max)
+                                backoff = u->cfg.retry_max;
+                        delay = jittered(backoff, backoff / 4);
+                        log_info("Next check in %lds (backing off after an error)", delay);
+                        updater_set_status(u, "error", NULL);
+                        continue;
+                }
+                backoff = 0;
+                delay = jittered(u->cfg.poll_interval, u->cfg.poll_jitter);
+                if (r == 1 && !updater_reboot_pending(u))
+                        continue;
+                if (r == 0 && !updater_reboot_pending(u))
+                        updater_set_status(u, "idle", NULL);
+        }
+        updater_set_status(u, "stopped", NULL);
+        log_info("stopped");
+        return 0;
+}

@@ -1,0 +1,144 @@
+/* Child processes with captured output and a time limit. */
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define MAX_ERR 4096
+
+extern char **environ;
+
+struct buf {
+        char *data;
+        size_t len, max;
+        bool keep;
+};
+
+static int buf_append(struct buf *b, const char *p, size_t n) {
+        if (!b->keep)
+                return 0;
+        size_t room = b->max > b->len ? b->max - b->len : 0;
+        if (n > room)
+                n = room;
+        if (n == 0)
+                return 0;
+        char *d = realloc(b->data, b->len + n + 1);
+        if (!d)
+                return -ENOMEM;
+        memcpy(d + b->len, p, n);
+        b->data = d;
+        b->len += n;
+        d[b->len] = 0;
+        return 0;
+}
+
+static long now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+int run_program(char *const argv[], size_t max_out, char **ret_out, size_t *ret_out_len,
+                char **ret_err, unsigned timeout) {
+        int out[2] = {-1, -1}, err[2] = {-1, -1};
+        posix_spawn_file_actions_t fa;
+        pid_t pid;
+        int r;
+
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0) {
+                r = negative_errno();
+                closep(&out[0]), closep(&out[1]), closep(&err[0]), closep(&err[1]);
+                return r;
+        }
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
+        posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(out[1]);
+        close(err[1]);
+        _cleanup_close_ int fo = out[0], fe = err[0];
+        if (r != 0)
+                return -r;
+
+        struct buf bo = {.max = max_out, .keep = ret_out != NULL};
+        struct buf be = {.max = MAX_ERR, .keep = ret_err != NULL};
+        long deadline = timeout ? now_ms() + (long)timeout * 1000 : 0;
+        bool timed_out = false;
+        int open_fds = 2;
+        while (open_fds > 0) {
+                struct pollfd p[2] = {{.fd = fo, .events = POLLIN}, {.fd = fe, .events = POLLIN}};
+                int wait_ms = -1;
+                if (deadline) {
+                        long left = deadline - now_ms();
+                        if (left <= 0) {
+                                kill(pid, SIGKILL);
+                                timed_out = true;
+                                break;
+                        }
+                        wait_ms = (int)left;
+                }
+                if (poll(p, 2, wait_ms) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                for (int i = 0; i < 2; i++) {
+                        if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        char chunk[16384];
+                        ssize_t n = read(p[i].fd, chunk, sizeof(chunk));
+                        if (n <= 0) {
+                                if (n < 0 && errno == EINTR)
+                                        continue;
+                                if (i == 0)
+                                        closep(&fo), fo = -1;
+                                else
+                                        closep(&fe), fe = -1;
+                                open_fds--;
+                                continue;
+                        }
+                        buf_append(i == 0 ? &bo : &be, chunk, (size_t)n);
+                }
+        }
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR) {
+                        status = -1;
+                        break;
+                }
+        if (ret_out) {
+                if (!bo.data)
+                        bo.data = calloc(1, 1);
+                *ret_out = bo.data;
+                if (ret_out_len)
+                        *ret_out_len = bo.len;
+        }
+        if (ret_err) {
+                if (!be.data)
+                        be.data = calloc(1, 1);
+                *ret_err = be.data;
+        }
+        if (timed_out)
+                return -ETIMEDOUT;
+        if (status == -1 || WIFSIGNALED(status))
+                return -EINTR;
+        return WEXITSTATUS(status);
+}
+
+int run_shell(const char *command, char **ret_err, unsigned timeout) {
+        char *argv[] = {(char *)"/bin/sh", (char *)"-c", (char *)command, NULL};
+        return run_program(argv, 0, NULL, NULL, ret_err, timeout);
+}

@@ -1,0 +1,257 @@
+/* The machine being updated: device or disk image file. */
+#include "target.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "util.h"
+
+static int read_small_file(const char *path, size_t max, char **ret) {
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f)
+                return negative_errno();
+        char *buf = calloc(1, max + 1);
+        if (!buf)
+                return -ENOMEM;
+        size_t n = fread(buf, 1, max, f);
+        buf[n] = 0;
+        *ret = buf;
+        return 0;
+}
+
+/* VERSION_ID= from an os-release file, unquoted. */
+static char *os_release_version(const char *path) {
+        _cleanup_free_ char *text = NULL;
+        if (read_small_file(path, 65536, &text) < 0)
+                return NULL;
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+                if (strncmp(line, "VERSION_ID=", 11) != 0)
+                        continue;
+                char *v = line + 11;
+                size_t n = strlen(v);
+                if (n >= 2 && (v[0] == '"' || v[0] == '\'') && v[n - 1] == v[0]) {
+                        v[n - 1] = 0;
+                        v++;
+                }
+                return strdup(v);
+        }
+        return NULL;
+}
+
+/* Whether / is the dm-verity device the initramfs set up (device-mapper name "root"). */
+static bool root_is_verity_device(void) {
+        struct stat st;
+        char path[128];
+        _cleanup_free_ char *name = NULL;
+        if (stat("/", &st) < 0)
+                return false;
+        snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/dm/name", major(st.st_dev),
+                 minor(st.st_dev));
+        if (read_small_file(path, 128, &name) < 0)
+                return false;
+        name[strcspn(name, "\n")] = 0;
+        return strcmp(name, "root") == 0;
+}
+
+static void free_versions(struct target *t) {
+        for (size_t i = 0; i < SLOT_MAX; i++) {
+                free(t->slot_versions[i]);
+                t->slot_versions[i] = NULL;
+        }
+}
+
+static void load_slot_versions(struct target *t) {
+        free_versions(t);
+        for (size_t i = 0; i < t->disk->n_slots; i++) {
+                char path[64];
+                _cleanup_free_ char *cmdline = NULL;
+                snprintf(path, sizeof(path), "/pivot/%s/cmdline", t->disk->slots[i].name);
+                if (t->esp.image && esp_read_file(&t->esp, path, 8192, &cmdline, NULL) == 0)
+                        t->slot_versions[i] = cmdline_value(cmdline, "pivot.version");
+        }
+}
+
+static int pick_offline_booted(struct target *t, const char *name) {
+        if (name) {
+                int i = disk_slot_index(t->disk, name);
+                if (i < 0)
+                        return log_error_errno(-ENOENT, "%s has no slot %s", t->disk->path, name);
+                return i;
+        }
+        struct slot_choice choice;
+        if (disk_next_boot(t->disk, &choice) < 0)
+                return t->disk->n_slots > 0 ? 0 : -ENOENT;
+        return (int)choice.index;
+}
+
+int target_open(const struct target_options *o, struct target **ret) {
+        _cleanup_(target_freep) struct target *t = calloc(1, sizeof(*t));
+        _cleanup_free_ char *cmdline = NULL, *disk_path = NULL;
+        int r;
+
+        if (!t)
+                return -ENOMEM;
+        t->booted = -1;
+        t->offline = o->disk_path != NULL;
+        if (t->offline) {
+                disk_path = strdup(o->disk_path);
+                if (!disk_path)
+                        return -ENOMEM;
+        } else {
+                const char *cl = o->proc_cmdline ? o->proc_cmdline : "/proc/cmdline";
+                r = read_small_file(cl, 8192, &cmdline);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot read %s: %m", cl);
+                _cleanup_free_ char *root = cmdline_value(cmdline, "pivot.root");
+                if (!root || strncmp(root, "PARTUUID=", 9) != 0)
+                        return log_error_errno(-ENODEV, "The kernel command line has no "
+                                               "pivot.root=PARTUUID=...: not booted by the Pivot "
+                                               "boot selector (use --disk FILE for an image file)");
+                r = disk_find_by_partuuid(root + 9, &disk_path);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot find the disk holding partition %s",
+                                               root + 9);
+        }
+        r = disk_open(disk_path, &t->disk);
+        if (r == -ENOMEDIUM)
+                return log_error_errno(r, "%s has no GPT", disk_path);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the partition table of %s: %m", disk_path);
+        if (t->disk->n_slots < 2)
+                return log_error_errno(-ENOENT, "%s has %zu root slots (ROOT-A, ROOT-B); an update "
+                                       "needs two", disk_path, t->disk->n_slots);
+        r = esp_open(t->disk, &t->esp);
+        if (r == -ENOENT)
+                log_warning("%s has no EFI system partition", disk_path);
+        else if (r < 0)
+                return r;
+        load_slot_versions(t);
+
+        if (t->offline) {
+                r = pick_offline_booted(t, o->booted_slot);
+                if (r < 0)
+                        return r;
+                t->booted = r;
+                const char *v = t->slot_versions[t->booted];
+                t->running_version = strdup(v ? v : "0.0.0");
+        } else {
+                _cleanup_free_ char *slot = cmdline_value(cmdline, "pivot.slot");
+                _cleanup_free_ char *root = cmdline_value(cmdline, "pivot.root");
+                if (slot)
+                        t->booted = disk_slot_index(t->disk, slot);
+                for (size_t i = 0; t->booted < 0 && i < t->disk->n_slots; i++)
+                        if (!strcasecmp(disk_slot_partition(t->disk, i)->uuid, root + 9))
+                                t->booted = (int)i;
+                if (t->booted < 0)
+                        return log_error_errno(-ENOENT, "The running slot (pivot.slot=%s) is not on "
+                                               "%s", slot ? slot : "?", disk_path);
+                const char *osr = o->os_release ? o->os_release : "/etc/os-release";
+                t->running_version = os_release_version(osr);
+                if (!t->running_version) {
+                        const char *v = t->slot_versions[t->booted];
+                        log_warning("No VERSION_ID in %s; using %s", osr, v ? v : "0.0.0");
+                        t->running_version = strdup(v ? v : "0.0.0");
+                }
+                if (read_small_file("/proc/sys/kernel/random/boot_id", 64, &t->boot_id) == 0)
+                        t->boot_id[strcspn(t->boot_id, "\n")] = 0;
+                t->root_is_verity = root_is_verity_device();
+        }
+        if (!t->running_version)
+                return -ENOMEM;
+        *ret = TAKE_PTR(t);
+        return 0;
+}
+
+void target_free(struct target *t) {
+        if (!t)
+                return;
+        disk_free(t->disk);
+        esp_done(&t->esp);
+        free_versions(t);
+        free(t->running_version);
+        free(t->boot_id);
+        free(t);
+}
+
+void target_freep(struct target **t) {
+        target_free(*t);
+        *t = NULL;
+}
+
+int target_reload(struct target *t) {
+        int r = disk_reload(t->disk);
+        if (r < 0)
+                return r;
+        load_slot_versions(t);
+        return 0;
+}
+
+const char *target_slot_name(const struct target *t, int slot) {
+        return slot >= 0 && (size_t)slot < t->disk->n_slots ? t->disk->slots[slot].name : "?";
+}
+
+int target_passive(const struct target *t) {
+        int best = -1;
+        for (size_t i = 0; i < t->disk->n_slots; i++) {
+                if ((int)i == t->booted)
+                        continue;
+                if (best < 0 || t->disk->slots[i].priority < t->disk->slots[best].priority)
+                        best = (int)i;
+        }
+        return best < 0 ? -ENOENT : best;
+}
+
+int target_slot_disable(struct target *t, int slot) {
+        struct disk_slot_update u = {.slot = (size_t)slot};
+        return disk_update_slots(t->disk, &u, 1);
+}
+
+/* Makes `slot` the highest priority; others keep their order below it. */
+static int raise_slot(struct target *t, int slot, unsigned tries, bool successful) {
+        struct disk_slot_update u[SLOT_MAX];
+        size_t n = 0;
+        unsigned top = 0;
+        for (size_t i = 0; i < t->disk->n_slots; i++)
+                if ((int)i != slot && t->disk->slots[i].priority > top)
+                        top = t->disk->slots[i].priority;
+        unsigned prio = top + 1;
+        if (prio > 15) {
+                /* No room above: move the ones at 15 down a step. */
+                prio = 15;
+                for (size_t i = 0; i < t->disk->n_slots; i++) {
+                        const struct slot *s = &t->disk->slots[i];
+                        if ((int)i != slot && s->priority == 15)
+                                u[n++] = (struct disk_slot_update){.slot = i, .priority = 14,
+                                                                   .tries = s->tries,
+                                                                   .successful = s->successful};
+                }
+        }
+        u[n++] = (struct disk_slot_update){.slot = (size_t)slot, .priority = prio,
+                                           .tries = tries, .successful = successful};
+        return disk_update_slots(t->disk, u, n);
+}
+
+int target_slot_flip(struct target *t, int slot, unsigned tries) {
+        return raise_slot(t, slot, tries, false);
+}
+
+int target_slot_prefer(struct target *t, int slot, unsigned tries_if_unproven) {
+        const struct slot *s = &t->disk->slots[slot];
+        if (s->successful)
+                return raise_slot(t, slot, 0, true);
+        return raise_slot(t, slot, tries_if_unproven, false);
+}
+
+int target_slot_mark_good(struct target *t, int slot) {
+        const struct slot *s = &t->disk->slots[slot];
+        struct disk_slot_update u = {.slot = (size_t)slot, .priority = s->priority ? s->priority : 1,
+                                     .tries = 0, .successful = true};
+        return disk_update_slots(t->disk, &u, 1);
+}
