@@ -19,7 +19,9 @@ EFI_CFLAGS = $(CSTD) $(WARN) -O2 -g -ffreestanding -fpic -fshort-wchar -fno-stac
 	-mgeneral-regs-only -DGNU_EFI_USE_MS_ABI \
 	-nostdinc -isystem $(shell $(CC) -print-file-name=include) \
 	-I$(EFI_INC) -I$(EFI_INC)/$(EFI_ARCH) -Ilib -Ibootloader-config
-EFI_LDFLAGS = -nostdlib -znocombreloc -T $(EFI_LDS) -shared -Bsymbolic -L$(EFI_LIBDIR)
+# --no-undefined: a shared-object link would otherwise accept a missing symbol, and gnu-efi's
+# self-relocation cannot resolve one at run time.
+EFI_LDFLAGS = -nostdlib -znocombreloc -T $(EFI_LDS) -shared -Bsymbolic --no-undefined -L$(EFI_LIBDIR)
 EFI_OBJCOPY_SECTIONS = -j .text -j .sdata -j .data -j .dynamic -j .dynsym -j .rel -j .rela \
 	-j '.rel.*' -j '.rela.*' -j .reloc
 
@@ -41,10 +43,10 @@ $(OUT)/efi/obj/%.o: %.c
 # $(call efi-link,objects,output)
 define efi-link
 	@mkdir -p $(@D)
-	$(LD) $(EFI_LDFLAGS) $(EFI_CRT0) $(1) -o $(2:.efi=.so).tmp -lefi -lgnuefi
+	$(LD) $(EFI_LDFLAGS) $(EFI_CRT0) $(1) -o $(2).so.tmp -lefi -lgnuefi
 	objcopy $(EFI_OBJCOPY_SECTIONS) --target efi-app-$(EFI_ARCH) --subsystem=10 \
-		$(2:.efi=.so).tmp $(2)
-	@rm -f $(2:.efi=.so).tmp
+		$(2).so.tmp $(2)
+	@rm -f $(2).so.tmp
 endef
 
 $(SELECTOR_EFI): $(SELECTOR_OBJS)
