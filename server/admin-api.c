@@ -408,8 +408,19 @@ static const char *arg(void *connection, const char *name) {
         return MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, name);
 }
 
+static void admin_route(struct server *srv, const char *method, const char *url, void *connection,
+                        const char *body, size_t len, struct reply *out);
+
 void admin_handle(struct server *srv, const char *method, const char *url, void *connection,
                   const char *body, size_t len, struct reply *out) {
+        admin_route(srv, method, url, connection, body, len, out);
+        /* A change the admin was told about must survive a crash right after. */
+        if (strcmp(method, "GET") != 0 && store_sync(srv->store) < 0 && out->status < 300)
+                reply_error_json(out, 500, "cannot commit the change");
+}
+
+static void admin_route(struct server *srv, const char *method, const char *url, void *connection,
+                        const char *body, size_t len, struct reply *out) {
         const char *query_app = arg(connection, "app");
         _cleanup_json_ json_t *j = NULL;
         bool get = !strcmp(method, "GET"), post = !strcmp(method, "POST");

@@ -3,11 +3,12 @@
  * share, with $1, $2 ... placeholders used in ascending order of first appearance, so one
  * schema and one behaviour serve both.
  *
- * A struct db is one connection and is used by one thread at a time; the store keeps one per
- * server thread. Results come back as text (NULL for SQL NULL), which is what PostgreSQL's
+ * A struct db is one connection. PostgreSQL's is used by one thread at a time and the store
+ * keeps one per server thread; SQLite's is shared by all threads and locks inside. Results come back as text (NULL for SQL NULL), which is what PostgreSQL's
  * text protocol gives and what SQLite converts to. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,7 @@ struct db;
 
 struct db_driver {
         const char *name;
+        bool shared;  /* one connection for all threads (it locks inside), not one per thread */
         /* target: a directory (sqlite) or a postgres:// URL. */
         int (*open)(const char *target, struct db **ret);
         void (*close)(struct db *db);
@@ -52,9 +54,8 @@ struct db_driver {
                      struct db_rows *ret);
         /* Runs a script of several statements without parameters (the schema). */
         int (*exec_script)(struct db *db, const char *sql);
-        int (*begin)(struct db *db);
-        int (*commit)(struct db *db);
-        void (*rollback)(struct db *db);
+        /* Makes every write so far durable before it returns. */
+        int (*sync)(struct db *db);
 };
 
 extern const struct db_driver db_sqlite_driver;

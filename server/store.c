@@ -64,7 +64,7 @@ const char *store_engine(const struct store *s) {
 }
 
 struct db *store_db(struct store *s) {
-        struct db *db = pthread_getspecific(s->key);
+        struct db *db = s->driver->shared && s->n_all ? s->all[0] : pthread_getspecific(s->key);
         if (db)
                 return db;
         if (s->driver->open(s->target, &db) < 0)
@@ -98,18 +98,9 @@ int store_query(struct store *s, const char *sql, const struct db_param *params,
                 store_query((s), (sql), q_params_, ELEMENTSOF(q_params_), (ret));                 \
         })
 
-int store_begin(struct store *s) {
+int store_sync(struct store *s) {
         struct db *db = store_db(s);
-        return db ? s->driver->begin(db) : -EIO;
-}
-int store_commit(struct store *s) {
-        struct db *db = store_db(s);
-        return db ? s->driver->commit(db) : -EIO;
-}
-void store_rollback(struct store *s) {
-        struct db *db = store_db(s);
-        if (db)
-                s->driver->rollback(db);
+        return db ? s->driver->sync(db) : -EIO;
 }
 
 static void db_rowsp(struct db_rows *r) {
@@ -415,17 +406,26 @@ void machine_state_done(struct machine_state *m) {
 
 int store_machine_checkin(struct store *s, const struct machine_checkin *c, struct machine_state *ret) {
         _cleanup_rows_ struct db_rows rows = {};
+        /* The update leaves the indexed columns alone, so a plain check-in rewrites one row and
+         * no index entry; a channel switch (rare) is a second statement. */
         int r = Q(s,
                   "INSERT INTO machines (app, id, channel, version, aleph, oem, bootid, first_seen, last_checkin,"
                   " state_changed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)"
-                  " ON CONFLICT (app, id) DO UPDATE SET channel = excluded.channel, version = excluded.version,"
+                  " ON CONFLICT (app, id) DO UPDATE SET version = excluded.version,"
                   " aleph = excluded.aleph, oem = excluded.oem, bootid = excluded.bootid,"
                   " last_checkin = excluded.last_checkin"
-                  " RETURNING state, target_version",
+                  " RETURNING state, target_version, channel",
                   &rows, DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel), DB_TEXT(c->version),
                   DB_TEXT(c->aleph), DB_TEXT(c->oem), DB_TEXT(c->bootid), DB_INT(c->now));
         if (r < 0)
                 return r;
+        const char *channel = db_cell(&rows, 0, 2);
+        if (c->channel && (!channel || strcmp(channel, c->channel) != 0)) {
+                r = Q(s, "UPDATE machines SET channel = $1 WHERE app = $2 AND id = $3", NULL, DB_TEXT(c->channel),
+                      DB_TEXT(c->app), DB_TEXT(c->id));
+                if (r < 0)
+                        return r;
+        }
         if (ret)
                 *ret = (struct machine_state){ .state = dup_cell(&rows, 0, 0), .target_version = dup_cell(&rows, 0, 1) };
         return 0;

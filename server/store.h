@@ -76,9 +76,8 @@ const char *store_engine(const struct store *s);
 /* The calling thread's connection (opened on first use). NULL on failure (logged). */
 struct db *store_db(struct store *s);
 
-int store_begin(struct store *s);
-int store_commit(struct store *s);
-void store_rollback(struct store *s);
+/* Makes the writes so far durable (SQLite group-commits every few milliseconds otherwise). */
+int store_sync(struct store *s);
 
 /* --- applications and channels --- */
 int store_app_exists(struct store *s, const char *app);
