@@ -9,6 +9,9 @@ MIRROR            ?= http://deb.debian.org/debian
 # watchdog driver QEMU emulates (cloud-amd64 has no hardware watchdog driver at all).
 KERNEL_FLAVOUR    ?= amd64
 PACKAGES          ?= image/packages.list
+# zstd level of the squashfs root. Measured on the default package set (README): 15 gives
+# 27.2 MiB in ~5 s, 9 gives 29.9 MiB in ~1.5 s. Fleets download the root: 15 by default.
+ROOT_ZSTD_LEVEL   ?= 15
 OVERLAY           ?= rootfs-overlay
 # Disk and partition GUIDs, the verity salt and the ESP's volume id derive from the seed.
 SEED              ?= pivot

@@ -17,7 +17,7 @@ $(OUT)/bin/pivot-init: $(INIT_SRCS:%.c=$(OUT)/obj/%.o)
 BINS += $(OUT)/bin/pivot-mkdisk $(OUT)/bin/pivot-init
 
 # Every image setting goes to the build script through the environment.
-IMAGE_VARS := VERSION MIN_VERSION SUITE MIRROR KERNEL_FLAVOUR PACKAGES OVERLAY SEED \
+IMAGE_VARS := VERSION MIN_VERSION SUITE MIRROR KERNEL_FLAVOUR PACKAGES ROOT_ZSTD_LEVEL OVERLAY SEED \
               SOURCE_DATE_EPOCH ESP_SIZE_MIB SLOT_SIZE_MIB STATE_SIZE_MIB WATCHDOG_SEC \
               INITRAMFS_MODULES CONSOLE CMDLINE_EXTRA UPDATE_SERVER CHANNEL POLL_INTERVAL \
               REBOOT_STRATEGY SIGNING_KEY CACHE OUT
@@ -46,3 +46,4 @@ qemu-test: image
 CHECK_SUITES += image-config=image/tests/test-config.sh \
                 image-reproducible=image/tests/test-reproducible.sh \
                 qemu=qemu-tests/run
+BENCHES += image/bench/bench-image.sh

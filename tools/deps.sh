@@ -11,19 +11,18 @@ declare -A GROUP=(
   [qemu]="qemu-system-x86 qemu-utils ovmf"
   [server]="libmicrohttpd-dev libsqlite3-dev libpq-dev libjansson-dev postgresql"
   [test]="clang libclang-rt-14-dev python3 fdisk curl openssl chromium fonts-dejavu-core"
-  [bench]="hyperfine wrk nginx-light"
+  [bench]="hyperfine wrk nginx-light bc"
 )
 
-want=()
+all=()
 for g in "$@"; do
   [[ -n "${GROUP[$g]+x}" ]] || { echo "deps.sh: unknown group '$g'" >&2; exit 2; }
-  for p in ${GROUP[$g]}; do
-    # dpkg-query prints "install ok installed" only for a package that is fully installed.
-    if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" != "install ok installed" ]]; then
-      want+=("$p")
-    fi
-  done
+  all+=(${GROUP[$g]})
 done
+# One dpkg-query for all: "install ok installed" marks a package that is fully installed.
+mapfile -t want < <(dpkg-query -W -f='${Package} ${Status}\n' "${all[@]}" 2>/dev/null |
+  awk '$NF == "installed" && $(NF-1) == "ok" { ok[$1] = 1 } END { for (p in ok) print p }' |
+  sort | comm -13 - <(printf '%s\n' "${all[@]}" | sort -u))
 ((${#want[@]})) || exit 0
 
 if [[ $(id -u) -ne 0 ]]; then

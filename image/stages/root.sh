@@ -56,7 +56,7 @@ link_busybox_applets() {
   [[ -x $st/bin/busybox ]] || die "busybox is not in the root file system: keep it in $PACKAGES"
   while read -r applet; do
     [[ -e $st/$applet || -L $st/$applet ]] && continue
-    mkdir -p "$st/$(dirname "$applet")"
+    [[ -d $st/${applet%/*} ]] || mkdir -p "$st/${applet%/*}"
     ln -s /bin/busybox "$st/$applet"
   done < <("$st/bin/busybox" --list-full)
 }
@@ -116,7 +116,8 @@ build_root_image() {
 
   local img=$work/root.img
   rm -f "$img"
-  mksquashfs "$st" "$img" -quiet -noappend -comp zstd -b 256K -all-root -processors 2 >/dev/null ||
+  mksquashfs "$st" "$img" -quiet -noappend -comp zstd -Xcompression-level "$ROOT_ZSTD_LEVEL" \
+    -b 256K -all-root -processors "$(nproc)" >/dev/null ||
     die "mksquashfs failed"
   local fs_bytes data_blocks slot_bytes
   fs_bytes=$(stat -c %s "$img")

@@ -27,6 +27,7 @@ build_rootfs_tarball() {
   note "rootfs: unpacking $(package_names | wc -l) packages and their dependencies from $SUITE"
   local includes
   includes=$(package_names | paste -sd, -)
+  rm -f "$CACHE"/rootfs-*.part.tar # what an interrupted or failed run left
   # The extract variant unpacks without running maintainer scripts: no package manager and
   # no configuration step end up in the image. Documentation and translations never land.
   mmdebstrap_or_explain "$PACKAGES" "$CACHE/rootfs.log" \

@@ -11,7 +11,7 @@ trap 'rm -rf "$scratch"' EXIT
 # Settings as `make image` passes them; each case overrides some.
 base_env() {
   env -i PATH="$PATH" HOME="$HOME" VERSION=1.0.0 MIN_VERSION=0.0.0 SUITE=bookworm \
-    MIRROR=http://deb.debian.org/debian KERNEL_FLAVOUR=amd64 PACKAGES=image/packages.list \
+    MIRROR=http://deb.debian.org/debian KERNEL_FLAVOUR=amd64 PACKAGES=image/packages.list ROOT_ZSTD_LEVEL=15 \
     OVERLAY=rootfs-overlay SEED=test SOURCE_DATE_EPOCH=1700000000 ESP_SIZE_MIB=256 \
     SLOT_SIZE_MIB=1024 STATE_SIZE_MIB=64 WATCHDOG_SEC=60 INITRAMFS_MODULES="virtio_blk" \
     CONSOLE=ttyS0 CMDLINE_EXTRA= UPDATE_SERVER=http://127.0.0.1/ CHANNEL=stable \
