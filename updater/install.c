@@ -585,11 +585,6 @@ static int prefix_complete(struct engine *e) {
         }
         e->chunk_start_ctx = e->file_ctx;
 
-        /* Nothing may boot from a slot while it is being written. */
-        r = target_slot_disable(e->p->target, e->slot);
-        if (r < 0)
-                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot set slot %s to priority 0: %m",
-                            target_slot_name(e->p->target, e->slot));
         r = open_outputs(e);
         if (r < 0)
                 return r;
@@ -938,6 +933,14 @@ int install_run(const struct install_params *p, struct install_result *ret) {
         r = mkdir_p(p->work_dir, true);
         if (r < 0)
                 return log_error_errno(r, "Cannot create %s: %m", p->work_dir);
+        /* From the first byte of an attempt until its flip, nothing may boot the slot: a
+         * failed attempt (bad signature, truncated, power cut) leaves it at priority 0. */
+        r = target_slot_disable(p->target, e.slot);
+        if (r < 0) {
+                ret->error_code = UPDATE_ERROR_WRITE;
+                return log_error_errno(r, "Cannot set slot %s to priority 0: %m",
+                                       target_slot_name(p->target, e.slot));
+        }
 
         e.prefix = malloc(PAYLOAD_HEADER_SIZE);
         if (!e.prefix)

@@ -25,3 +25,5 @@ $(OUT)/bin/pivot-agent $(OUT)/bin/pivotctl: $(OUT)/bin/%: $(OUT)/obj/updater/%.o
 $(OUT)/test/san/pivot-agent $(OUT)/test/san/pivotctl: $(OUT)/test/san/%: $(OUT)/obj-san/updater/%.o $(UPDATER_SAN_OBJS)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(UPDATER_LIBS)
+
+CHECK_SUITES += updater-e2e=updater/tests/run.sh

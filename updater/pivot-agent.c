@@ -96,8 +96,12 @@ static int boot_checks(struct updater *u, bool mark_good) {
         struct target *t = u->target;
         const struct slot *s = &t->disk->slots[t->booted];
 
-        if (out == BOOT_WAITING_REBOOT)
+        if (out == BOOT_WAITING_REBOOT) {
+                /* Not booted yet: nothing to mark (offline, the "running" slot may even be the
+                 * new one). */
                 log_info("An installed update waits for a reboot");
+                return 0;
+        }
         if (!mark_good)
                 return 0;
         if (s->successful && out != BOOT_NEW_VERSION)

@@ -226,6 +226,8 @@ static int cmd_create(int argc, char **argv) {
         if (r < 0)
                 return log_error_errno(r, "Cannot write %s: %m", p.out_path);
 
+        if (p.quiet && !isatty(STDERR_FILENO))
+                return 0;
         struct payload_manifest m;
         r = payload_open_file(p.out_path, NULL, &m, NULL);
         if (r < 0)

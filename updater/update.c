@@ -292,6 +292,14 @@ static void record_pending(struct updater *u, int slot, const char *version) {
         save_state(u);
 }
 
+static void clear_pending(struct updater *u) {
+        kv_set(&u->state, K_PENDING_SLOT, NULL);
+        kv_set(&u->state, K_PENDING_VERSION, NULL);
+        kv_set(&u->state, K_PENDING_BOOT_ID, NULL);
+        kv_set(&u->state, K_PREVIOUS_VERSION, NULL);
+        save_state(u);
+}
+
 bool updater_reboot_pending(struct updater *u) {
         const char *b = kv_get(&u->state, K_PENDING_BOOT_ID);
         return kv_get(&u->state, K_PENDING_SLOT) && b && !strcmp(b, u->boot_id);
@@ -327,6 +335,11 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                 .progress = on_progress,
                 .userdata = &ps,
         };
+        /* The slot about to be overwritten no longer holds an installed update. */
+        const char *pending = kv_get(&u->state, K_PENDING_SLOT);
+        int target_slot = slot >= 0 ? slot : target_passive(u->target);
+        if (pending && target_slot >= 0 && !strcmp(pending, target_slot_name(u->target, target_slot)))
+                clear_pending(u);
         if (pkg) {
                 p.expect_size = pkg->size;
                 p.has_expect_sha256 = pkg->has_sha256;
@@ -522,11 +535,7 @@ enum boot_outcome updater_boot_outcome(struct updater *u) {
                      t->running_version);
         if (version)
                 kv_set(&u->state, K_FAILED_VERSION, version);
-        kv_set(&u->state, K_PENDING_SLOT, NULL);
-        kv_set(&u->state, K_PENDING_VERSION, NULL);
-        kv_set(&u->state, K_PENDING_BOOT_ID, NULL);
-        kv_set(&u->state, K_PREVIOUS_VERSION, NULL);
-        save_state(u);
+        clear_pending(u);
         return BOOT_ROLLED_BACK;
 }
 
@@ -574,11 +583,7 @@ int updater_mark_good(struct updater *u, bool check_health) {
         if (pending && !strcmp(pending, s->name) && !updater_reboot_pending(u)) {
                 queue_report(u, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_SUCCESS_REBOOT, 0,
                              kv_get(&u->state, K_PREVIOUS_VERSION));
-                kv_set(&u->state, K_PENDING_SLOT, NULL);
-                kv_set(&u->state, K_PENDING_VERSION, NULL);
-                kv_set(&u->state, K_PENDING_BOOT_ID, NULL);
-                kv_set(&u->state, K_PREVIOUS_VERSION, NULL);
-                save_state(u);
+                clear_pending(u);
         }
         return 0;
 }
@@ -602,11 +607,7 @@ int updater_rollback(struct updater *u, bool force) {
         /* An installed update that has not booted yet is withdrawn by this. */
         const char *pending = kv_get(&u->state, K_PENDING_SLOT);
         if (pending && strcmp(pending, s->name) != 0) {
-                kv_set(&u->state, K_PENDING_SLOT, NULL);
-                kv_set(&u->state, K_PENDING_VERSION, NULL);
-                kv_set(&u->state, K_PENDING_BOOT_ID, NULL);
-                kv_set(&u->state, K_PREVIOUS_VERSION, NULL);
-                save_state(u);
+                clear_pending(u);
         }
         log_info("Slot %s (version %s) boots next", s->name,
                  t->slot_versions[other] ? t->slot_versions[other] : "?");
@@ -614,7 +615,9 @@ int updater_rollback(struct updater *u, bool force) {
 }
 
 int updater_reboot(struct updater *u, const char *reason) {
-        if (u->offline) {
+        /* Offline, the machine running this is not the one updated: only a reboot command
+         * configured on purpose (tests) runs. */
+        if (u->offline && !strcmp(u->cfg.reboot_command, "/sbin/reboot")) {
                 log_info("Offline (--disk): not rebooting this machine (%s)", reason);
                 return 0;
         }
@@ -864,16 +867,6 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 updater_set_status(u, "idle", NULL);
                 return 0;
         }
-        if (cmp < 0 && !u->cfg.allow_downgrade) {
-                ret->error_code = UPDATE_ERROR_POLICY;
-                status_set(u, "last_result", "refused");
-                send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
-                           UPDATE_ERROR_POLICY, NULL);
-                updater_set_status(u, "idle", NULL);
-                return log_error_errno(-EPERM, "The server offers %s, older than the running %s: "
-                                       "refused (allow_downgrade = yes to accept)",
-                                       app->manifest_version, running);
-        }
         const char *failed = kv_get(&u->state, K_FAILED_VERSION);
         if (failed && !strcmp(failed, app->manifest_version) && !interactive) {
                 log_warning("Version %s rolled back here before; not installing it again "
@@ -889,6 +882,23 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                         ret->update_available = false;
                         return 0;
                 }
+        }
+        if (install) {
+                /* An attempt starts here: the passive slot is not bootable until it succeeds. */
+                int passive = target_passive(u->target);
+                if (passive >= 0 && (r = target_slot_disable(u->target, passive)) < 0)
+                        return log_error_errno(r, "Cannot set slot %s to priority 0: %m",
+                                               target_slot_name(u->target, passive));
+        }
+        if (cmp < 0 && !u->cfg.allow_downgrade) {
+                ret->error_code = UPDATE_ERROR_POLICY;
+                status_set(u, "last_result", "refused");
+                send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
+                           UPDATE_ERROR_POLICY, NULL);
+                updater_set_status(u, "idle", NULL);
+                return log_error_errno(-EPERM, "The server offers %s, older than the running %s: "
+                                       "refused (allow_downgrade = yes to accept)",
+                                       app->manifest_version, running);
         }
         log_info("Update available: %s (running %s), %" PRIu64 " bytes", app->manifest_version,
                  running, pkg->size);
