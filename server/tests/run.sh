@@ -12,6 +12,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+source "$ROOT/server/tests/pg-cluster.sh"
 ENGINE=${1:-}
 [[ $ENGINE == sqlite || $ENGINE == postgres ]] || { echo "usage: $0 sqlite|postgres" >&2; exit 2; }
 
@@ -24,13 +25,10 @@ mkdir -p "$OUTDIR"
 WORK=$(mktemp -d /tmp/pivot-server-test.XXXXXX)
 chmod 755 "$WORK"
 PIDS=()
-PG_DATA=""
 cleanup() {
         for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
         for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
-        if [[ -n $PG_DATA ]]; then
-                runuser -u postgres -- /usr/lib/postgresql/*/bin/pg_ctl -D "$PG_DATA" -m immediate stop >/dev/null 2>&1
-        fi
+        pg_cluster_stop
         rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -53,21 +51,9 @@ json() { python3 -c "import json,sys; j=json.load(sys.stdin); v=($1); print(json
 # --- PostgreSQL, private to this run ---------------------------------------------------------
 DB_ARGS=()
 if [[ $ENGINE == postgres ]]; then
-        PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
-        [[ -x $PGBIN/initdb ]] || { echo "postgresql is not installed (tools/deps.sh server)"; echo "0 passed, 1 failed"; exit 1; }
-        PG_DATA=$WORK/pg PG_PORT=$(free_port)
-        mkdir -p "$PG_DATA" "$WORK/pgsock" && chown postgres: "$PG_DATA" "$WORK/pgsock"
-        if ! runuser -u postgres -- "$PGBIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 >"$WORK/initdb.log" 2>&1; then
-                cat "$WORK/initdb.log"; echo "0 passed, 1 failed"; exit 1
-        fi
-        if ! runuser -u postgres -- "$PGBIN/pg_ctl" -D "$PG_DATA" -l "$WORK/pgsock/pg.log" -w -t 60 start \
-                -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $WORK/pgsock -c fsync=off -c max_connections=200" >/dev/null; then
-                cat "$WORK/pgsock/pg.log"; PG_DATA=""; echo "0 passed, 1 failed"; exit 1
-        fi
-        runuser -u postgres -- "$PGBIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres pivot
-        DB_URL="postgres://postgres@127.0.0.1:$PG_PORT/pivot"
-        DB_ARGS=(--db "$DB_URL")
-        echo "# private PostgreSQL on 127.0.0.1:$PG_PORT"
+        pg_cluster_start "$WORK" || { echo "0 passed, 1 failed"; exit 1; }
+        DB_ARGS=(--db "$PG_URL")
+        echo "# private PostgreSQL at $PG_URL"
 fi
 
 # --- the server ------------------------------------------------------------------------------
