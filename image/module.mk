@@ -47,3 +47,9 @@ CHECK_SUITES += image-config=image/tests/test-config.sh \
                 image-reproducible=image/tests/test-reproducible.sh \
                 qemu=qemu-tests/run
 BENCHES += image/bench/bench-image.sh
+
+UNIT_TESTS += $(OUT)/test/test-initramfs-cmdline
+$(OUT)/test/test-initramfs-cmdline: $(OUT)/obj-san/image/tests/test-cmdline.o \
+		$(OUT)/obj-san/image/initramfs/cmdline.o $(OUT)/obj-san/lib/test/test-main.o
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^

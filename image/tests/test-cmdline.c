@@ -1,0 +1,58 @@
+/* The initramfs's reading of the kernel command line the selector and the build write. */
+#include <errno.h>
+
+#include "../initramfs/cmdline.h"
+#include "test/test.h"
+
+static const char *full =
+        "ro panic=10 quiet pivot.version=1.2.3 pivot.fstype=squashfs "
+        "pivot.verity.roothash=d281be5d4fd62e85b65937adbe9627cad2d10044a96a2271e143aeb8236a9d75 "
+        "pivot.verity.salt=6ec7 pivot.verity.datablocks=6829 pivot.verity.hashstart=6829 "
+        "pivot.watchdog=60 console=ttyS0,115200 initrd=\\pivot\\A\\initrd pivot.slot=A "
+        "pivot.root=PARTUUID=29b0b16a-cdf3-458c-9ca9-4e0cbe1a36de\n";
+
+TEST(parses_what_selector_and_build_write) {
+        struct boot_args a;
+        const char *bad;
+        CHECK_EQ(boot_args_parse(full, &a, &bad), 0);
+        CHECK_STREQ(a.slot, "A");
+        CHECK_STREQ(a.root_partuuid, "29b0b16a-cdf3-458c-9ca9-4e0cbe1a36de");
+        CHECK_STREQ(a.verity_salt, "6ec7");
+        CHECK_EQ(a.verity_data_blocks, 6829);
+        CHECK_EQ(a.verity_hash_start, 6829);
+        CHECK_EQ(a.watchdog_sec, 60);
+        CHECK_STREQ(a.fstype, "squashfs");
+        CHECK_STREQ(a.init, "/sbin/init");
+}
+
+TEST(missing_required_argument_is_named) {
+        struct boot_args a;
+        const char *bad;
+        CHECK_EQ(boot_args_parse("ro pivot.slot=A pivot.root=PARTUUID=x", &a, &bad), -EINVAL);
+        CHECK_STREQ(bad, "pivot.verity.roothash");
+        CHECK_EQ(boot_args_parse("ro quiet", &a, &bad), -EINVAL);
+        CHECK_STREQ(bad, "pivot.slot");
+}
+
+TEST(bad_values_are_refused) {
+        struct boot_args a;
+        const char *bad;
+        CHECK_EQ(boot_args_parse("pivot.verity.datablocks=12x", &a, &bad), -EINVAL);
+        CHECK(bad && strncmp(bad, "pivot.verity.datablocks", 23) == 0);
+        CHECK_EQ(boot_args_parse("pivot.root=/dev/vda2", &a, &bad), -EINVAL);
+        CHECK_EQ(boot_args_parse("pivot.watchdog=99999", &a, &bad), -EINVAL);
+        CHECK_EQ(boot_args_parse("pivot.slot=", &a, &bad), -EINVAL);
+        /* A value longer than its field is refused, not cut. */
+        char longslot[64] = "pivot.slot=";
+        memset(longslot + 11, 'A', 40);
+        CHECK_EQ(boot_args_parse(longslot, &a, &bad), -EINVAL);
+}
+
+TEST(later_argument_wins_and_others_are_ignored) {
+        struct boot_args a;
+        const char *bad;
+        char buf[1024];
+        snprintf(buf, sizeof(buf), "%s pivot.init=/bin/cat pivot.unknown=1 pivotx=2", full);
+        CHECK_EQ(boot_args_parse(buf, &a, &bad), 0);
+        CHECK_STREQ(a.init, "/bin/cat");
+}
