@@ -25,7 +25,8 @@ class Timeout(Exception):
 
 def qemu_command(overlay, vars_file, memory=512, extra=()):
     return [
-        "qemu-system-x86_64", "-machine", "q35", "-m", str(memory), "-smp", "1",
+        # -nodefaults: no default DVD drive for the firmware to try first, no VGA.
+        "qemu-system-x86_64", "-nodefaults", "-machine", "q35", "-m", str(memory), "-smp", "1",
         "-display", "none", "-monitor", "none", "-serial", "stdio",
         "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,file={vars_file}",
@@ -58,6 +59,7 @@ class PivotVM:
         self.log_path = log or os.path.join(workdir, f"{name}-console.log")
         self.proc = None
         self.lines = []          # every console line so far, across boots
+        self.times = []          # when each line arrived (time.monotonic())
         self.cursor = 0          # expect() looks at lines from here on
         self._partial = ""
         self._cond = threading.Condition()
@@ -85,12 +87,15 @@ class PivotVM:
             self._log.flush()
             text = self._partial + chunk.decode("utf-8", "replace").replace("\r", "")
             *done, self._partial = text.split("\n")
+            now = time.monotonic()
             with self._cond:
                 self.lines.extend(done)
+                self.times.extend([now] * len(done))
                 self._cond.notify_all()
         with self._cond:
             if self._partial:
                 self.lines.append(self._partial)
+                self.times.append(time.monotonic())
                 self._partial = ""
             self._cond.notify_all()
 
@@ -112,6 +117,15 @@ class PivotVM:
                 if left <= 0:
                     raise Timeout(f"no /{pattern}/ within {timeout}s; console: {self.log_path}")
                 self._cond.wait(min(left, 1.0))
+
+    def line_time(self, pattern):
+        """When the first console line matching pattern arrived, or None."""
+        rx = re.compile(pattern)
+        with self._cond:
+            for line, t in zip(self.lines, self.times):
+                if rx.search(line):
+                    return t
+        return None
 
     def send(self, text):
         self.proc.stdin.write(text.encode())
