@@ -45,7 +45,7 @@ endif
 server-deps:
 	@tools/deps.sh server
 $(SERVER_SRCS:%.c=$(OUT)/obj/%.o) $(ADMIN_SRCS:%.c=$(OUT)/obj/%.o): | server-deps
-$(filter $(OUT)/obj-san/server/%,$(OUT)/obj-san/server/tests/test-policy.o $(OUT)/obj-san/server/store.o): | server-deps
+$(addprefix $(OUT)/obj-san/server/,tests/test-policy.o policy.o store.o store-sqlite.o store-postgres.o): | server-deps
 
 # Test helper for the suites: a signed payload made with lib/payload.c.
 $(OUT)/test/mkpayload: $(OUT)/obj/server/tests/mkpayload.o $(OUT)/obj/lib/payload.o $(OUT)/obj/lib/log.o
