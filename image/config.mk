@@ -35,6 +35,12 @@ CMDLINE_EXTRA     ?=
 UPDATE_SERVER     ?= http://10.0.2.2:8080/v1/update/
 CHANNEL           ?= stable
 POLL_INTERVAL     ?= 2700
+# Seconds from agent start to its first check, and the random spread around each poll.
+FIRST_CHECK_DELAY ?= 420
+POLL_JITTER       ?= 300
+# reboot, off, or a maintenance window: REBOOT_STRATEGY="window Sun 03:00 2h"
 REBOOT_STRATEGY   ?= reboot
+# Boot attempts a freshly installed slot gets before the machine falls back.
+UPDATE_TRIES      ?= 1
 SIGNING_KEY       ?=
 CACHE             ?= $(OUT)/cache

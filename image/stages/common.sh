@@ -31,13 +31,18 @@ check_config() {
     die "VERSION='$VERSION' is not a version (digits and dots, such as 1.2.3)"
   [[ $SOURCE_DATE_EPOCH =~ ^[0-9]+$ ]] || die "SOURCE_DATE_EPOCH='$SOURCE_DATE_EPOCH' is not a number"
   local v
-  for v in ESP_SIZE_MIB SLOT_SIZE_MIB STATE_SIZE_MIB WATCHDOG_SEC POLL_INTERVAL ROOT_ZSTD_LEVEL; do
+  for v in ESP_SIZE_MIB SLOT_SIZE_MIB STATE_SIZE_MIB WATCHDOG_SEC POLL_INTERVAL ROOT_ZSTD_LEVEL \
+    FIRST_CHECK_DELAY POLL_JITTER UPDATE_TRIES; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "$v='${!v}' is not a whole number"
   done
   ((ROOT_ZSTD_LEVEL >= 1 && ROOT_ZSTD_LEVEL <= 22)) || die "ROOT_ZSTD_LEVEL=$ROOT_ZSTD_LEVEL: zstd levels are 1 to 22"
   ((ESP_SIZE_MIB >= 64)) || die "ESP_SIZE_MIB=$ESP_SIZE_MIB is too small (at least 64)"
-  case $REBOOT_STRATEGY in reboot | off | window*) ;; *)
-    die "REBOOT_STRATEGY='$REBOOT_STRATEGY': use reboot, off or 'window <day> <HH:MM> <duration>'" ;;
+  ((UPDATE_TRIES >= 1 && UPDATE_TRIES <= 15)) || die "UPDATE_TRIES=$UPDATE_TRIES: 1 to 15"
+  # The agent's config has the strategy and the window as two keys.
+  case $REBOOT_STRATEGY in
+    reboot | off) REBOOT_STRATEGY_NAME=$REBOOT_STRATEGY REBOOT_WINDOW_LINE= ;;
+    "window "?*) REBOOT_STRATEGY_NAME=window REBOOT_WINDOW_LINE="reboot_window = ${REBOOT_STRATEGY#window }" ;;
+    *) die "REBOOT_STRATEGY='$REBOOT_STRATEGY': use reboot, off or 'window <days> <HH:MM> <duration>'" ;;
   esac
   if [[ -n $SIGNING_KEY && ! -r $SIGNING_KEY ]]; then
     die "SIGNING_KEY='$SIGNING_KEY' cannot be read"

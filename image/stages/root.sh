@@ -25,7 +25,8 @@ ensure_signing_key() {
 render_template() {
   local src=$1 dst=$2 v
   local -a args=()
-  for v in VERSION MIN_VERSION UPDATE_SERVER CHANNEL POLL_INTERVAL REBOOT_STRATEGY WATCHDOG_SEC KERNEL_VERSION; do
+  for v in VERSION MIN_VERSION UPDATE_SERVER CHANNEL POLL_INTERVAL FIRST_CHECK_DELAY POLL_JITTER \
+    REBOOT_STRATEGY_NAME REBOOT_WINDOW_LINE UPDATE_TRIES WATCHDOG_SEC KERNEL_VERSION; do
     args+=(-e "s|@$v@|${!v//|/\\|}|g")
   done
   sed "${args[@]}" "$src" >"$dst"
