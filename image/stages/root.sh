@@ -29,6 +29,8 @@ render_template() {
     REBOOT_STRATEGY_NAME REBOOT_WINDOW_LINE UPDATE_TRIES WATCHDOG_SEC KERNEL_VERSION; do
     args+=(-e "s|@$v@|${!v//|/\\|}|g")
   done
+  # A symlink at dst (absolute ones point at the build host) is replaced, never written through.
+  rm -f "$dst"
   sed "${args[@]}" "$src" >"$dst"
   if grep -qE '@[A-Z_]+@' "$dst"; then
     die "template $src uses an unknown setting: $(grep -oE '@[A-Z_]+@' "$dst" | head -n 1)"
@@ -67,6 +69,7 @@ make_ca_bundle() {
   local st=$1
   [[ -d $st/usr/share/ca-certificates ]] || return 0
   mkdir -p "$st/etc/ssl/certs"
+  rm -f "$st/etc/ssl/certs/ca-certificates.crt"
   find "$st/usr/share/ca-certificates" -name '*.crt' -print0 | LC_ALL=C sort -z |
     xargs -0 cat >"$st/etc/ssl/certs/ca-certificates.crt"
 }
