@@ -1,0 +1,47 @@
+"""The whole update story on real images: a machine on version 1 polls a real pivot-server
+(SQLite store, on the host's loopback), finds version 2 published with pivot-admin, streams it
+into slot B, flips the GPT, reboots into B, and marks B good; the server sees it all."""
+import os
+import time
+
+from fleet import Server, build_image
+from pivotvm import BANNER, PivotVM
+
+BOOT_TIMEOUT = 180
+INSTALL_TIMEOUT = 400
+
+
+def booted(vm, timeout=BOOT_TIMEOUT):
+    m = vm.expect(BANNER.pattern, timeout)
+    return m.group(1), m.group(2)
+
+
+def machine_record(server):
+    machines = server.machines()
+    rows = machines if isinstance(machines, list) else machines.get("machines", [])
+    assert len(rows) == 1, f"expected one machine, the server knows {rows}"
+    return rows[0]
+
+
+def test_update_1_to_2(ctx):
+    v1 = build_image("v1", "1")
+    v2 = build_image("v2", "2")
+    with Server(ctx.workdir) as server, PivotVM(os.path.join(v1, "disk.img"), ctx.workdir) as vm:
+        server.admin("publish", os.path.join(v2, "update.payload"), "--channel", "stable")
+        start = time.monotonic()
+        vm.start()
+        assert booted(vm) == ("A", "1")
+        assert booted(vm, INSTALL_TIMEOUT) == ("B", "2"), "did not come up on B with version 2"
+        print(f"  1 -> 2 installed and rebooted in {time.monotonic() - start:.0f}s")
+        vm.expect(r"Slot B \(version 2\) marked successful", 120)
+        # The server learns it from the agent's report after the boot.
+        deadline = time.monotonic() + 60
+        while True:
+            record = machine_record(server)
+            if record.get("version") == "2":
+                break
+            assert time.monotonic() < deadline, f"the server still has {record}"
+            time.sleep(2)
+        vm.power_off()
+        slots = vm.gpt()
+        assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
