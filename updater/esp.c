@@ -40,10 +40,12 @@ void esp_done(struct esp *e) {
         memset(e, 0, sizeof(*e));
 }
 
-/* Runs an mtools command; logs its stderr on failure. */
-static int mtools(char *const argv[], size_t max_out, char **out, size_t *out_len) {
+/* Runs an mtools command; logs its stderr on failure. With on_out, stdout is streamed to it. */
+static int mtools_full(char *const argv[], size_t max_out, char **out, size_t *out_len,
+                       int (*on_out)(void *, const void *, size_t), void *userdata) {
         _cleanup_free_ char *err = NULL;
-        int r = run_program(argv, max_out, out, out_len, &err, MTOOLS_TIMEOUT);
+        int r = on_out ? run_program_stream(argv, on_out, userdata, &err, MTOOLS_TIMEOUT)
+                       : run_program(argv, max_out, out, out_len, &err, MTOOLS_TIMEOUT);
         if (r == -ENOENT)
                 return log_error_errno(r, "%s not found: mtools is needed to write the ESP",
                                        argv[0]);
@@ -64,6 +66,10 @@ static int mtools(char *const argv[], size_t max_out, char **out, size_t *out_le
         return 0;
 }
 
+static int mtools(char *const argv[], size_t max_out, char **out, size_t *out_len) {
+        return mtools_full(argv, max_out, out, out_len, NULL, NULL);
+}
+
 static int sync_disk(const struct esp *e, bool drop_cache) {
         _cleanup_close_ int fd = open(e->disk_path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) < 0)
@@ -82,8 +88,35 @@ int esp_read_file(const struct esp *e, const char *path, size_t max, char **ret,
         return mtools(argv, max, ret, ret_len);
 }
 
-static int sha256_buffer(const void *p, size_t n, uint8_t out[32]) {
-        return EVP_Digest(p, n, out, NULL, EVP_sha256(), NULL) == 1 ? 0 : -EIO;
+struct hashing {
+        EVP_MD_CTX *md;
+        uint64_t len;
+};
+
+static int hash_piece(void *userdata, const void *p, size_t n) {
+        struct hashing *h = userdata;
+        EVP_DigestUpdate(h->md, p, n);
+        h->len += n;
+        return 0;
+}
+
+/* SHA-256 and length of a file on the ESP, streamed (boot files can be large). */
+static int esp_hash_file(const struct esp *e, const char *path, uint8_t out[32], uint64_t *ret_len) {
+        _cleanup_free_ char *src = NULL;
+        if (asprintf(&src, "::%s", path) < 0)
+                return -ENOMEM;
+        struct hashing h = {.md = EVP_MD_CTX_new()};
+        if (!h.md || EVP_DigestInit_ex(h.md, EVP_sha256(), NULL) != 1) {
+                EVP_MD_CTX_free(h.md);
+                return -ENOMEM;
+        }
+        char *argv[] = {"mcopy", "-n", "-i", e->image, src, "-", NULL};
+        int r = mtools_full(argv, 0, NULL, NULL, hash_piece, &h);
+        if (r == 0)
+                EVP_DigestFinal_ex(h.md, out, NULL);
+        EVP_MD_CTX_free(h.md);
+        *ret_len = h.len;
+        return r;
 }
 
 static int sha256_file(const char *path, uint8_t out[32]) {
@@ -95,10 +128,14 @@ static int sha256_file(const char *path, uint8_t out[32]) {
                 EVP_MD_CTX_free(ctx);
                 return -ENOMEM;
         }
-        static __thread uint8_t buf[65536];
+        _cleanup_free_ uint8_t *buf = malloc(65536);
         int r = 0;
+        if (!buf) {
+                EVP_MD_CTX_free(ctx);
+                return -ENOMEM;
+        }
         for (;;) {
-                ssize_t n = read(fd, buf, sizeof(buf));
+                ssize_t n = read(fd, buf, 65536);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0) {
@@ -140,6 +177,14 @@ int esp_install_slot_files(const struct esp *e, const char *slot, const struct e
                         return log_error_errno(r, "Cannot create %s on the ESP", dir);
         }
 
+        /* 0. The slot cannot boot now (priority 0): its old files go first, so that a small
+         *    ESP needs room for one set of boot files per slot, not two. */
+        for (size_t i = 0; i < n; i++) {
+                char old[128];
+                snprintf(old, sizeof(old), "%s/%s", dir, files[i].name);
+                char *argv[] = {"mdel", "-i", e->image, old, NULL};
+                (void)run_program(argv, 0, NULL, NULL, NULL, MTOOLS_TIMEOUT);
+        }
         /* 1. Copies under temporary names. */
         for (size_t i = 0; i < n; i++) {
                 char tmp[128];
@@ -163,13 +208,11 @@ int esp_install_slot_files(const struct esp *e, const char *slot, const struct e
                 off_t size = file_size(files[i].local_path);
                 if (size < 0 || sha256_file(files[i].local_path, want) < 0)
                         return log_error_errno(-EIO, "Cannot read %s", files[i].local_path);
-                _cleanup_free_ char *data = NULL;
-                size_t len = 0;
-                r = esp_read_file(e, tmp, (size_t)size + 1, &data, &len);
+                uint64_t len = 0;
+                r = esp_hash_file(e, tmp, got, &len);
                 if (r < 0)
                         return log_error_errno(r, "Cannot read back %s from the ESP", tmp);
-                sha256_buffer(data, len, got);
-                if (len != (size_t)size || memcmp(want, got, 32) != 0)
+                if (len != (uint64_t)size || memcmp(want, got, 32) != 0)
                         return log_error_errno(-EIO, "%s on the ESP differs from what was written",
                                                tmp);
         }

@@ -26,10 +26,11 @@ struct esp_file {
         const char *local_path; /* what to put there */
 };
 
-/* Installs a slot's boot files: each is copied to "<name>.new" in /pivot/<slot>/, the disk is
- * synced, every copy is read back from the disk and compared (SHA-256) with its source, and
- * only then is each renamed over its final name; then the disk is synced again. Meant for a
- * slot that cannot boot meanwhile (priority 0). -ENOSPC when the ESP is full. */
+/* Installs a slot's boot files: the slot's old files are removed (it cannot boot meanwhile:
+ * priority 0), each new one is copied to "<name>.new" in /pivot/<slot>/, the disk is synced,
+ * every copy is read back from the disk and compared (SHA-256) with its source, and only then
+ * is each renamed to its final name; then the disk is synced again. -ENOSPC when the ESP is
+ * full. */
 int esp_install_slot_files(const struct esp *e, const char *slot, const struct esp_file *files,
                            size_t n);
 

@@ -221,7 +221,7 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
         }
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, fetch_write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &f);
-        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 256L * 1024);
+        curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 64L * 1024);
         CURLcode cc = curl_easy_perform(c);
         if (!f.checked)
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f.status);

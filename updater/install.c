@@ -4,7 +4,9 @@
  *   receiver (the caller's thread, inside the source's fetch): collects the prefix and each
  *     chunk's compressed bytes, hashes the whole file and checks each chunk's compressed
  *     SHA-256, hands the chunk on;
- *   writer: decompresses and writes (slot: O_DIRECT, whole aligned chunks; boot files: staged);
+ *   decompressor: decompresses each chunk into one of two aligned buffers;
+ *   writer: writes them (slot: O_DIRECT, whole aligned chunks; boot files: staged), so that
+ *     decompressing the next chunk overlaps the disk write of this one;
  *   verifier: reads each written chunk back from the disk and checks its uncompressed SHA-256,
  *     and writes the resume checkpoint now and then.
  * The hand-offs are small bounded queues, so memory is a few chunks whatever the image size,
@@ -34,7 +36,7 @@
 #include "util.h"
 
 #define ALIGN 4096u
-#define QUEUE_BYTES (4u << 20)          /* compressed chunks in flight */
+#define QUEUE_BYTES (1u << 20)          /* compressed chunks in flight (at least two) */
 #define CHECKPOINT_BYTES (64ull << 20)  /* uncompressed bytes between checkpoints ... */
 #define CHECKPOINT_SECONDS 5            /* ... or this long, whichever comes first */
 
@@ -111,10 +113,26 @@ struct job {
         SHA256_CTX file_ctx; /* whole-file hash after this chunk */
 };
 
+struct raw {
+        uint32_t chunk;
+        uint8_t *buf;        /* uncompressed, ALIGN-aligned, room for a whole padded chunk */
+        SHA256_CTX file_ctx;
+};
+
 struct written {
         uint32_t chunk;
         SHA256_CTX file_ctx;
 };
+
+struct readback {
+        uint32_t chunk;
+        uint8_t *buf;        /* as read back from the disk */
+        SHA256_CTX file_ctx;
+};
+
+#define N_RAW 2     /* decompressed chunks in flight */
+#define N_WRITTEN 4 /* written chunks waiting to be read back */
+#define N_READ 2    /* chunks read back, waiting to be hashed */
 
 struct engine {
         const struct install_params *p;
@@ -137,9 +155,15 @@ struct engine {
         size_t n_jobs;
         struct job **free_jobs, **full_jobs; /* stacks/rings of job pointers */
         size_t n_free, full_head, n_full;
-        struct written *written;
+        struct raw raws[N_RAW];
+        struct raw *free_raws[N_RAW], *full_raws[N_RAW];
+        size_t n_free_raws, raw_head, n_full_raws;
+        struct written written[N_WRITTEN];
         size_t written_head, n_written;
-        bool receiving_done, writing_done, verifying_done;
+        struct readback reads[N_READ];
+        struct readback *free_reads[N_READ], *full_reads[N_READ];
+        size_t n_free_reads, read_head, n_full_reads;
+        bool receiving_done, decompressing_done, writing_done, reading_done, verifying_done;
         int error, error_code; /* the first failure */
         uint32_t verified;     /* chunks read back and checked, from 0 */
         SHA256_CTX verified_ctx; /* whole-file hash at the end of chunk verified-1 */
@@ -157,10 +181,19 @@ struct engine {
         uint32_t fill;
         SHA256_CTX file_ctx, chunk_start_ctx;
         uint64_t last_progress_ms;
+        /* Where the time goes (debug log): waiting per thread, in microseconds. */
+        uint64_t wait_receiver_us, wait_decompressor_us, wait_writer_us, wait_reader_us;
+        uint64_t wait_verifier_us, start_us;
         bool prepared;         /* slot disabled, files opened, threads running */
-        pthread_t writer, verifier;
-        bool writer_started, verifier_started;
+        pthread_t decompressor, writer, reader, verifier;
+        bool decompressor_started, writer_started, reader_started, verifier_started;
 };
+
+static uint64_t now_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 static uint64_t now_ms(void) {
         struct timespec ts;
@@ -266,23 +299,23 @@ static int chunk_destination(struct engine *e, const struct payload_chunk *c, in
         return 0;
 }
 
-/* --- Writer -------------------------------------------------------------------------------- */
+/* --- Decompressor and writer ---------------------------------------------------------- */
 
-static void *writer_run(void *arg) {
+static void *decompressor_run(void *arg) {
         struct engine *e = arg;
         _cleanup_(payload_decoder_freep) struct payload_decoder *d = NULL;
-        uint8_t *raw = NULL;
-        size_t raw_cap = round_up(e->m.chunk_size, ALIGN);
 
-        if (payload_decoder_new(&d) < 0 || posix_memalign((void **)&raw, ALIGN, raw_cap) != 0) {
+        if (payload_decoder_new(&d) < 0) {
                 fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-                raw = NULL;
                 goto out;
         }
         for (;;) {
                 pthread_mutex_lock(&e->lock);
-                while (!e->error && e->n_full == 0 && !e->receiving_done)
+                uint64_t t0 = now_us();
+                while (!e->error && (e->n_full == 0 || e->n_free_raws == 0) &&
+                       !(e->n_full == 0 && e->receiving_done))
                         pthread_cond_wait(&e->cond, &e->lock);
+                e->wait_decompressor_us += now_us() - t0;
                 if (e->error || e->n_full == 0) {
                         pthread_mutex_unlock(&e->lock);
                         break;
@@ -290,15 +323,56 @@ static void *writer_run(void *arg) {
                 struct job *job = e->full_jobs[e->full_head];
                 e->full_head = (e->full_head + 1) % e->n_jobs;
                 e->n_full--;
+                struct raw *raw = e->free_raws[--e->n_free_raws];
                 pthread_mutex_unlock(&e->lock);
 
                 const struct payload_chunk *c = &e->m.chunks[job->chunk];
-                int r = payload_chunk_decompress(d, c, job->buf, raw);
+                raw->chunk = job->chunk;
+                raw->file_ctx = job->file_ctx;
+                int r = payload_chunk_decompress(d, c, job->buf, raw->buf);
+
+                /* The compressed bytes are done with: the receiver may fill the buffer again. */
+                pthread_mutex_lock(&e->lock);
+                e->free_jobs[e->n_free++] = job;
+                if (r == 0) {
+                        e->full_raws[(e->raw_head + e->n_full_raws) % N_RAW] = raw;
+                        e->n_full_raws++;
+                } else
+                        e->free_raws[e->n_free_raws++] = raw;
+                pthread_cond_broadcast(&e->cond);
+                pthread_mutex_unlock(&e->lock);
                 if (r < 0) {
                         fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
-                             "Chunk %u does not decompress although its hash matches", job->chunk);
+                             "Chunk %u does not decompress although its hash matches", raw->chunk);
                         break;
                 }
+        }
+out:
+        pthread_mutex_lock(&e->lock);
+        e->decompressing_done = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        return NULL;
+}
+
+static void *writer_run(void *arg) {
+        struct engine *e = arg;
+        for (;;) {
+                pthread_mutex_lock(&e->lock);
+                uint64_t t0 = now_us();
+                while (!e->error && e->n_full_raws == 0 && !e->decompressing_done)
+                        pthread_cond_wait(&e->cond, &e->lock);
+                e->wait_writer_us += now_us() - t0;
+                if (e->error || e->n_full_raws == 0) {
+                        pthread_mutex_unlock(&e->lock);
+                        break;
+                }
+                struct raw *raw = e->full_raws[e->raw_head];
+                e->raw_head = (e->raw_head + 1) % N_RAW;
+                e->n_full_raws--;
+                pthread_mutex_unlock(&e->lock);
+
+                const struct payload_chunk *c = &e->m.chunks[raw->chunk];
                 int fd;
                 uint64_t off;
                 chunk_destination(e, c, &fd, &off);
@@ -306,33 +380,33 @@ static void *writer_run(void *arg) {
                 if (fd == e->slot_fd && e->direct) {
                         /* Whole aligned blocks; the slot has room (checked up front). */
                         size_t padded = round_up(len, ALIGN);
-                        memset(raw + len, 0, padded - len);
+                        memset(raw->buf + len, 0, padded - len);
                         len = padded;
                 }
-                r = pwrite_full(fd, raw, len, off);
+                int r = pwrite_full(fd, raw->buf, len, off);
                 if (r < 0) {
                         fail(e, r, UPDATE_ERROR_WRITE, "Cannot write %s chunk %u: %m",
-                             payload_image_name(c->image), job->chunk);
+                             payload_image_name(c->image), raw->chunk);
                         break;
                 }
 
                 pthread_mutex_lock(&e->lock);
-                while (!e->error && e->n_written == e->n_jobs)
+                t0 = now_us();
+                while (!e->error && e->n_written == N_WRITTEN)
                         pthread_cond_wait(&e->cond, &e->lock);
+                e->wait_writer_us += now_us() - t0;
                 if (e->error) {
                         pthread_mutex_unlock(&e->lock);
                         break;
                 }
-                struct written *w = &e->written[(e->written_head + e->n_written) % e->n_jobs];
-                w->chunk = job->chunk;
-                w->file_ctx = job->file_ctx;
+                struct written *w = &e->written[(e->written_head + e->n_written) % N_WRITTEN];
+                w->chunk = raw->chunk;
+                w->file_ctx = raw->file_ctx;
                 e->n_written++;
-                e->free_jobs[e->n_free++] = job;
+                e->free_raws[e->n_free_raws++] = raw;
                 pthread_cond_broadcast(&e->cond);
                 pthread_mutex_unlock(&e->lock);
         }
-out:
-        free(raw);
         pthread_mutex_lock(&e->lock);
         e->writing_done = true;
         pthread_cond_broadcast(&e->cond);
@@ -340,9 +414,10 @@ out:
         return NULL;
 }
 
-/* --- Verifier ------------------------------------------------------------------------------ */
+/* --- Reader and verifier ------------------------------------------------------------- */
 
-static int verify_chunk(struct engine *e, uint32_t i, uint8_t *buf) {
+/* Reads chunk i back from where it was written into buf (room for a padded chunk). */
+static int read_back_chunk(struct engine *e, uint32_t i, uint8_t *buf) {
         const struct payload_chunk *c = &e->m.chunks[i];
         int fd, r;
         uint64_t off;
@@ -354,10 +429,6 @@ static int verify_chunk(struct engine *e, uint32_t i, uint8_t *buf) {
         if (r < 0)
                 return fail(e, r, r == -ENODATA ? UPDATE_ERROR_ROOTFS_VERIFY : UPDATE_ERROR_WRITE,
                             "Cannot read back %s chunk %u: %m", payload_image_name(c->image), i);
-        if (!payload_chunk_check_raw(c, buf))
-                return fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
-                            "%s chunk %u reads back different from what was written",
-                            payload_image_name(c->image), i);
         return 0;
 }
 
@@ -370,46 +441,100 @@ static int sync_outputs(struct engine *e) {
         return 0;
 }
 
-static void *verifier_run(void *arg) {
+/* The reader: each written chunk (after a resume, first the chunks already held) is read back
+ * from the disk into a free read buffer and handed to the verifier, so that reading the next
+ * chunk overlaps hashing this one. */
+static void *reader_run(void *arg) {
         struct engine *e = arg;
-        uint8_t *buf = NULL;
-        uint64_t since_ckpt = 0, last_ckpt_ms = now_ms();
-
-        if (posix_memalign((void **)&buf, ALIGN, round_up(e->m.chunk_size, ALIGN)) != 0) {
-                fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-                return NULL;
-        }
-        /* After a resume: the chunks we already hold must still be right. */
-        for (uint32_t i = 0; i < e->first_chunk; i++) {
-                if (current_error(e) || verify_chunk(e, i, buf) < 0)
-                        goto out;
+        uint32_t held = 0;
+        for (;;) {
+                struct written w = {0};
+                bool have = false;
                 pthread_mutex_lock(&e->lock);
-                e->verified = i + 1;
+                uint64_t t0 = now_us();
+                for (;;) {
+                        bool work = held < e->first_chunk || e->n_written > 0;
+                        if (e->error || (work && e->n_free_reads > 0) || (!work && e->writing_done))
+                                break;
+                        pthread_cond_wait(&e->cond, &e->lock);
+                }
+                if (!e->error && e->n_free_reads > 0) {
+                        if (held < e->first_chunk) {
+                                w.chunk = held++;
+                                have = true;
+                        } else if (e->n_written > 0) {
+                                w = e->written[e->written_head];
+                                e->written_head = (e->written_head + 1) % N_WRITTEN;
+                                e->n_written--;
+                                have = true;
+                        }
+                }
+                e->wait_reader_us += now_us() - t0;
+                struct readback *rb = have ? e->free_reads[--e->n_free_reads] : NULL;
+                pthread_cond_broadcast(&e->cond);
+                pthread_mutex_unlock(&e->lock);
+                if (!have)
+                        break;
+                rb->chunk = w.chunk;
+                rb->file_ctx = w.file_ctx;
+                if (read_back_chunk(e, w.chunk, rb->buf) < 0)
+                        break;
+                pthread_mutex_lock(&e->lock);
+                e->full_reads[(e->read_head + e->n_full_reads) % N_READ] = rb;
+                e->n_full_reads++;
+                pthread_cond_broadcast(&e->cond);
                 pthread_mutex_unlock(&e->lock);
         }
+        pthread_mutex_lock(&e->lock);
+        e->reading_done = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+        return NULL;
+}
+
+static void *verifier_run(void *arg) {
+        struct engine *e = arg;
+        uint64_t since_ckpt = 0, last_ckpt_ms = now_ms();
+
         for (;;) {
                 pthread_mutex_lock(&e->lock);
-                while (!e->error && e->n_written == 0 && !e->writing_done)
+                uint64_t t0 = now_us();
+                while (!e->error && e->n_full_reads == 0 && !e->reading_done)
                         pthread_cond_wait(&e->cond, &e->lock);
-                if (e->error || e->n_written == 0) {
+                e->wait_verifier_us += now_us() - t0;
+                if (e->error || e->n_full_reads == 0) {
                         pthread_mutex_unlock(&e->lock);
                         break;
                 }
-                struct written w = e->written[e->written_head];
-                e->written_head = (e->written_head + 1) % e->n_jobs;
-                e->n_written--;
+                struct readback *rb = e->full_reads[e->read_head];
+                e->read_head = (e->read_head + 1) % N_READ;
+                e->n_full_reads--;
+                pthread_mutex_unlock(&e->lock);
+
+                const struct payload_chunk *c = &e->m.chunks[rb->chunk];
+                uint32_t chunk = rb->chunk;
+                SHA256_CTX file_ctx = rb->file_ctx;
+                bool good = payload_chunk_check_raw(c, rb->buf);
+                pthread_mutex_lock(&e->lock);
+                e->free_reads[e->n_free_reads++] = rb;
+                if (good) {
+                        e->verified = chunk + 1;
+                        if (chunk >= e->first_chunk)
+                                e->verified_ctx = file_ctx;
+                }
                 pthread_cond_broadcast(&e->cond);
                 pthread_mutex_unlock(&e->lock);
-
-                if (verify_chunk(e, w.chunk, buf) < 0)
+                if (!good) {
+                        fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
+                             "%s chunk %u reads back different from what was written",
+                             payload_image_name(c->image), chunk);
                         break;
-                pthread_mutex_lock(&e->lock);
-                e->verified = w.chunk + 1;
-                e->verified_ctx = w.file_ctx;
-                pthread_mutex_unlock(&e->lock);
+                }
+                if (chunk < e->first_chunk)
+                        continue; /* held from before a resume: checked, nothing to record */
 
-                since_ckpt += e->m.chunks[w.chunk].raw_size;
-                uint32_t next = w.chunk + 1;
+                since_ckpt += c->raw_size;
+                uint32_t next = chunk + 1;
                 uint64_t every = e->p->checkpoint_bytes ? e->p->checkpoint_bytes : CHECKPOINT_BYTES;
                 if (next < e->m.n_chunks && (since_ckpt >= every ||
                                              now_ms() - last_ckpt_ms >= CHECKPOINT_SECONDS * 1000)) {
@@ -421,7 +546,7 @@ static void *verifier_run(void *arg) {
                         }
                         e->ckpt.next_chunk = next;
                         e->ckpt.next_offset = e->m.chunks[next].offset;
-                        e->ckpt.file_ctx = w.file_ctx;
+                        e->ckpt.file_ctx = file_ctx;
                         r = checkpoint_save(e->p->work_dir, &e->ckpt);
                         if (r < 0)
                                 log_warning_errno(r, "Cannot save the resume checkpoint: %m");
@@ -429,8 +554,6 @@ static void *verifier_run(void *arg) {
                         last_ckpt_ms = now_ms();
                 }
         }
-out:
-        free(buf);
         pthread_mutex_lock(&e->lock);
         e->verifying_done = true;
         pthread_cond_broadcast(&e->cond);
@@ -523,22 +646,43 @@ static int open_outputs(struct engine *e) {
 static int start_threads(struct engine *e) {
         size_t cap = e->m.chunk_size + e->m.chunk_size / 128 + 4096;
         e->n_jobs = QUEUE_BYTES / e->m.chunk_size;
-        e->n_jobs = e->n_jobs < 3 ? 3 : e->n_jobs > 8 ? 8 : e->n_jobs;
+        e->n_jobs = e->n_jobs < 2 ? 2 : e->n_jobs > 4 ? 4 : e->n_jobs;
         e->jobs = calloc(e->n_jobs, sizeof(*e->jobs));
         e->free_jobs = calloc(e->n_jobs, sizeof(*e->free_jobs));
         e->full_jobs = calloc(e->n_jobs, sizeof(*e->full_jobs));
-        e->written = calloc(e->n_jobs, sizeof(*e->written));
-        if (!e->jobs || !e->free_jobs || !e->full_jobs || !e->written)
+        if (!e->jobs || !e->free_jobs || !e->full_jobs)
                 return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+        for (size_t i = 0; i < N_RAW; i++) {
+                if (posix_memalign((void **)&e->raws[i].buf, ALIGN,
+                                   round_up(e->m.chunk_size, ALIGN)) != 0) {
+                        e->raws[i].buf = NULL;
+                        return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                }
+                e->free_raws[e->n_free_raws++] = &e->raws[i];
+        }
+        for (size_t i = 0; i < N_READ; i++) {
+                if (posix_memalign((void **)&e->reads[i].buf, ALIGN,
+                                   round_up(e->m.chunk_size, ALIGN)) != 0) {
+                        e->reads[i].buf = NULL;
+                        return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                }
+                e->free_reads[e->n_free_reads++] = &e->reads[i];
+        }
         for (size_t i = 0; i < e->n_jobs; i++) {
                 e->jobs[i].buf = malloc(cap);
                 if (!e->jobs[i].buf)
                         return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
                 e->free_jobs[e->n_free++] = &e->jobs[i];
         }
+        if (pthread_create(&e->decompressor, NULL, decompressor_run, e) != 0)
+                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
+        e->decompressor_started = true;
         if (pthread_create(&e->writer, NULL, writer_run, e) != 0)
                 return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
         e->writer_started = true;
+        if (pthread_create(&e->reader, NULL, reader_run, e) != 0)
+                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
+        e->reader_started = true;
         if (pthread_create(&e->verifier, NULL, verifier_run, e) != 0)
                 return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
         e->verifier_started = true;
@@ -639,8 +783,10 @@ static int receive(void *userdata, const void *data, size_t len) {
                                     "%s: more bytes than the manifest describes", e->p->source->name);
                 if (!e->cur) {
                         pthread_mutex_lock(&e->lock);
+                        uint64_t t0 = now_us();
                         while (!e->error && e->n_free == 0)
                                 pthread_cond_wait(&e->cond, &e->lock);
+                        e->wait_receiver_us += now_us() - t0;
                         if (e->error) {
                                 r = e->error;
                                 pthread_mutex_unlock(&e->lock);
@@ -749,7 +895,19 @@ static int fetch_all(struct engine *e) {
         }
 }
 
-/* Waits for the writer and verifier; reports verification progress meanwhile. */
+static void join_threads(struct engine *e) {
+        if (e->decompressor_started)
+                pthread_join(e->decompressor, NULL);
+        if (e->writer_started)
+                pthread_join(e->writer, NULL);
+        if (e->reader_started)
+                pthread_join(e->reader, NULL);
+        if (e->verifier_started)
+                pthread_join(e->verifier, NULL);
+        e->decompressor_started = e->writer_started = e->reader_started = e->verifier_started = false;
+}
+
+/* Waits for the other threads; reports verification progress meanwhile. */
 static int drain(struct engine *e) {
         pthread_mutex_lock(&e->lock);
         e->receiving_done = true;
@@ -767,12 +925,16 @@ static int drain(struct engine *e) {
                 struct timespec ts = {.tv_nsec = 20 * 1000000L};
                 nanosleep(&ts, NULL);
         }
-        if (e->writer_started)
-                pthread_join(e->writer, NULL);
-        if (e->verifier_started)
-                pthread_join(e->verifier, NULL);
-        e->writer_started = e->verifier_started = false;
+        join_threads(e);
         int r = current_error(e);
+        uint64_t total = now_us() - e->start_us;
+        log_debug("install: %.2fs from the first byte; waiting: receiver %.2fs (for a free buffer), "
+                  "decompressor %.2fs, writer %.2fs, reader %.2fs, verifier %.2fs; %zu+%d+%d "
+                  "buffers of %u bytes, %s writes", (double)total / 1e6,
+                  (double)e->wait_receiver_us / 1e6, (double)e->wait_decompressor_us / 1e6,
+                  (double)e->wait_writer_us / 1e6, (double)e->wait_reader_us / 1e6,
+                  (double)e->wait_verifier_us / 1e6, e->n_jobs, N_RAW, N_READ, e->m.chunk_size,
+                  e->direct ? "O_DIRECT" : "buffered");
         if (r == 0 && e->verified != e->m.n_chunks)
                 return fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY, "Only %u of %u chunks verified",
                             e->verified, e->m.n_chunks);
@@ -781,14 +943,11 @@ static int drain(struct engine *e) {
 }
 
 static void stop_threads(struct engine *e) {
-        if (!e->writer_started && !e->verifier_started)
+        if (!e->decompressor_started && !e->writer_started && !e->reader_started &&
+            !e->verifier_started)
                 return;
         fail(e, -ECANCELED, UPDATE_ERROR_GENERIC, "Install cancelled");
-        if (e->writer_started)
-                pthread_join(e->writer, NULL);
-        if (e->verifier_started)
-                pthread_join(e->verifier, NULL);
-        e->writer_started = e->verifier_started = false;
+        join_threads(e);
 }
 
 static int finish(struct engine *e) {
@@ -901,7 +1060,10 @@ static void engine_done(struct engine *e) {
         free(e->jobs);
         free(e->free_jobs);
         free(e->full_jobs);
-        free(e->written);
+        for (size_t i = 0; i < N_RAW; i++)
+                free(e->raws[i].buf);
+        for (size_t i = 0; i < N_READ; i++)
+                free(e->reads[i].buf);
         free(e->prefix);
         payload_manifest_done(&e->m);
         pthread_mutex_destroy(&e->lock);
@@ -946,6 +1108,7 @@ int install_run(const struct install_params *p, struct install_result *ret) {
         if (!e.prefix)
                 return log_error_errno(-ENOMEM, "Out of memory");
         SHA256_Init(&e.file_ctx);
+        e.start_us = now_us();
         e.resume_candidate = checkpoint_load(p->work_dir, &e.ckpt) &&
                              !strcmp(e.ckpt.slot_uuid, e.slot_uuid);
 
@@ -958,8 +1121,8 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 ret->error_code = e.error_code ? e.error_code : UPDATE_ERROR_GENERIC;
                 /* A checkpoint stays for a transfer error (resume later); anything else means
                  * this payload or this slot is no good: start over next time. */
-                if (ret->error_code != UPDATE_ERROR_DOWNLOAD_TRANSFER &&
-                    !(ret->error_code >= UPDATE_ERROR_HTTP_BASE + 500))
+                if (!p->source->retryable || (ret->error_code != UPDATE_ERROR_DOWNLOAD_TRANSFER &&
+                                               !(ret->error_code >= UPDATE_ERROR_HTTP_BASE + 500)))
                         install_discard_checkpoint(p->work_dir);
                 else if (e.prepared)
                         save_final_checkpoint(&e);
@@ -978,9 +1141,12 @@ int install_run(const struct install_params *p, struct install_result *ret) {
 static int file_fetch(struct install_source *s, uint64_t offset, uint64_t end, install_sink_fn sink,
                       void *userdata, int *ret_http) {
         struct install_file_source *f = (struct install_file_source *)s;
-        static __thread uint8_t buf[1 << 20];
+        const size_t size = 256u << 10;
+        _cleanup_free_ uint8_t *buf = malloc(size);
+        if (!buf)
+                return -ENOMEM;
         for (;;) {
-                size_t want = sizeof(buf);
+                size_t want = size;
                 if (end && end - offset < want)
                         want = (size_t)(end - offset);
                 if (want == 0)

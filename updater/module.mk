@@ -27,3 +27,4 @@ $(OUT)/test/san/pivot-agent $(OUT)/test/san/pivotctl: $(OUT)/test/san/%: $(OUT)/
 	$(CC) $(SAN) -o $@ $^ $(UPDATER_LIBS)
 
 CHECK_SUITES += updater-e2e=updater/tests/run.sh
+BENCHES += updater/bench/install-bench.sh

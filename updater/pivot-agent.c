@@ -63,6 +63,20 @@ static void usage(FILE *f) {
               f);
 }
 
+/* At exit, with --verbose: the peak memory, own (anonymous) and shared-library pages. */
+static void log_memory(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[128], out[256] = "";
+        while (f && fgets(line, sizeof(line), f))
+                if (!strncmp(line, "VmHWM:", 6) || !strncmp(line, "RssAnon:", 8) ||
+                    !strncmp(line, "RssFile:", 8)) {
+                        line[strcspn(line, "\n")] = 0;
+                        strncat(out, line, sizeof(out) - strlen(out) - 2);
+                        strcat(out, " ");
+                }
+        log_debug("memory: %s", out);
+}
+
 static unsigned random_below(unsigned n) {
         unsigned v = 0;
         if (n == 0)
@@ -180,6 +194,7 @@ int main(int argc, char **argv) {
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         signal(SIGPIPE, SIG_IGN);
+        atexit(log_memory);
 
         _cleanup_(updater_freep) struct updater *u = NULL;
         r = updater_open(&o, &u);

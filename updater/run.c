@@ -49,8 +49,9 @@ static long now_ms(void) {
         return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
 }
 
-int run_program(char *const argv[], size_t max_out, char **ret_out, size_t *ret_out_len,
-                char **ret_err, unsigned timeout) {
+static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_out_len,
+               int (*on_out)(void *, const void *, size_t), void *userdata, char **ret_err,
+               unsigned timeout) {
         int out[2] = {-1, -1}, err[2] = {-1, -1};
         posix_spawn_file_actions_t fa;
         pid_t pid;
@@ -110,6 +111,13 @@ int run_program(char *const argv[], size_t max_out, char **ret_out, size_t *ret_
                                 open_fds--;
                                 continue;
                         }
+                        if (i == 0 && on_out) {
+                                if (on_out(userdata, chunk, (size_t)n) < 0) {
+                                        closep(&fo), fo = -1;
+                                        open_fds--;
+                                }
+                                continue;
+                        }
                         buf_append(i == 0 ? &bo : &be, chunk, (size_t)n);
                 }
         }
@@ -136,6 +144,16 @@ int run_program(char *const argv[], size_t max_out, char **ret_out, size_t *ret_
         if (status == -1 || WIFSIGNALED(status))
                 return -EINTR;
         return WEXITSTATUS(status);
+}
+
+int run_program(char *const argv[], size_t max_out, char **ret_out, size_t *ret_out_len,
+                char **ret_err, unsigned timeout) {
+        return run(argv, max_out, ret_out, ret_out_len, NULL, NULL, ret_err, timeout);
+}
+
+int run_program_stream(char *const argv[], int (*on_out)(void *userdata, const void *p, size_t n),
+                       void *userdata, char **ret_err, unsigned timeout) {
+        return run(argv, 0, NULL, NULL, on_out, userdata, ret_err, timeout);
 }
 
 int run_shell(const char *command, char **ret_err, unsigned timeout) {

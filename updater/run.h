@@ -11,5 +11,10 @@
 int run_program(char *const argv[], size_t max_out, char **ret_out, size_t *ret_out_len,
                 char **ret_err, unsigned timeout);
 
+/* Like run_program(), with stdout handed piece by piece to on_out (which returns 0, or < 0 to
+ * stop reading; the child then gets SIGPIPE) instead of being kept. */
+int run_program_stream(char *const argv[], int (*on_out)(void *userdata, const void *p, size_t n),
+                       void *userdata, char **ret_err, unsigned timeout);
+
 /* /bin/sh -c COMMAND, same conventions. */
 int run_shell(const char *command, char **ret_err, unsigned timeout);
