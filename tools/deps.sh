@@ -10,8 +10,8 @@ declare -A GROUP=(
   [efi]="gnu-efi binutils"
   [qemu]="qemu-system-x86 qemu-utils ovmf"
   [server]="libmicrohttpd-dev libsqlite3-dev libpq-dev libjansson-dev postgresql"
-  [test]="clang libclang-rt-14-dev python3 fdisk curl openssl chromium fonts-dejavu-core"
-  [bench]="hyperfine wrk nginx-light bc"
+  [test]="clang libclang-rt-14-dev python3 fdisk curl openssl chromium fonts-dejavu-core mtools dosfstools squashfs-tools zstd"
+  [bench]="hyperfine wrk nginx-light bc curl zstd mtools dosfstools fdisk python3"
 )
 
 all=()
