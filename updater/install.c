@@ -909,6 +909,7 @@ static void join_threads(struct engine *e) {
 
 /* Waits for the other threads; reports verification progress meanwhile. */
 static int drain(struct engine *e) {
+        progress(e, INSTALL_PHASE_DOWNLOAD, e->m.payload_size, e->m.payload_size, true);
         pthread_mutex_lock(&e->lock);
         e->receiving_done = true;
         pthread_cond_broadcast(&e->cond);

@@ -1,7 +1,7 @@
 # updater/: pivot-payload (build host), pivot-agent and pivotctl (device, and offline on disk
 # image files). See updater/README.md.
 
-EXTRA_CFLAGS_updater := $(call pkg-cflags,libxml-2.0 fdisk blkid libcurl)
+EXTRA_CFLAGS_updater := -Iupdater $(call pkg-cflags,libxml-2.0 fdisk blkid libcurl)
 UPDATER_LIBS = $(call pkg-libs,libcurl libxml-2.0 fdisk blkid libcrypto libzstd) -pthread
 
 # What pivot-agent and pivotctl share: everything but their main().
@@ -26,5 +26,13 @@ $(OUT)/test/san/pivot-agent $(OUT)/test/san/pivotctl: $(OUT)/test/san/%: $(OUT)/
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(UPDATER_LIBS)
 
+# Unit tests of the small modules (config, windows, state, child processes).
+UNIT_TESTS += $(OUT)/test/test-updater
+$(OUT)/test/test-updater: $(OUT)/obj-san/updater/tests/test-updater.o $(UPDATER_SAN_OBJS) \
+		$(OUT)/obj-san/lib/test/test-main.o
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -o $@ $^ $(UPDATER_LIBS)
+
+# End to end on disk image files, against a local Omaha responder and the real pivot-server.
 CHECK_SUITES += updater-e2e=updater/tests/run.sh
 BENCHES += updater/bench/install-bench.sh

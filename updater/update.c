@@ -366,22 +366,33 @@ static int run_install(struct updater *u, struct install_source *src, const stru
         return 0;
 }
 
+static struct http_options http_opts(struct updater *u, unsigned total);
+
 int updater_install_file(struct updater *u, const char *path, const struct install_options *o) {
         struct install_file_source src;
+        struct http_source hsrc;
         struct install_result res;
+        bool url = !strncmp(path, "http://", 7) || !strncmp(path, "https://", 8);
         int r;
 
         r = updater_load_key(u);
         if (r < 0)
                 return r;
-        r = install_file_source_open(path, &src);
+        if (url) {
+                struct http_options ho = http_opts(u, 0);
+                r = http_source_init(&hsrc, path, &ho);
+        } else
+                r = install_file_source_open(path, &src);
         if (r < 0)
                 return log_error_errno(r, "Cannot open %s: %m", path);
         r = take_lock(u);
         if (r == 0)
-                r = run_install(u, &src.source, o, NULL, NULL, &res);
+                r = run_install(u, url ? &hsrc.source : &src.source, o, NULL, NULL, &res);
         drop_lock(u);
-        install_file_source_close(&src);
+        if (url)
+                http_source_done(&hsrc);
+        else
+                install_file_source_close(&src);
         return r;
 }
 

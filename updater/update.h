@@ -58,7 +58,8 @@ void updater_freep(struct updater **u);
 /* pivotctl status. */
 int updater_status(struct updater *u, bool json, FILE *out);
 
-/* Installs a payload file into the passive slot and flips (pivotctl install). */
+/* Installs a payload file (or an http:// or https:// URL) into the passive slot and flips
+ * (pivotctl install). */
 struct install_options {
         bool no_flip;
         bool ignore_min_version;

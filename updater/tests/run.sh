@@ -542,6 +542,16 @@ if want proxy; then
         else notok proxy "exit $rc"; fi
 fi
 
+# pivotctl install straight from a URL (same engine, HTTP source).
+if want install-url; then
+        new_disk
+        responder "{\"omaha\":\"noupdate\",\"payload\":\"$P11\"}"
+        if "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" install "http://127.0.0.1:$PORT/payloads/u.payload" >"$WORK/last.log" 2>&1 &&
+                [[ $(next_boot "$DISK") == B ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root"; then
+                ok install-url
+        else notok install-url; fi
+fi
+
 # TLS: verified against the configured CA; refused without it.
 if want tls; then
         T=$WORK/tls; mkdir -p "$T"

@@ -1,0 +1,222 @@
+/* Unit tests for the updater's small modules: configuration, maintenance windows, state files,
+ * command-line values and child processes. The install engine, disks and the network are
+ * covered end to end by updater/tests/run.sh. */
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "esp.h"
+#include "reboot.h"
+#include "run.h"
+#include "state.h"
+#include "test/test.h"
+#include "util.h"
+
+static char *tmpfile_with(const char *text) {
+        char *path = strdup("/tmp/test-updater.XXXXXX");
+        int fd = mkstemp(path);
+        if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
+                abort();
+        close(fd);
+        return path;
+}
+
+TEST(config_defaults) {
+        struct config c;
+        config_init(&c);
+        CHECK_STREQ(c.app_id, "{b9606f32-42ac-4029-aef4-20ed435e8c45}");
+        CHECK_STREQ(c.channel, "stable");
+        CHECK_STREQ(c.public_key, "/usr/share/pivot/update-signing.pub");
+        CHECK_EQ(c.poll_interval, 2700);
+        CHECK_EQ(c.first_check_delay, 420);
+        CHECK_EQ(c.tries, 1);
+        CHECK_EQ(c.reboot_strategy, REBOOT_STRATEGY_REBOOT);
+        CHECK(c.server == NULL);
+        config_done(&c);
+}
+
+TEST(config_file) {
+        _cleanup_free_ char *p = tmpfile_with(
+                "# a comment\n"
+                "server = https://updates.example.com/v1/update/\n"
+                "  channel=beta  \n"
+                "poll_interval = 45m\n"
+                "poll_jitter = 30\n"
+                "first_check_delay = 1h\n"
+                "reboot_strategy = window\n"
+                "reboot_window = \"Sun 03:00 2h\"\n"
+                "tries = 3\n"
+                "health_check = test -e /etc/hostname\n"
+                "health_check = true\n"
+                "allow_downgrade = yes\n"
+                "ca_file = /etc/ssl/mine.pem\n"
+                "no_such_key = 1\n");
+        struct config c;
+        config_init(&c);
+        CHECK_EQ(config_load(&c, p, true), 0);
+        CHECK_STREQ(c.server, "https://updates.example.com/v1/update/");
+        CHECK_STREQ(c.channel, "beta");
+        CHECK_EQ(c.poll_interval, 2700);
+        CHECK_EQ(c.poll_jitter, 30);
+        CHECK_EQ(c.first_check_delay, 3600);
+        CHECK_EQ(c.reboot_strategy, REBOOT_STRATEGY_WINDOW);
+        CHECK_EQ(c.window.days, 1);
+        CHECK_EQ(c.window.start, 180);
+        CHECK_EQ(c.window.duration, 120);
+        CHECK_EQ(c.tries, 3);
+        CHECK_EQ(c.n_health_checks, 2);
+        CHECK_STREQ(c.health_checks[0], "test -e /etc/hostname");
+        CHECK(c.allow_downgrade);
+        CHECK_STREQ(c.ca_file, "/etc/ssl/mine.pem");
+        config_done(&c);
+        unlink(p);
+}
+
+TEST(config_rejects) {
+        const char *bad[] = {"tries = 0\n", "tries = 16\n", "poll_interval = soon\n",
+                             "reboot_strategy = sometimes\n", "reboot_window = Sun\n",
+                             "no equals sign\n", "allow_downgrade = perhaps\n", "server =\n"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_free_ char *p = tmpfile_with(bad[i]);
+                struct config c;
+                config_init(&c);
+                CHECK_EQ(config_load(&c, p, true), -EINVAL);
+                config_done(&c);
+                unlink(p);
+        }
+        struct config c;
+        config_init(&c);
+        CHECK_EQ(config_load(&c, "/nonexistent/update.conf", false), 0);
+        CHECK(config_load(&c, "/nonexistent/update.conf", true) < 0);
+        config_done(&c);
+}
+
+TEST(durations) {
+        unsigned v;
+        CHECK_EQ(parse_duration("45m", &v), 0);
+        CHECK_EQ(v, 2700);
+        CHECK_EQ(parse_duration("2h", &v), 0);
+        CHECK_EQ(v, 7200);
+        CHECK_EQ(parse_duration("1d", &v), 0);
+        CHECK_EQ(v, 86400);
+        CHECK_EQ(parse_duration("17", &v), 0);
+        CHECK_EQ(v, 17);
+        CHECK_EQ(parse_duration("", &v), -EINVAL);
+        CHECK_EQ(parse_duration("-5", &v), -EINVAL);
+        CHECK_EQ(parse_duration("5x", &v), -EINVAL);
+        CHECK_EQ(parse_duration("5mm", &v), -EINVAL);
+        CHECK_EQ(parse_duration("99999999999d", &v), -ERANGE);
+}
+
+TEST(reboot_windows) {
+        struct reboot_window w;
+        CHECK_EQ(parse_reboot_window("Sun 03:00 2h", &w), 0);
+        CHECK_EQ(w.days, 1);
+        CHECK_EQ(parse_reboot_window("Mon,Thu 22:30 90m", &w), 0);
+        CHECK_EQ(w.days, (1 << 1) | (1 << 4));
+        CHECK_EQ(w.start, 22 * 60 + 30);
+        CHECK_EQ(w.duration, 90);
+        CHECK_EQ(parse_reboot_window("Mon-Fri 01:00 1h", &w), 0);
+        CHECK_EQ(w.days, 0x3e);
+        CHECK_EQ(parse_reboot_window("Fri-Mon 01:00 1h", &w), 0);
+        CHECK_EQ(w.days, (1 << 5) | (1 << 6) | (1 << 0) | (1 << 1));
+        CHECK_EQ(parse_reboot_window("04:15 30m", &w), 0);
+        CHECK_EQ(w.days, 0x7f);
+        CHECK_EQ(parse_reboot_window("Sun 25:00 1h", &w), -EINVAL);
+        CHECK_EQ(parse_reboot_window("Sun 03:00", &w), -EINVAL);
+        CHECK_EQ(parse_reboot_window("Sun 03:00 30s", &w), -EINVAL);
+        CHECK_EQ(parse_reboot_window("Someday 03:00 1h", &w), -EINVAL);
+        CHECK_EQ(parse_reboot_window("Sun 03:00 1h extra", &w), -EINVAL);
+
+        /* Waits, in local time: build "now" from a known local date (a Sunday). */
+        setenv("TZ", "UTC", 1);
+        tzset();
+        struct tm tm = {.tm_year = 2024 - 1900, .tm_mon = 0, .tm_mday = 7, .tm_hour = 2,
+                        .tm_min = 30}; /* Sunday 2024-01-07 02:30 */
+        long sunday_0230 = (long)mktime(&tm);
+        CHECK_EQ(parse_reboot_window("Sun 03:00 2h", &w), 0);
+        CHECK_EQ(reboot_window_wait(&w, sunday_0230), 30 * 60);
+        CHECK_EQ(reboot_window_wait(&w, sunday_0230 + 3600), 0);            /* 03:30: inside */
+        CHECK_EQ(reboot_window_wait(&w, sunday_0230 + 9000), 7 * 86400 - 9000 + 1800); /* 05:00 */
+        CHECK_EQ(parse_reboot_window("Sat 23:00 3h", &w), 0);                 /* over midnight */
+        CHECK_EQ(reboot_window_wait(&w, sunday_0230 - 2 * 3600), 0);        /* Sun 00:30 */
+        CHECK_EQ(parse_reboot_window("02:00 1h", &w), 0);
+        CHECK_EQ(reboot_window_wait(&w, sunday_0230), 0);
+        CHECK_EQ(reboot_window_wait(&w, sunday_0230 + 3600), 86400 - 3600 - 1800);
+}
+
+TEST(reboot_strategies) {
+        struct config c;
+        config_init(&c);
+        CHECK_EQ(reboot_strategy_get(REBOOT_STRATEGY_REBOOT)->delay(&c, time(NULL)), 0);
+        CHECK(reboot_strategy_get(REBOOT_STRATEGY_OFF)->delay(&c, time(NULL)) < 0);
+        CHECK(reboot_strategy_get(REBOOT_STRATEGY_WINDOW)->delay(&c, time(NULL)) >= 0);
+        CHECK_STREQ(reboot_strategy_get(REBOOT_STRATEGY_WINDOW)->name, "window");
+        CHECK_EQ(reboot_lock_get(&c)->acquire(&c), 0);
+        config_done(&c);
+}
+
+TEST(state_files) {
+        char dir[] = "/tmp/test-updater-state.XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        char path[256];
+        snprintf(path, sizeof(path), "%s/sub/dir/state", dir);
+        char sub[256];
+        snprintf(sub, sizeof(sub), "%s/sub/dir", dir);
+        CHECK_EQ(mkdir_p(sub, true), 0);
+        struct stat st;
+        CHECK(stat(sub, &st) == 0 && (st.st_mode & 0777) == 0700);
+
+        struct kv kv;
+        CHECK_EQ(kv_load(&kv, path), 0); /* missing: empty */
+        CHECK_EQ(kv.n, 0);
+        CHECK_EQ(kv_set(&kv, "pending_slot", "B"), 0);
+        CHECK_EQ(kv_set(&kv, "pending_version", "1.2.3"), 0);
+        CHECK_EQ(kv_set(&kv, "pending_slot", "A"), 0);
+        CHECK_EQ(kv_set(&kv, "bad\nkey", "x"), -EINVAL);
+        CHECK_EQ(kv_save(&kv, path), 0);
+        kv_done(&kv);
+        CHECK_EQ(kv_load(&kv, path), 0);
+        CHECK_STREQ(kv_get(&kv, "pending_slot"), "A");
+        CHECK_STREQ(kv_get(&kv, "pending_version"), "1.2.3");
+        CHECK_EQ(kv_set(&kv, "pending_slot", NULL), 0);
+        CHECK(kv_get(&kv, "pending_slot") == NULL);
+        CHECK_STREQ(kv_get(&kv, "pending_version"), "1.2.3");
+        kv_done(&kv);
+
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        CHECK_EQ(system(cmd), 0);
+}
+
+TEST(cmdline_values) {
+        _cleanup_free_ char *a = cmdline_value("ro pivot.version=1.2.3 quiet", "pivot.version");
+        _cleanup_free_ char *b = cmdline_value("pivot.version=9 pivot.slot=B\n", "pivot.slot");
+        _cleanup_free_ char *c = cmdline_value("xpivot.slot=A", "pivot.slot");
+        _cleanup_free_ char *d = cmdline_value("pivot.root=PARTUUID=abc", "pivot.root");
+        CHECK_STREQ(a, "1.2.3");
+        CHECK_STREQ(b, "B");
+        CHECK(c == NULL);
+        CHECK_STREQ(d, "PARTUUID=abc");
+}
+
+TEST(child_processes) {
+        char *out = NULL, *err = NULL;
+        size_t len = 0;
+        char *echo[] = {"sh", "-c", "printf hello; printf oops >&2; exit 3", NULL};
+        CHECK_EQ(run_program(echo, 100, &out, &len, &err, 10), 3);
+        CHECK_STREQ(out, "hello");
+        CHECK_EQ(len, 5);
+        CHECK_STREQ(err, "oops");
+        free(out), free(err);
+        char *big[] = {"sh", "-c", "head -c 100000 /dev/zero", NULL};
+        CHECK_EQ(run_program(big, 10, &out, &len, NULL, 10), 0);
+        CHECK_EQ(len, 10); /* kept at most max_out */
+        free(out);
+        char *missing[] = {"/nonexistent/program", NULL};
+        CHECK_EQ(run_program(missing, 0, NULL, NULL, NULL, 10), -ENOENT);
+        CHECK_EQ(run_shell("sleep 5", NULL, 1), -ETIMEDOUT);
+        CHECK_EQ(run_shell("exit 0", NULL, 0), 0);
+}
