@@ -27,6 +27,7 @@ PIDS=()
 cleanup() {
         for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
         for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
+        mountpoint -q "$WORK/small-fs" 2>/dev/null && umount "$WORK/small-fs"
         rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -258,6 +259,39 @@ if want esp-full; then
                 else ok esp-full; fi
         }
         bad_install_esp
+fi
+
+# A disk that fills up while the slot is written (a sparse image file on a small tmpfs; tmpfs
+# has no O_DIRECT, so this also runs the buffered write and read-back path), and a state
+# directory with no room for the boot files. Both need mount(2): skipped without it.
+if want disk-full; then
+        M=$WORK/small-fs
+        mkdir -p "$M"
+        if mount -t tmpfs -o size=64m tmpfs "$M" 2>/dev/null; then
+                new_disk
+                cp --sparse=always "$BASE" "$M/disk.img"
+                # Room for the disk as it is plus 1 MiB: the 3.5 MB root image cannot fit.
+                mount -o remount,size=$(( $(du -k "$M/disk.img" | cut -f1) + 1024 ))k "$M"
+                if "$CTL" --disk "$M/disk.img" --key "$KEYS/dev.pub" --state-dir "$WORK/state" install "$P11" >"$WORK/last.log" 2>&1; then
+                        notok disk-full "install succeeded"
+                elif ! grep -q "No space left on device" "$WORK/last.log"; then notok disk-full "no message"
+                elif ! a_untouched "$M/disk.img" || ! b_not_bootable "$M/disk.img"; then notok disk-full "slots"
+                else ok disk-full; fi
+                rm -f "$M/disk.img"
+                mount -o remount,size=2m "$M"
+                mkdir -p "$M/state"
+                head -c $((1700 * 1024)) /dev/zero >"$M/filler" 2>/dev/null
+                new_disk
+                if "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" --state-dir "$M/state" install "$P11" >"$WORK/last.log" 2>&1; then
+                        notok state-dir-full "install succeeded"
+                elif ! grep -q "is full" "$WORK/last.log"; then notok state-dir-full "no message"
+                elif ! a_untouched "$DISK" || ! b_not_bootable "$DISK"; then notok state-dir-full "slots"
+                else ok state-dir-full; fi
+                umount "$M"
+        else
+                echo "ok disk-full # skipped: cannot mount a tmpfs here"
+                echo "ok state-dir-full # skipped: cannot mount a tmpfs here"
+        fi
 fi
 
 if want missing-disk; then
