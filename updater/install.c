@@ -301,13 +301,21 @@ static int chunk_destination(struct engine *e, const struct payload_chunk *c, in
 
 /* --- Decompressor and writer ---------------------------------------------------------- */
 
+static void decompressing_done(struct engine **ep) {
+        struct engine *e = *ep;
+        pthread_mutex_lock(&e->lock);
+        e->decompressing_done = true;
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->lock);
+}
+
 static void *decompressor_run(void *arg) {
-        struct engine *e = arg;
+        _cleanup_(decompressing_done) struct engine *e = arg;
         _cleanup_(payload_decoder_freep) struct payload_decoder *d = NULL;
 
         if (payload_decoder_new(&d) < 0) {
                 fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-                goto out;
+                return NULL;
         }
         for (;;) {
                 pthread_mutex_lock(&e->lock);
@@ -347,11 +355,6 @@ static void *decompressor_run(void *arg) {
                         break;
                 }
         }
-out:
-        pthread_mutex_lock(&e->lock);
-        e->decompressing_done = true;
-        pthread_cond_broadcast(&e->cond);
-        pthread_mutex_unlock(&e->lock);
         return NULL;
 }
 
