@@ -150,7 +150,8 @@ struct engine {
 
         /* Queues, all under one lock. */
         pthread_mutex_t lock;
-        pthread_cond_t cond;
+        /* One condition per thread: each waits on its own, producers wake just the consumer. */
+        pthread_cond_t c_receiver, c_decompressor, c_writer, c_reader, c_verifier;
         struct job *jobs;
         size_t n_jobs;
         struct job **free_jobs, **full_jobs; /* stacks/rings of job pointers */
@@ -201,6 +202,15 @@ static uint64_t now_ms(void) {
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* Wakes every thread (errors, the end); called with the lock held. */
+static void wake_all(struct engine *e) {
+        pthread_cond_broadcast(&e->c_receiver);
+        pthread_cond_broadcast(&e->c_decompressor);
+        pthread_cond_broadcast(&e->c_writer);
+        pthread_cond_broadcast(&e->c_reader);
+        pthread_cond_broadcast(&e->c_verifier);
+}
+
 /* Records the first failure, logs it, wakes everyone; returns r. */
 __attribute__((format(printf, 4, 5))) static int fail(struct engine *e, int r, int code,
                                                       const char *fmt, ...) {
@@ -210,7 +220,7 @@ __attribute__((format(printf, 4, 5))) static int fail(struct engine *e, int r, i
                 e->error = r;
                 e->error_code = code;
         }
-        pthread_cond_broadcast(&e->cond);
+        wake_all(e);
         pthread_mutex_unlock(&e->lock);
         if (first) {
                 char msg[512];
@@ -305,7 +315,7 @@ static void decompressing_done(struct engine **ep) {
         struct engine *e = *ep;
         pthread_mutex_lock(&e->lock);
         e->decompressing_done = true;
-        pthread_cond_broadcast(&e->cond);
+        pthread_cond_signal(&e->c_writer);
         pthread_mutex_unlock(&e->lock);
 }
 
@@ -322,7 +332,7 @@ static void *decompressor_run(void *arg) {
                 uint64_t t0 = now_us();
                 while (!e->error && (e->n_full == 0 || e->n_free_raws == 0) &&
                        !(e->n_full == 0 && e->receiving_done))
-                        pthread_cond_wait(&e->cond, &e->lock);
+                        pthread_cond_wait(&e->c_decompressor, &e->lock);
                 e->wait_decompressor_us += now_us() - t0;
                 if (e->error || e->n_full == 0) {
                         pthread_mutex_unlock(&e->lock);
@@ -347,7 +357,8 @@ static void *decompressor_run(void *arg) {
                         e->n_full_raws++;
                 } else
                         e->free_raws[e->n_free_raws++] = raw;
-                pthread_cond_broadcast(&e->cond);
+                pthread_cond_signal(&e->c_receiver);
+                pthread_cond_signal(&e->c_writer);
                 pthread_mutex_unlock(&e->lock);
                 if (r < 0) {
                         fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
@@ -364,7 +375,7 @@ static void *writer_run(void *arg) {
                 pthread_mutex_lock(&e->lock);
                 uint64_t t0 = now_us();
                 while (!e->error && e->n_full_raws == 0 && !e->decompressing_done)
-                        pthread_cond_wait(&e->cond, &e->lock);
+                        pthread_cond_wait(&e->c_writer, &e->lock);
                 e->wait_writer_us += now_us() - t0;
                 if (e->error || e->n_full_raws == 0) {
                         pthread_mutex_unlock(&e->lock);
@@ -396,7 +407,7 @@ static void *writer_run(void *arg) {
                 pthread_mutex_lock(&e->lock);
                 t0 = now_us();
                 while (!e->error && e->n_written == N_WRITTEN)
-                        pthread_cond_wait(&e->cond, &e->lock);
+                        pthread_cond_wait(&e->c_writer, &e->lock);
                 e->wait_writer_us += now_us() - t0;
                 if (e->error) {
                         pthread_mutex_unlock(&e->lock);
@@ -407,12 +418,13 @@ static void *writer_run(void *arg) {
                 w->file_ctx = raw->file_ctx;
                 e->n_written++;
                 e->free_raws[e->n_free_raws++] = raw;
-                pthread_cond_broadcast(&e->cond);
+                pthread_cond_signal(&e->c_reader);
+                pthread_cond_signal(&e->c_decompressor);
                 pthread_mutex_unlock(&e->lock);
         }
         pthread_mutex_lock(&e->lock);
         e->writing_done = true;
-        pthread_cond_broadcast(&e->cond);
+        pthread_cond_signal(&e->c_reader);
         pthread_mutex_unlock(&e->lock);
         return NULL;
 }
@@ -459,7 +471,7 @@ static void *reader_run(void *arg) {
                         bool work = held < e->first_chunk || e->n_written > 0;
                         if (e->error || (work && e->n_free_reads > 0) || (!work && e->writing_done))
                                 break;
-                        pthread_cond_wait(&e->cond, &e->lock);
+                        pthread_cond_wait(&e->c_reader, &e->lock);
                 }
                 if (!e->error && e->n_free_reads > 0) {
                         if (held < e->first_chunk) {
@@ -474,7 +486,7 @@ static void *reader_run(void *arg) {
                 }
                 e->wait_reader_us += now_us() - t0;
                 struct readback *rb = have ? e->free_reads[--e->n_free_reads] : NULL;
-                pthread_cond_broadcast(&e->cond);
+                pthread_cond_signal(&e->c_writer);
                 pthread_mutex_unlock(&e->lock);
                 if (!have)
                         break;
@@ -485,12 +497,12 @@ static void *reader_run(void *arg) {
                 pthread_mutex_lock(&e->lock);
                 e->full_reads[(e->read_head + e->n_full_reads) % N_READ] = rb;
                 e->n_full_reads++;
-                pthread_cond_broadcast(&e->cond);
+                pthread_cond_signal(&e->c_verifier);
                 pthread_mutex_unlock(&e->lock);
         }
         pthread_mutex_lock(&e->lock);
         e->reading_done = true;
-        pthread_cond_broadcast(&e->cond);
+        pthread_cond_signal(&e->c_verifier);
         pthread_mutex_unlock(&e->lock);
         return NULL;
 }
@@ -503,7 +515,7 @@ static void *verifier_run(void *arg) {
                 pthread_mutex_lock(&e->lock);
                 uint64_t t0 = now_us();
                 while (!e->error && e->n_full_reads == 0 && !e->reading_done)
-                        pthread_cond_wait(&e->cond, &e->lock);
+                        pthread_cond_wait(&e->c_verifier, &e->lock);
                 e->wait_verifier_us += now_us() - t0;
                 if (e->error || e->n_full_reads == 0) {
                         pthread_mutex_unlock(&e->lock);
@@ -525,7 +537,7 @@ static void *verifier_run(void *arg) {
                         if (chunk >= e->first_chunk)
                                 e->verified_ctx = file_ctx;
                 }
-                pthread_cond_broadcast(&e->cond);
+                pthread_cond_signal(&e->c_reader);
                 pthread_mutex_unlock(&e->lock);
                 if (!good) {
                         fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
@@ -559,7 +571,7 @@ static void *verifier_run(void *arg) {
         }
         pthread_mutex_lock(&e->lock);
         e->verifying_done = true;
-        pthread_cond_broadcast(&e->cond);
+        wake_all(e);
         pthread_mutex_unlock(&e->lock);
         return NULL;
 }
@@ -788,7 +800,7 @@ static int receive(void *userdata, const void *data, size_t len) {
                         pthread_mutex_lock(&e->lock);
                         uint64_t t0 = now_us();
                         while (!e->error && e->n_free == 0)
-                                pthread_cond_wait(&e->cond, &e->lock);
+                                pthread_cond_wait(&e->c_receiver, &e->lock);
                         e->wait_receiver_us += now_us() - t0;
                         if (e->error) {
                                 r = e->error;
@@ -816,7 +828,7 @@ static int receive(void *userdata, const void *data, size_t len) {
                 pthread_mutex_lock(&e->lock);
                 e->full_jobs[(e->full_head + e->n_full) % e->n_jobs] = e->cur;
                 e->n_full++;
-                pthread_cond_broadcast(&e->cond);
+                pthread_cond_signal(&e->c_decompressor);
                 pthread_mutex_unlock(&e->lock);
                 e->cur = NULL;
                 e->chunk++;
@@ -915,7 +927,7 @@ static int drain(struct engine *e) {
         progress(e, INSTALL_PHASE_DOWNLOAD, e->m.payload_size, e->m.payload_size, true);
         pthread_mutex_lock(&e->lock);
         e->receiving_done = true;
-        pthread_cond_broadcast(&e->cond);
+        pthread_cond_signal(&e->c_decompressor);
         pthread_mutex_unlock(&e->lock);
         for (;;) {
                 pthread_mutex_lock(&e->lock);
@@ -1071,7 +1083,11 @@ static void engine_done(struct engine *e) {
         free(e->prefix);
         payload_manifest_done(&e->m);
         pthread_mutex_destroy(&e->lock);
-        pthread_cond_destroy(&e->cond);
+        pthread_cond_destroy(&e->c_receiver);
+        pthread_cond_destroy(&e->c_decompressor);
+        pthread_cond_destroy(&e->c_writer);
+        pthread_cond_destroy(&e->c_reader);
+        pthread_cond_destroy(&e->c_verifier);
 }
 
 int install_run(const struct install_params *p, struct install_result *ret) {
@@ -1081,7 +1097,11 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 .slot_fd = -1,
                 .stage_fd = {-1, -1, -1},
                 .lock = PTHREAD_MUTEX_INITIALIZER,
-                .cond = PTHREAD_COND_INITIALIZER,
+                .c_receiver = PTHREAD_COND_INITIALIZER,
+                .c_decompressor = PTHREAD_COND_INITIALIZER,
+                .c_writer = PTHREAD_COND_INITIALIZER,
+                .c_reader = PTHREAD_COND_INITIALIZER,
+                .c_verifier = PTHREAD_COND_INITIALIZER,
         };
         int r;
 
