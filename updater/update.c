@@ -929,23 +929,36 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         r = take_lock(u);
         if (r < 0)
                 return r;
-        _cleanup_free_ char *url = NULL;
-        const char *base = app->urls[0];
-        if (asprintf(&url, "%s%s%s", base, base[strlen(base) - 1] == '/' ? "" : "/", pkg->name) < 0) {
-                drop_lock(u);
-                return -ENOMEM;
-        }
         send_event(u, interactive, OMAHA_EVENT_DOWNLOAD_STARTED, OMAHA_RESULT_SUCCESS, 0, NULL);
-        struct http_source src;
-        struct http_options ho = http_opts(u, 0);
-        r = http_source_init(&src, url, &ho);
-        if (r < 0) {
-                drop_lock(u);
-                return log_error_errno(r, "Out of memory");
+        struct install_result res = {0};
+        /* Each codebase in turn while the failure is one of transport (a mirror down); the
+         * checkpoint carries over, so the next one resumes where this one stopped. */
+        for (size_t i = 0; i < app->n_urls; i++) {
+                _cleanup_free_ char *url = NULL;
+                const char *base = app->urls[i];
+                size_t bl = strlen(base);
+                if (asprintf(&url, "%s%s%s", base, bl && base[bl - 1] == '/' ? "" : "/",
+                             pkg->name) < 0) {
+                        res.error_code = UPDATE_ERROR_GENERIC;
+                        r = log_error_errno(-ENOMEM, "Out of memory");
+                        break;
+                }
+                struct http_source src;
+                struct http_options ho = http_opts(u, 0);
+                r = http_source_init(&src, url, &ho);
+                if (r < 0) {
+                        res.error_code = UPDATE_ERROR_GENERIC;
+                        r = log_error_errno(r, "Out of memory");
+                        break;
+                }
+                r = run_install(u, &src.source, NULL, app->manifest_version, pkg, &res);
+                http_source_done(&src);
+                bool transport = res.error_code == UPDATE_ERROR_DOWNLOAD_TRANSFER ||
+                                 res.error_code >= UPDATE_ERROR_HTTP_BASE;
+                if (r >= 0 || !transport || (u->cancel && *u->cancel) || i + 1 == app->n_urls)
+                        break;
+                log_info("Trying the next download location (%zu of %zu)", i + 2, app->n_urls);
         }
-        struct install_result res;
-        r = run_install(u, &src.source, NULL, app->manifest_version, pkg, &res);
-        http_source_done(&src);
         drop_lock(u);
         if (r < 0) {
                 ret->error_code = res.error_code;

@@ -133,11 +133,12 @@ class Handler(BaseHTTPRequestHandler):
         size = c.get("size") or os.path.getsize(payload)
         doc = ('<response protocol="3.0" server="nebraska"><daystart elapsed_seconds="0"></daystart>'
                '<app appid="%s" status="ok">%s<ping status="ok"></ping><updatecheck status="ok">'
-               '<urls><url codebase="%s/payloads/"></url></urls><manifest version="%s"><packages>'
+               '<urls>%s<url codebase="%s/payloads/"></url></urls><manifest version="%s"><packages>'
                '<package name="%s" hash="AAAAAAAAAAAAAAAAAAAAAAAAAAA=" hash_sha256="%s" size="%d" required="true"></package>'
                '</packages><actions><action event="postinstall" sha256="" DisablePayloadBackoff="true"></action>'
                '</actions></manifest></updatecheck></app></response>'
-               % (appid, events_ok, c.get("base_url", self.base_url()), c["version"], name, digest, size))
+               % (appid, events_ok, "".join('<url codebase="%s"></url>' % u for u in c.get("dead_urls", [])),
+                  c.get("base_url", self.base_url()), c["version"], name, digest, size))
         return self.send(200, doc.encode())
 
     def do_GET(self):

@@ -576,6 +576,16 @@ if want proxy; then
         else notok proxy "exit $rc"; fi
 fi
 
+# Several codebases: a dead first one, then the working one.
+if want second-url; then
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"dead_urls\":[\"http://127.0.0.1:1/x/\"]}"
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(next_boot "$DISK") == B ]] && grep -q "Trying the next download location" "$WORK/last.log"; then
+                ok second-url
+        else notok second-url "exit $rc"; fi
+fi
+
 # pivotctl install straight from a URL (same engine, HTTP source).
 if want install-url; then
         new_disk
