@@ -225,6 +225,29 @@ TEST(reproducible) {
         CHECK(n1 == n2 && memcmp(a, b, n1) == 0);
 }
 
+TEST(reproducible_any_thread_count) {
+        setup_keys();
+        write_file(path("tr.img"), 1000000, 9);
+        struct payload_create_params p = {
+                .image_paths = {path("tr.img"), path("tr.img"), path("tr.img")},
+                .version = "3.0.0",
+                .cmdline = "pivot.verity.roothash=" ROOTHASH,
+                .chunk_size = 64 * 1024,
+                .key = key_a,
+                .quiet = true,
+        };
+        p.threads = 1;
+        p.out_path = path("t1.payload");
+        CHECK_EQ(payload_create(&p), 0);
+        p.threads = 5;
+        p.out_path = path("t5.payload");
+        CHECK_EQ(payload_create(&p), 0);
+        size_t n1, n5;
+        _cleanup_free_ uint8_t *a = read_file(path("t1.payload"), &n1);
+        _cleanup_free_ uint8_t *b = read_file(path("t5.payload"), &n5);
+        CHECK(n1 == n5 && memcmp(a, b, n1) == 0);
+}
+
 TEST(signature_rejects) {
         const char *out = path("sig.payload");
         struct payload_manifest m;
