@@ -66,6 +66,7 @@ void config_done(struct config *c) {
         free(c->state_dir);
         free(c->run_dir);
         free(c->reboot_command);
+        free(c->debug_pause);
         for (unsigned i = 0; i < c->n_health_checks; i++)
                 free(c->health_checks[i]);
         memset(c, 0, sizeof(*c));
@@ -222,6 +223,7 @@ int config_set(struct config *c, const char *key, const char *value) {
                 {"state_dir", &c->state_dir},
                 {"run_dir", &c->run_dir},
                 {"reboot_command", &c->reboot_command},
+                {"debug_pause", &c->debug_pause},
         };
         for (size_t i = 0; i < ELEMENTSOF(durations); i++)
                 if (!strcmp(key, durations[i].key))

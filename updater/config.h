@@ -37,6 +37,10 @@ struct config {
         char *state_dir;
         char *run_dir;
         char *reboot_command;
+        /* Test hook: stop for good, once, at this point of an install ("boot-files" before
+         * the ESP write, "flip" between the ESP write and the GPT flip, "reboot" after the
+         * flip), so that a test can cut the power exactly there. NULL: never. */
+        char *debug_pause;
         enum reboot_strategy reboot_strategy;
         struct reboot_window window;
         unsigned first_check_delay; /* seconds after start */

@@ -201,6 +201,9 @@ int main(int argc, char **argv) {
         if (r < 0)
                 return EXIT_ERROR;
         u->is_agent = true;
+        /* The daemon's stderr is a log (the console, a journal): progress goes as whole lines,
+         * never redrawn in place with carriage returns. */
+        u->progress_tty = false;
         u->cancel = &cancel;
         if (!u->offline)
                 mkdir_p(u->cfg.run_dir, false);

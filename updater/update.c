@@ -256,9 +256,31 @@ static uint64_t mono_ms(void) {
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+/* The debug_pause test hook: the first time an install reaches the configured point, the agent
+ * says so on the console and stops for good; a test then pulls the plug. The marker on STATE
+ * makes it a one-off, so the boot after the power cut goes on with the update. */
+static void debug_pause_point(struct updater *u, const char *point) {
+        if (!u->cfg.debug_pause || strcmp(u->cfg.debug_pause, point) != 0 || !u->is_agent)
+                return;
+        _cleanup_free_ char *marker = NULL;
+        if (asprintf(&marker, "%s/debug-pause-%s.done", u->cfg.state_dir, point) < 0)
+                return;
+        _cleanup_close_ int fd = open(marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return; /* taken before, or cannot be recorded: no pause */
+        (void)fsync(fd);
+        log_warning("debug_pause: stopped before %s; cut the power now", point);
+        for (;;)
+                pause();
+}
+
 static void on_progress(void *userdata, enum install_phase phase, uint64_t done, uint64_t total) {
         struct progress_state *ps = userdata;
         struct updater *u = ps->u;
+        if (phase == INSTALL_PHASE_BOOT_FILES && done == 0)
+                debug_pause_point(u, "boot-files");
+        if (phase == INSTALL_PHASE_FLIP && done == 0)
+                debug_pause_point(u, "flip");
         int pct = total ? (int)(done * 100 / total) : 100;
         char detail[128];
         if (phase == INSTALL_PHASE_DOWNLOAD) {
@@ -632,6 +654,7 @@ int updater_reboot(struct updater *u, const char *reason) {
                 log_info("Offline (--disk): not rebooting this machine (%s)", reason);
                 return 0;
         }
+        debug_pause_point(u, "reboot");
         log_info("Rebooting: %s", reason);
         updater_set_status(u, "rebooting", reason);
         _cleanup_free_ char *err = NULL;
