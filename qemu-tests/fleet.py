@@ -63,6 +63,16 @@ def broken_overlay(name, init_script):
     return path
 
 
+def agent_conf_overlay(name, lines):
+    """rootfs-overlay with extra lines in the agent's configuration (test hooks)."""
+    path = os.path.join(IMAGES, "overlays", name)
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.copytree(os.path.join(ROOT, "rootfs-overlay"), path, symlinks=True)
+    with open(os.path.join(path, "etc", "pivot", "update.conf.in"), "a") as f:
+        f.write("".join(line + "\n" for line in lines))
+    return path
+
+
 def build_image(name, version, overlay=None, **extra):
     """Builds (or reuses) a test image; returns its directory (disk.img, update.payload)."""
     out = os.path.join(IMAGES, name)
