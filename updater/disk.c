@@ -13,22 +13,11 @@
 #include <blkid.h>
 #include <libfdisk.h>
 
+#include "fdisk-util.h"
 #include "gpt.h"
 #include "log.h"
 #include "util.h"
 
-#define TYPE_ESP "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-#define TYPE_ROOT_X86_64 "4f68bce3-e8cd-4db1-96e7-fbcaf984b709"
-
-static void fdisk_unref_contextp(struct fdisk_context **c) {
-        if (*c)
-                fdisk_unref_context(*c);
-}
-
-static void fdisk_unref_partitionp(struct fdisk_partition **p) {
-        if (*p)
-                fdisk_unref_partition(*p);
-}
 
 static void lower_copy(char *dst, size_t size, const char *src) {
         size_t i = 0;
@@ -105,10 +94,10 @@ static int read_table(struct disk *d) {
                 if (fdisk_gpt_get_partition_attrs(cxt, i, &p->attrs) < 0)
                         p->attrs = 0;
 
-                if (d->esp < 0 && !strcmp(p->type, TYPE_ESP))
+                if (d->esp < 0 && !strcmp(p->type, FDISK_TYPE_ESP))
                         d->esp = (int)d->n_parts;
                 char slot[SLOT_NAME_MAX];
-                if (!strcmp(p->type, TYPE_ROOT_X86_64) &&
+                if (!strcmp(p->type, FDISK_TYPE_ROOT_X86_64) &&
                     slot_name_from_partition(p->name, slot, sizeof(slot)) &&
                     d->n_slots < SLOT_MAX) {
                         struct slot *s = &d->slots[d->n_slots];

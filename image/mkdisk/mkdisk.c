@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <libfdisk/libfdisk.h>
 #include <openssl/evp.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -16,20 +15,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fdisk-util.h"
+#include "gpt.h"
 #include "log.h"
 #include "util.h"
 
 #define MIB (1024ULL * 1024ULL)
 #define SECTOR 512ULL
 
-#define TYPE_ESP "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-#define TYPE_ROOT_X86_64 "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
-#define TYPE_LINUX_DATA "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
-
-/* GPT attribute bits for root slots, as ChromeOS cgpt and CoreOS gptprio use them. */
-#define ATTR_PRIORITY(p) ((uint64_t)((p) & 15) << 48)
-#define ATTR_TRIES(t) ((uint64_t)((t) & 15) << 52)
-#define ATTR_SUCCESSFUL ((uint64_t)1 << 56)
 
 struct part_spec {
         const char *name;
@@ -39,14 +32,6 @@ struct part_spec {
         uint64_t attrs;
 };
 
-static void fdisk_unref_contextp(struct fdisk_context **c) {
-        if (*c)
-                fdisk_unref_context(*c);
-}
-static void fdisk_unref_partitionp(struct fdisk_partition **p) {
-        if (*p)
-                fdisk_unref_partition(*p);
-}
 
 /* A UUID (version 4 layout) from SHA-256(seed "/" name): stable across builds. */
 static int derive_uuid(const char *seed, const char *name, char out[37]) {
@@ -230,10 +215,10 @@ int main(int argc, char **argv) {
                 root_b = root_a;
 
         const struct part_spec parts[] = {
-                {"EFI-SYSTEM", TYPE_ESP, esp_mib, esp, 0},
-                {"ROOT-A", TYPE_ROOT_X86_64, slot_mib, root_a, ATTR_PRIORITY(2) | ATTR_SUCCESSFUL},
-                {"ROOT-B", TYPE_ROOT_X86_64, slot_mib, root_b, ATTR_PRIORITY(1) | ATTR_SUCCESSFUL},
-                {"STATE", TYPE_LINUX_DATA, 0, NULL, 0},
+                {"EFI-SYSTEM", FDISK_TYPE_ESP, esp_mib, esp, 0},
+                {"ROOT-A", FDISK_TYPE_ROOT_X86_64, slot_mib, root_a, gpt_attr_set_slot(0, 2, 0, true)},
+                {"ROOT-B", FDISK_TYPE_ROOT_X86_64, slot_mib, root_b, gpt_attr_set_slot(0, 1, 0, true)},
+                {"STATE", FDISK_TYPE_LINUX_DATA, 0, NULL, 0},
         };
         const uint64_t part_mib[] = {esp_mib, slot_mib, slot_mib};
         for (size_t i = 0; i < 3; i++) {
