@@ -6,6 +6,7 @@ the server they poll, a shorter watchdog, and for the broken versions an overlay
 their boot. They are built with `make image` into out/qemu-images/<name>/, sharing the package
 cache; a build is skipped when its inputs have not changed since the last one.
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -44,11 +45,16 @@ def _tree_digest(path):
     return h.hexdigest()
 
 
+# What an image is made of; commits elsewhere (server/, qemu-tests/) reuse built test images.
+IMAGE_SOURCES = ["image", "rootfs-overlay", "lib", "updater", "bootloader-config", "Makefile", "mk"]
+
+
 def _inputs_digest(settings, overlay):
-    head = subprocess.run(["git", "-C", ROOT, "rev-parse", "HEAD"], capture_output=True, text=True).stdout
-    dirty = subprocess.run(["git", "-C", ROOT, "diff", "HEAD", "--", "image", "rootfs-overlay", "lib",
-                            "updater", "bootloader-config"], capture_output=True, text=True).stdout
-    return hashlib.sha256(json.dumps([head, dirty, settings, _tree_digest(overlay)]).encode()).hexdigest()
+    trees = subprocess.run(["git", "-C", ROOT, "rev-parse", *[f"HEAD:{p}" for p in IMAGE_SOURCES]],
+                           capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "-C", ROOT, "diff", "HEAD", "--", *IMAGE_SOURCES],
+                           capture_output=True, text=True).stdout
+    return hashlib.sha256(json.dumps([trees, dirty, settings, _tree_digest(overlay)]).encode()).hexdigest()
 
 
 def broken_overlay(name, init_script):
@@ -76,6 +82,14 @@ def agent_conf_overlay(name, lines):
 def build_image(name, version, overlay=None, **extra):
     """Builds (or reuses) a test image; returns its directory (disk.img, update.payload)."""
     out = os.path.join(IMAGES, name)
+    os.makedirs(IMAGES, exist_ok=True)
+    # Parallel test workers may want the same image: one builds, the others wait for it.
+    with open(os.path.join(IMAGES, f"{name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build_image_locked(name, out, version, overlay, extra)
+
+
+def _build_image_locked(name, out, version, overlay, extra):
     overlay = overlay or os.path.join(ROOT, "rootfs-overlay")
     settings = dict(TEST_SETTINGS, VERSION=version, **extra)
     digest = _inputs_digest(settings, overlay)
@@ -86,7 +100,6 @@ def build_image(name, version, overlay=None, **extra):
            f"CACHE={os.path.join(ROOT, 'out', 'cache')}", f"OVERLAY={overlay}"]
     cmd += [f"{k}={v}" for k, v in settings.items()]
     log = os.path.join(IMAGES, f"{name}.log")
-    os.makedirs(IMAGES, exist_ok=True)
     with open(log, "w") as f:
         r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if r.returncode != 0:
