@@ -175,8 +175,7 @@ class PivotVM:
                 raise RuntimeError("the overlay's FUSE export did not appear")
             yield mnt
         finally:
-            subprocess.run(["fusermount", "-u", mnt], stderr=subprocess.DEVNULL) if shutil.which("fusermount") \
-                else subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+            subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
             qsd.terminate()
             qsd.wait()
 
