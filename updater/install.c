@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -124,15 +125,22 @@ struct written {
         SHA256_CTX file_ctx;
 };
 
+/* A piece of a chunk as read back from the disk: chunks are read back in pieces of at most
+ * READ_PIECE bytes, so that reading the next piece overlaps hashing this one with little
+ * memory. */
 struct readback {
         uint32_t chunk;
-        uint8_t *buf;        /* as read back from the disk */
-        SHA256_CTX file_ctx;
+        uint32_t off, len;   /* within the chunk; len counts only the chunk's own bytes */
+        bool last;
+        uint8_t *buf;        /* as read back from the disk, ALIGN-aligned */
+        SHA256_CTX file_ctx; /* with last */
 };
 
 #define N_RAW 2     /* decompressed chunks in flight */
 #define N_WRITTEN 4 /* written chunks waiting to be read back */
-#define N_READ 2    /* chunks read back, waiting to be hashed */
+#define N_READ 3    /* pieces read back, waiting to be hashed */
+#define READ_PIECE (256u << 10)
+#define THREAD_STACK (256u << 10)
 
 struct engine {
         const struct install_params *p;
@@ -152,6 +160,8 @@ struct engine {
         pthread_mutex_t lock;
         /* One condition per thread: each waits on its own, producers wake just the consumer. */
         pthread_cond_t c_receiver, c_decompressor, c_writer, c_reader, c_verifier;
+        size_t job_size, raw_size; /* bytes per compressed and per uncompressed buffer */
+        uint32_t read_size;        /* bytes per read-back buffer */
         struct job *jobs;
         size_t n_jobs;
         struct job **free_jobs, **full_jobs; /* stacks/rings of job pointers */
@@ -185,6 +195,9 @@ struct engine {
         /* Where the time goes (debug log): waiting per thread, in microseconds. */
         uint64_t wait_receiver_us, wait_decompressor_us, wait_writer_us, wait_reader_us;
         uint64_t wait_verifier_us, start_us;
+        /* CPU time per thread, in microseconds (the receiver: from the first byte). */
+        uint64_t cpu_receiver_us, cpu_decompressor_us, cpu_writer_us, cpu_reader_us;
+        uint64_t cpu_verifier_us, cpu_receiver_start_us;
         bool prepared;         /* slot disabled, files opened, threads running */
         pthread_t decompressor, writer, reader, verifier;
         bool decompressor_started, writer_started, reader_started, verifier_started;
@@ -200,6 +213,12 @@ static uint64_t now_ms(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static uint64_t thread_cpu_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* Wakes every thread (errors, the end); called with the lock held. */
@@ -286,15 +305,15 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off) {
         return 0;
 }
 
-/* Reads back what a buffered write put at [off, off+len): written out, dropped from the page
- * cache, read again from the disk. */
-static int read_back_buffered(int fd, void *buf, size_t len, uint64_t off) {
+/* Before reading back what a buffered write put at [off, off+len): written out and dropped
+ * from the page cache, so that the read comes from the disk. */
+static int write_out_and_drop(int fd, size_t len, uint64_t off) {
         if (sync_file_range(fd, (off_t)off, (off_t)len,
                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                     SYNC_FILE_RANGE_WAIT_AFTER) < 0)
                 return negative_errno();
         (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
-        return pread_full(fd, buf, len, off);
+        return 0;
 }
 
 static int chunk_destination(struct engine *e, const struct payload_chunk *c, int *ret_fd,
@@ -315,6 +334,7 @@ static void decompressing_done(struct engine **ep) {
         struct engine *e = *ep;
         pthread_mutex_lock(&e->lock);
         e->decompressing_done = true;
+        e->cpu_decompressor_us = thread_cpu_us();
         pthread_cond_signal(&e->c_writer);
         pthread_mutex_unlock(&e->lock);
 }
@@ -424,6 +444,7 @@ static void *writer_run(void *arg) {
         }
         pthread_mutex_lock(&e->lock);
         e->writing_done = true;
+        e->cpu_writer_us = thread_cpu_us();
         pthread_cond_signal(&e->c_reader);
         pthread_mutex_unlock(&e->lock);
         return NULL;
@@ -431,16 +452,23 @@ static void *writer_run(void *arg) {
 
 /* --- Reader and verifier ------------------------------------------------------------- */
 
-/* Reads chunk i back from where it was written into buf (room for a padded chunk). */
-static int read_back_chunk(struct engine *e, uint32_t i, uint8_t *buf) {
+/* Reads len bytes at off of chunk i back from where they were written into buf (room for
+ * READ_PIECE bytes). A buffered output is written out and dropped from the page cache for the
+ * whole chunk at its first piece, so that every piece comes from the disk. */
+static int read_back_piece(struct engine *e, uint32_t i, uint32_t off, uint32_t len, uint8_t *buf) {
         const struct payload_chunk *c = &e->m.chunks[i];
-        int fd, r;
-        uint64_t off;
-        chunk_destination(e, c, &fd, &off);
+        int fd, r = 0;
+        uint64_t base;
+        chunk_destination(e, c, &fd, &base);
         if (fd == e->slot_fd && e->direct)
-                r = pread_full(fd, buf, round_up(c->raw_size, ALIGN), off);
-        else
-                r = read_back_buffered(fd, buf, c->raw_size, off);
+                /* Whole aligned blocks: the writer padded the chunk, the slot has room. */
+                r = pread_full(fd, buf, round_up(len, ALIGN), base + off);
+        else {
+                if (off == 0)
+                        r = write_out_and_drop(fd, c->raw_size, base);
+                if (r == 0)
+                        r = pread_full(fd, buf, len, base + off);
+        }
         if (r < 0)
                 return fail(e, r, r == -ENODATA ? UPDATE_ERROR_ROOTFS_VERIFY : UPDATE_ERROR_WRITE,
                             "Cannot read back %s chunk %u: %m", payload_image_name(c->image), i);
@@ -457,8 +485,8 @@ static int sync_outputs(struct engine *e) {
 }
 
 /* The reader: each written chunk (after a resume, first the chunks already held) is read back
- * from the disk into a free read buffer and handed to the verifier, so that reading the next
- * chunk overlaps hashing this one. */
+ * from the disk, piece by piece, into free read buffers and handed to the verifier, so that
+ * reading the next piece overlaps hashing this one. */
 static void *reader_run(void *arg) {
         struct engine *e = arg;
         uint32_t held = 0;
@@ -467,41 +495,64 @@ static void *reader_run(void *arg) {
                 bool have = false;
                 pthread_mutex_lock(&e->lock);
                 uint64_t t0 = now_us();
-                for (;;) {
-                        bool work = held < e->first_chunk || e->n_written > 0;
-                        if (e->error || (work && e->n_free_reads > 0) || (!work && e->writing_done))
-                                break;
-                        pthread_cond_wait(&e->c_reader, &e->lock);
-                }
-                if (!e->error && e->n_free_reads > 0) {
+                while (!e->error) {
                         if (held < e->first_chunk) {
                                 w.chunk = held++;
                                 have = true;
-                        } else if (e->n_written > 0) {
+                                break;
+                        }
+                        if (e->n_written > 0) {
                                 w = e->written[e->written_head];
                                 e->written_head = (e->written_head + 1) % N_WRITTEN;
                                 e->n_written--;
+                                pthread_cond_signal(&e->c_writer);
                                 have = true;
+                                break;
                         }
+                        if (e->writing_done)
+                                break;
+                        pthread_cond_wait(&e->c_reader, &e->lock);
                 }
                 e->wait_reader_us += now_us() - t0;
-                struct readback *rb = have ? e->free_reads[--e->n_free_reads] : NULL;
-                pthread_cond_signal(&e->c_writer);
                 pthread_mutex_unlock(&e->lock);
                 if (!have)
                         break;
-                rb->chunk = w.chunk;
-                rb->file_ctx = w.file_ctx;
-                if (read_back_chunk(e, w.chunk, rb->buf) < 0)
+
+                const struct payload_chunk *c = &e->m.chunks[w.chunk];
+                bool ok = true;
+                for (uint32_t off = 0; ok && off < c->raw_size;) {
+                        uint32_t len = c->raw_size - off < READ_PIECE ? c->raw_size - off : READ_PIECE;
+                        pthread_mutex_lock(&e->lock);
+                        t0 = now_us();
+                        while (!e->error && e->n_free_reads == 0)
+                                pthread_cond_wait(&e->c_reader, &e->lock);
+                        e->wait_reader_us += now_us() - t0;
+                        struct readback *rb = e->error ? NULL : e->free_reads[--e->n_free_reads];
+                        pthread_mutex_unlock(&e->lock);
+                        if (!rb)
+                                break;
+                        rb->chunk = w.chunk;
+                        rb->off = off;
+                        rb->len = len;
+                        rb->last = off + len == c->raw_size;
+                        rb->file_ctx = w.file_ctx;
+                        ok = read_back_piece(e, w.chunk, off, len, rb->buf) == 0;
+                        pthread_mutex_lock(&e->lock);
+                        if (ok) {
+                                e->full_reads[(e->read_head + e->n_full_reads) % N_READ] = rb;
+                                e->n_full_reads++;
+                                pthread_cond_signal(&e->c_verifier);
+                        } else
+                                e->free_reads[e->n_free_reads++] = rb;
+                        pthread_mutex_unlock(&e->lock);
+                        off += len;
+                }
+                if (!ok || current_error(e))
                         break;
-                pthread_mutex_lock(&e->lock);
-                e->full_reads[(e->read_head + e->n_full_reads) % N_READ] = rb;
-                e->n_full_reads++;
-                pthread_cond_signal(&e->c_verifier);
-                pthread_mutex_unlock(&e->lock);
         }
         pthread_mutex_lock(&e->lock);
         e->reading_done = true;
+        e->cpu_reader_us = thread_cpu_us();
         pthread_cond_signal(&e->c_verifier);
         pthread_mutex_unlock(&e->lock);
         return NULL;
@@ -510,6 +561,7 @@ static void *reader_run(void *arg) {
 static void *verifier_run(void *arg) {
         struct engine *e = arg;
         uint64_t since_ckpt = 0, last_ckpt_ms = now_ms();
+        SHA256_CTX chunk_ctx;
 
         for (;;) {
                 pthread_mutex_lock(&e->lock);
@@ -528,18 +580,30 @@ static void *verifier_run(void *arg) {
 
                 const struct payload_chunk *c = &e->m.chunks[rb->chunk];
                 uint32_t chunk = rb->chunk;
-                SHA256_CTX file_ctx = rb->file_ctx;
-                bool good = payload_chunk_check_raw(c, rb->buf);
+                bool last = rb->last;
+                if (rb->off == 0)
+                        SHA256_Init(&chunk_ctx);
+                SHA256_Update(&chunk_ctx, rb->buf, rb->len);
+                SHA256_CTX file_ctx;
+                if (last)
+                        file_ctx = rb->file_ctx;
                 pthread_mutex_lock(&e->lock);
                 e->free_reads[e->n_free_reads++] = rb;
+                pthread_cond_signal(&e->c_reader);
+                pthread_mutex_unlock(&e->lock);
+                if (!last)
+                        continue;
+
+                uint8_t digest[32];
+                SHA256_Final(digest, &chunk_ctx);
+                bool good = memcmp(digest, c->raw_sha256, 32) == 0;
                 if (good) {
+                        pthread_mutex_lock(&e->lock);
                         e->verified = chunk + 1;
                         if (chunk >= e->first_chunk)
                                 e->verified_ctx = file_ctx;
-                }
-                pthread_cond_signal(&e->c_reader);
-                pthread_mutex_unlock(&e->lock);
-                if (!good) {
+                        pthread_mutex_unlock(&e->lock);
+                } else {
                         fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
                              "%s chunk %u reads back different from what was written",
                              payload_image_name(c->image), chunk);
@@ -571,6 +635,7 @@ static void *verifier_run(void *arg) {
         }
         pthread_mutex_lock(&e->lock);
         e->verifying_done = true;
+        e->cpu_verifier_us = thread_cpu_us();
         wake_all(e);
         pthread_mutex_unlock(&e->lock);
         return NULL;
@@ -658,8 +723,37 @@ static int open_outputs(struct engine *e) {
         return 0;
 }
 
+/* The pipeline's buffers are mappings of their own: page-aligned (O_DIRECT), resident only
+ * once touched, and given back to the system as soon as they are freed. */
+static void *buf_alloc(size_t size) {
+        void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        return p == MAP_FAILED ? NULL : p;
+}
+
+static void buf_free(void *p, size_t size) {
+        if (p)
+                munmap(p, size);
+}
+
+static int start_thread(struct engine *e, pthread_t *t, bool *started, void *(*fn)(void *),
+                        const char *name) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        /* Each thread needs a few KiB of stack; not the default 8 MiB of address space. */
+        pthread_attr_setstacksize(&attr, THREAD_STACK);
+        int r = pthread_create(t, &attr, fn, e);
+        pthread_attr_destroy(&attr);
+        if (r != 0)
+                return fail(e, -r, UPDATE_ERROR_GENERIC, "Cannot start a thread: %m");
+        *started = true;
+        pthread_setname_np(*t, name);
+        return 0;
+}
+
 static int start_threads(struct engine *e) {
-        size_t cap = e->m.chunk_size + e->m.chunk_size / 128 + 4096;
+        e->job_size = round_up(e->m.chunk_size + e->m.chunk_size / 128 + 4096, ALIGN);
+        e->raw_size = round_up(e->m.chunk_size, ALIGN);
+        e->read_size = e->m.chunk_size < READ_PIECE ? (uint32_t)e->raw_size : READ_PIECE;
         e->n_jobs = QUEUE_BYTES / e->m.chunk_size;
         e->n_jobs = e->n_jobs < 2 ? 2 : e->n_jobs > 4 ? 4 : e->n_jobs;
         e->jobs = calloc(e->n_jobs, sizeof(*e->jobs));
@@ -668,40 +762,29 @@ static int start_threads(struct engine *e) {
         if (!e->jobs || !e->free_jobs || !e->full_jobs)
                 return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
         for (size_t i = 0; i < N_RAW; i++) {
-                if (posix_memalign((void **)&e->raws[i].buf, ALIGN,
-                                   round_up(e->m.chunk_size, ALIGN)) != 0) {
-                        e->raws[i].buf = NULL;
+                if (!(e->raws[i].buf = buf_alloc(e->raw_size)))
                         return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-                }
                 e->free_raws[e->n_free_raws++] = &e->raws[i];
         }
         for (size_t i = 0; i < N_READ; i++) {
-                if (posix_memalign((void **)&e->reads[i].buf, ALIGN,
-                                   round_up(e->m.chunk_size, ALIGN)) != 0) {
-                        e->reads[i].buf = NULL;
+                if (!(e->reads[i].buf = buf_alloc(e->read_size)))
                         return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-                }
                 e->free_reads[e->n_free_reads++] = &e->reads[i];
         }
         for (size_t i = 0; i < e->n_jobs; i++) {
-                e->jobs[i].buf = malloc(cap);
-                if (!e->jobs[i].buf)
+                if (!(e->jobs[i].buf = buf_alloc(e->job_size)))
                         return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
                 e->free_jobs[e->n_free++] = &e->jobs[i];
         }
-        if (pthread_create(&e->decompressor, NULL, decompressor_run, e) != 0)
-                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
-        e->decompressor_started = true;
-        if (pthread_create(&e->writer, NULL, writer_run, e) != 0)
-                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
-        e->writer_started = true;
-        if (pthread_create(&e->reader, NULL, reader_run, e) != 0)
-                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
-        e->reader_started = true;
-        if (pthread_create(&e->verifier, NULL, verifier_run, e) != 0)
-                return fail(e, -EAGAIN, UPDATE_ERROR_GENERIC, "Cannot start a thread");
-        e->verifier_started = true;
-        return 0;
+        int r = start_thread(e, &e->decompressor, &e->decompressor_started, decompressor_run,
+                             "pivot-unzstd");
+        if (r == 0)
+                r = start_thread(e, &e->writer, &e->writer_started, writer_run, "pivot-write");
+        if (r == 0)
+                r = start_thread(e, &e->reader, &e->reader_started, reader_run, "pivot-readback");
+        if (r == 0)
+                r = start_thread(e, &e->verifier, &e->verifier_started, verifier_run, "pivot-verify");
+        return r;
 }
 
 /* The whole prefix is here: check it, then get ready to write. */
@@ -942,15 +1025,22 @@ static int drain(struct engine *e) {
                 nanosleep(&ts, NULL);
         }
         join_threads(e);
+        e->cpu_receiver_us = thread_cpu_us() - e->cpu_receiver_start_us;
         int r = current_error(e);
         uint64_t total = now_us() - e->start_us;
         log_debug("install: %.2fs from the first byte; waiting: receiver %.2fs (for a free buffer), "
-                  "decompressor %.2fs, writer %.2fs, reader %.2fs, verifier %.2fs; %zu+%d+%d "
-                  "buffers of %u bytes, %s writes", (double)total / 1e6,
+                  "decompressor %.2fs, writer %.2fs, reader %.2fs, verifier %.2fs; %zu+%d chunk "
+                  "buffers of %u bytes, %d read-back buffers of %u, %s writes", (double)total / 1e6,
                   (double)e->wait_receiver_us / 1e6, (double)e->wait_decompressor_us / 1e6,
                   (double)e->wait_writer_us / 1e6, (double)e->wait_reader_us / 1e6,
-                  (double)e->wait_verifier_us / 1e6, e->n_jobs, N_RAW, N_READ, e->m.chunk_size,
-                  e->direct ? "O_DIRECT" : "buffered");
+                  (double)e->wait_verifier_us / 1e6, e->n_jobs, N_RAW, e->m.chunk_size, N_READ,
+                  e->read_size, e->direct ? "O_DIRECT" : "buffered");
+        /* One line a script can read: CPU seconds per thread. */
+        log_debug("install cpu: receiver %.3f decompressor %.3f writer %.3f reader %.3f "
+                  "verifier %.3f wall %.3f", (double)e->cpu_receiver_us / 1e6,
+                  (double)e->cpu_decompressor_us / 1e6, (double)e->cpu_writer_us / 1e6,
+                  (double)e->cpu_reader_us / 1e6, (double)e->cpu_verifier_us / 1e6,
+                  (double)total / 1e6);
         if (r == 0 && e->verified != e->m.n_chunks)
                 return fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY, "Only %u of %u chunks verified",
                             e->verified, e->m.n_chunks);
@@ -964,6 +1054,25 @@ static void stop_threads(struct engine *e) {
                 return;
         fail(e, -ECANCELED, UPDATE_ERROR_GENERIC, "Install cancelled");
         join_threads(e);
+}
+
+/* The pipeline's buffers, once its threads are gone. */
+static void free_buffers(struct engine *e) {
+        for (size_t i = 0; e->jobs && i < e->n_jobs; i++)
+                buf_free(e->jobs[i].buf, e->job_size);
+        free(e->jobs);
+        free(e->free_jobs);
+        free(e->full_jobs);
+        e->jobs = NULL;
+        e->free_jobs = e->full_jobs = NULL;
+        for (size_t i = 0; i < N_RAW; i++) {
+                buf_free(e->raws[i].buf, e->raw_size);
+                e->raws[i].buf = NULL;
+        }
+        for (size_t i = 0; i < N_READ; i++) {
+                buf_free(e->reads[i].buf, e->read_size);
+                e->reads[i].buf = NULL;
+        }
 }
 
 static int finish(struct engine *e) {
@@ -991,13 +1100,11 @@ static int finish(struct engine *e) {
                         continue;
                 uint8_t digest[32];
                 SHA256_CTX ctx;
-                _cleanup_free_ uint8_t *buf = malloc(1 << 20);
-                if (!buf)
-                        return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+                uint8_t *buf = e->raws[0].buf; /* the pipeline is done with it */
                 SHA256_Init(&ctx);
                 for (uint64_t off = 0; off < e->m.images[i].size;) {
-                        size_t n = e->m.images[i].size - off < (1u << 20) ? e->m.images[i].size - off
-                                                                         : (1u << 20);
+                        size_t n = e->m.images[i].size - off < e->raw_size ? e->m.images[i].size - off
+                                                                           : e->raw_size;
                         r = pread_full(e->stage_fd[i], buf, n, off);
                         if (r < 0)
                                 return fail(e, r, UPDATE_ERROR_WRITE, "Cannot read %s: %m",
@@ -1013,6 +1120,9 @@ static int finish(struct engine *e) {
                         return fail(e, negative_errno(), UPDATE_ERROR_WRITE, "Cannot truncate %s: %m",
                                     e->stage_path[i]);
         }
+        /* What is left (ESP, GPT) needs none of the pipeline's memory. */
+        free_buffers(e);
+
         char cmdline_path[4096];
         snprintf(cmdline_path, sizeof(cmdline_path), "%s/cmdline", p->work_dir);
         _cleanup_free_ char *cmdline = NULL;
@@ -1071,15 +1181,7 @@ static void engine_done(struct engine *e) {
         for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++)
                 if (e->stage_fd[t] >= 0)
                         close(e->stage_fd[t]);
-        for (size_t i = 0; e->jobs && i < e->n_jobs; i++)
-                free(e->jobs[i].buf);
-        free(e->jobs);
-        free(e->free_jobs);
-        free(e->full_jobs);
-        for (size_t i = 0; i < N_RAW; i++)
-                free(e->raws[i].buf);
-        for (size_t i = 0; i < N_READ; i++)
-                free(e->reads[i].buf);
+        free_buffers(e);
         free(e->prefix);
         payload_manifest_done(&e->m);
         pthread_mutex_destroy(&e->lock);
@@ -1133,6 +1235,7 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 return log_error_errno(-ENOMEM, "Out of memory");
         SHA256_Init(&e.file_ctx);
         e.start_us = now_us();
+        e.cpu_receiver_start_us = thread_cpu_us();
         e.resume_candidate = checkpoint_load(p->work_dir, &e.ckpt) &&
                              !strcmp(e.ckpt.slot_uuid, e.slot_uuid);
 
