@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -317,10 +319,6 @@ int omaha_response_build(const struct omaha_response *resp, char **ret_xml, size
 
 /* ---- parsing ------------------------------------------------------------------------- */
 
-void omaha_init(void) {
-        xmlInitParser();
-}
-
 static void xml_doc_freep(xmlDocPtr *d) {
         if (*d)
                 xmlFreeDoc(*d);
@@ -472,32 +470,123 @@ static int check_protocol(const xmlNode *root, char **ret) {
         return 0;
 }
 
-static int parse_event(const xmlNode *n, struct omaha_event *e) {
-        long v = 0;
-        int r;
+/* ---- requests: SAX callbacks, no tree ------------------------------------------------
+ *
+ * pivot-server parses one request per update check, so requests skip the tree: libxml2's
+ * SAX2 callbacks fill struct omaha_request as the start tags go by, on a parser context each
+ * thread keeps and reuses. It is the same parser with the same options and limits as for
+ * responses: libxml2 still checks the whole document for well-formedness, a DOCTYPE is still
+ * refused (before parsing, and by the callbacks should one get through), entities are still
+ * never substituted. What the tree walk checked (element depth and count, then the fields in
+ * document order) the callbacks check, and the errors keep the tree walk's precedence: not
+ * well-formed, then the wrong root element, then the limits, then the protocol and the first
+ * bad field. */
 
-        r = attr_long(n, "eventtype", 0, INT_MAX, &v, NULL);
-        if (r < 0)
-                return r;
-        e->type = (int)v;
-        v = 0;
-        r = attr_long(n, "eventresult", 0, INT_MAX, &v, NULL);
-        if (r < 0)
-                return r;
-        e->result = (int)v;
-        v = 0;
-        r = attr_long(n, "errorcode", INT_MIN, INT_MAX, &v, NULL);
-        if (r < 0)
-                return r;
-        e->error_code = (int)v;
-        return attr_dup(n, "previousversion", &e->previous_version);
+struct request_sax {
+        struct omaha_request *req;
+        unsigned depth;                 /* of the open element; the root is 1 */
+        unsigned count;                 /* elements so far */
+        bool dtd;                       /* a DOCTYPE got to the parser */
+        int root;                       /* 1: <request>, -1: another root element */
+        int limits;                     /* -EMSGSIZE once an element is too deep or too many */
+        int error;                      /* the first bad field, in document order */
+        struct omaha_app_request *app;  /* the <app> open at depth 2 */
+};
+
+/* The tree names an element or attribute with an undeclared prefix "prefix:name", and any
+ * other by its local name; none of the names looked for has a colon. */
+static bool sax_name_is(const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri, const char *name) {
+        return !(prefix && !uri) && strcmp((const char *)localname, name) == 0;
 }
 
-static int parse_request_app(const xmlNode *n, struct omaha_app_request *a) {
+/* attrs: libxml2's SAX2 array, 5 pointers per attribute (localname, prefix, URI, value, end).
+ * Duplicates attribute `name` (the first of that name) into *ret; absent leaves *ret alone. */
+static int sax_attr_dup(int n, const xmlChar **attrs, const char *name, char **ret) {
+        for (int i = 0; i < n; i++) {
+                const xmlChar **a = attrs + 5 * i;
+                if (!sax_name_is(a[0], a[1], a[2], name))
+                        continue;
+                const char *v = (const char *)a[3], *end = (const char *)a[4];
+                /* Without entity substitution libxml2 passes a '&' of the value on as "&#38;"
+                 * (the tree decodes it); no other reference can be left in a document without
+                 * a DTD, so anything else is refused rather than guessed at. */
+                size_t len = 0;
+                for (const char *p = v; p < end; p++, len++)
+                        if (*p == '&') {
+                                if (end - p < 5 || memcmp(p, "&#38;", 5) != 0)
+                                        return -EBADMSG;
+                                p += 4;
+                        }
+                if (len > MAX_ATTR_LEN)
+                        return -EMSGSIZE;
+                char *s = malloc(len + 1), *o = s;
+                if (!s)
+                        return -ENOMEM;
+                for (const char *p = v; p < end; p++) {
+                        *o++ = *p;
+                        if (*p == '&')
+                                p += 4;
+                }
+                *o = 0;
+                free(*ret);
+                *ret = s;
+                return 0;
+        }
+        return 0;
+}
+
+static int sax_attr_bool(int n, const xmlChar **attrs, const char *name, bool *ret) {
+        _cleanup_free_ char *s = NULL;
+        int r = sax_attr_dup(n, attrs, name, &s);
+        if (r < 0 || !s)
+                return r;
+        *ret = strcmp(s, "true") == 0 || strcmp(s, "1") == 0;
+        return 0;
+}
+
+static int sax_attr_long(int n, const xmlChar **attrs, const char *name, long min, long max, long *ret) {
+        _cleanup_free_ char *s = NULL;
+        int r = sax_attr_dup(n, attrs, name, &s);
+        if (r < 0 || !s)
+                return r;
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno || end == s || *end || v < min || v > max)
+                return -EBADMSG;
+        *ret = v;
+        return 0;
+}
+
+static int sax_request(struct omaha_request *req, int n, const xmlChar **attrs) {
+        int r = sax_attr_dup(n, attrs, "protocol", &req->protocol);
+        if (r < 0)
+                return r;
+        if (!req->protocol || strcmp(req->protocol, "3.0") != 0)
+                return -EPROTO;
+        if ((r = sax_attr_dup(n, attrs, "version", &req->version)) < 0 ||
+            (r = sax_attr_dup(n, attrs, "updaterversion", &req->updaterversion)) < 0 ||
+            (r = sax_attr_dup(n, attrs, "installsource", &req->installsource)) < 0 ||
+            (r = sax_attr_bool(n, attrs, "ismachine", &req->ismachine)) < 0)
+                return r;
+        return 0;
+}
+
+static int sax_os(struct omaha_request *req, int n, const xmlChar **attrs) {
+        int r;
+        if ((r = sax_attr_dup(n, attrs, "version", &req->os_version)) < 0 ||
+            (r = sax_attr_dup(n, attrs, "platform", &req->os_platform)) < 0 ||
+            (r = sax_attr_dup(n, attrs, "sp", &req->os_sp)) < 0 ||
+            (r = sax_attr_dup(n, attrs, "arch", &req->os_arch)) < 0)
+                return r;
+        return 0;
+}
+
+static int sax_app(struct omaha_request *req, int n, const xmlChar **attrs, struct omaha_app_request **ret) {
         static const struct {
                 const char *name;
                 size_t offset;
-        } attrs[] = {
+        } fields[] = {
                 { "appid", offsetof(struct omaha_app_request, appid) },
                 { "version", offsetof(struct omaha_app_request, version) },
                 { "track", offsetof(struct omaha_app_request, track) },
@@ -510,85 +599,183 @@ static int parse_request_app(const xmlNode *n, struct omaha_app_request *a) {
         };
         int r;
 
-        for (size_t i = 0; i < ELEMENTSOF(attrs); i++) {
-                r = attr_dup(n, attrs[i].name, (char **)((char *)a + attrs[i].offset));
+        if (req->n_apps >= OMAHA_MAX_APPS)
+                return -EMSGSIZE;
+        struct omaha_app_request *a = realloc(req->apps, (req->n_apps + 1) * sizeof(*a));
+        if (!a)
+                return -ENOMEM;
+        req->apps = a;
+        a = &req->apps[req->n_apps++];
+        *a = (struct omaha_app_request){};
+        for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
+                r = sax_attr_dup(n, attrs, fields[i].name, (char **)((char *)a + fields[i].offset));
                 if (r < 0)
                         return r;
         }
         if (!a->appid)
                 return -EBADMSG;
-        r = attr_bool(n, "delta_okay", &a->delta_okay);
+        r = sax_attr_bool(n, attrs, "delta_okay", &a->delta_okay);
         if (r < 0)
                 return r;
-
-        for (const xmlNode *c = n->children; c; c = c->next) {
-                if (name_is(c, "ping")) {
-                        long v = 0;
-                        a->ping = true;
-                        r = attr_long(c, "active", INT_MIN, INT_MAX, &v, NULL);
-                        if (r < 0)
-                                return r;
-                        a->ping_active = (int)v;
-                } else if (name_is(c, "updatecheck"))
-                        a->updatecheck = true;
-                else if (name_is(c, "event")) {
-                        if (a->n_events >= OMAHA_MAX_EVENTS)
-                                return -EMSGSIZE;
-                        struct omaha_event *e = realloc(a->events, (a->n_events + 1) * sizeof(*e));
-                        if (!e)
-                                return -ENOMEM;
-                        a->events = e;
-                        e = &a->events[a->n_events++];
-                        *e = (struct omaha_event){};
-                        r = parse_event(c, e);
-                        if (r < 0)
-                                return r;
-                }
-        }
+        *ret = a;
         return 0;
 }
 
-int omaha_request_parse(const char *xml, size_t len, struct omaha_request *ret) {
-        _cleanup_(xml_doc_freep) xmlDocPtr doc = NULL;
-        _cleanup_(omaha_request_done) struct omaha_request req = {};
+static int sax_event(struct omaha_app_request *a, int n, const xmlChar **attrs) {
+        long v;
         int r;
 
-        *ret = (struct omaha_request){};
-        r = parse_document(xml, len, "request", &doc);
-        if (r < 0)
+        if (a->n_events >= OMAHA_MAX_EVENTS)
+                return -EMSGSIZE;
+        struct omaha_event *e = realloc(a->events, (a->n_events + 1) * sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        a->events = e;
+        e = &a->events[a->n_events++];
+        *e = (struct omaha_event){};
+        v = 0;
+        if ((r = sax_attr_long(n, attrs, "eventtype", 0, INT_MAX, &v)) < 0)
                 return r;
-        xmlNode *root = xmlDocGetRootElement(doc);
+        e->type = (int)v;
+        v = 0;
+        if ((r = sax_attr_long(n, attrs, "eventresult", 0, INT_MAX, &v)) < 0)
+                return r;
+        e->result = (int)v;
+        v = 0;
+        if ((r = sax_attr_long(n, attrs, "errorcode", INT_MIN, INT_MAX, &v)) < 0)
+                return r;
+        e->error_code = (int)v;
+        return sax_attr_dup(n, attrs, "previousversion", &e->previous_version);
+}
 
-        r = check_protocol(root, &req.protocol);
-        if (r < 0)
-                return r;
-        if ((r = attr_dup(root, "version", &req.version)) < 0 ||
-            (r = attr_dup(root, "updaterversion", &req.updaterversion)) < 0 ||
-            (r = attr_dup(root, "installsource", &req.installsource)) < 0 ||
-            (r = attr_bool(root, "ismachine", &req.ismachine)) < 0)
-                return r;
+static void sax_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
+                      int nb_namespaces, const xmlChar **namespaces, int n, int nb_defaulted,
+                      const xmlChar **attrs) {
+        struct request_sax *s = ((xmlParserCtxtPtr)ctx)->_private;
+        unsigned depth = ++s->depth;
+        int r = 0;
 
-        for (const xmlNode *c = root->children; c; c = c->next) {
-                if (name_is(c, "os")) {
-                        if ((r = attr_dup(c, "version", &req.os_version)) < 0 ||
-                            (r = attr_dup(c, "platform", &req.os_platform)) < 0 ||
-                            (r = attr_dup(c, "sp", &req.os_sp)) < 0 ||
-                            (r = attr_dup(c, "arch", &req.os_arch)) < 0)
-                                return r;
-                } else if (name_is(c, "app")) {
-                        if (req.n_apps >= OMAHA_MAX_APPS)
-                                return -EMSGSIZE;
-                        struct omaha_app_request *a = realloc(req.apps, (req.n_apps + 1) * sizeof(*a));
-                        if (!a)
-                                return -ENOMEM;
-                        req.apps = a;
-                        a = &req.apps[req.n_apps++];
-                        *a = (struct omaha_app_request){};
-                        r = parse_request_app(c, a);
-                        if (r < 0)
-                                return r;
-                }
+        if (depth == 1)
+                s->root = sax_name_is(localname, prefix, uri, "request") ? 1 : -1;
+        if (!s->limits && (depth > MAX_DEPTH || ++s->count > MAX_ELEMENTS))
+                s->limits = -EMSGSIZE;
+        if (s->root < 0 || s->limits || s->error)
+                return; /* the answer is decided; libxml2 still checks the rest */
+
+        if (depth == 1)
+                r = sax_request(s->req, n, attrs);
+        else if (depth == 2) {
+                if (sax_name_is(localname, prefix, uri, "os"))
+                        r = sax_os(s->req, n, attrs);
+                else if (sax_name_is(localname, prefix, uri, "app"))
+                        r = sax_app(s->req, n, attrs, &s->app);
+        } else if (depth == 3 && s->app) {
+                struct omaha_app_request *a = s->app;
+                if (sax_name_is(localname, prefix, uri, "ping")) {
+                        long v = 0;
+                        a->ping = true;
+                        r = sax_attr_long(n, attrs, "active", INT_MIN, INT_MAX, &v);
+                        a->ping_active = (int)v;
+                } else if (sax_name_is(localname, prefix, uri, "updatecheck"))
+                        a->updatecheck = true;
+                else if (sax_name_is(localname, prefix, uri, "event"))
+                        r = sax_event(a, n, attrs);
         }
+        if (r < 0)
+                s->error = r;
+}
+
+static void sax_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri) {
+        struct request_sax *s = ((xmlParserCtxtPtr)ctx)->_private;
+        if (--s->depth == 1)
+                s->app = NULL;
+}
+
+/* A DOCTYPE, internal or external: refused, and the parser stops here. */
+static void sax_subset(void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id) {
+        xmlParserCtxtPtr ctxt = ctx;
+        ((struct request_sax *)ctxt->_private)->dtd = true;
+        xmlStopParser(ctxt);
+}
+
+/* Each thread's parser context, reused from one request to the next. */
+static pthread_once_t parser_once = PTHREAD_ONCE_INIT;
+static pthread_key_t parser_key;
+
+static void parser_free(void *ctxt) {
+        xmlFreeParserCtxt(ctxt);
+}
+
+static void parser_setup(void) {
+        xmlInitParser();
+        if (pthread_key_create(&parser_key, parser_free) != 0)
+                abort();
+}
+
+void omaha_init(void) {
+        pthread_once(&parser_once, parser_setup);
+}
+
+/* The names a context's dictionary may hold before the context is dropped: a legitimate
+ * request has a few dozen, and a peer sending ever new names must not grow it forever. */
+#define MAX_DICT_NAMES 512
+
+static xmlParserCtxtPtr request_parser(void) {
+        xmlParserCtxtPtr ctxt = pthread_getspecific(parser_key);
+        if (ctxt)
+                return ctxt;
+        ctxt = xmlNewParserCtxt();
+        if (!ctxt)
+                return NULL;
+        /* SAX2 start and end callbacks only: no tree, text and comments are checked and
+         * dropped, no entity is looked up beyond the predefined ones. */
+        memset(ctxt->sax, 0, sizeof(*ctxt->sax));
+        ctxt->sax->initialized = XML_SAX2_MAGIC;
+        ctxt->sax->startElementNs = sax_start;
+        ctxt->sax->endElementNs = sax_end;
+        ctxt->sax->internalSubset = sax_subset;
+        ctxt->sax->externalSubset = sax_subset;
+        if (pthread_setspecific(parser_key, ctxt) != 0) {
+                xmlFreeParserCtxt(ctxt);
+                return NULL;
+        }
+        return ctxt;
+}
+
+int omaha_request_parse(const char *xml, size_t len, struct omaha_request *ret) {
+        _cleanup_(omaha_request_done) struct omaha_request req = {};
+        struct request_sax s = { .req = &req };
+
+        *ret = (struct omaha_request){};
+        if (len > OMAHA_MAX_DOCUMENT || len > INT_MAX)
+                return -EMSGSIZE;
+        /* As for every document: no DTD, so no entity is ever declared. */
+        if (contains(xml, len, "<!DOCTYPE") || contains(xml, len, "<!ENTITY"))
+                return -EBADMSG;
+
+        omaha_init();
+        xmlSetGenericErrorFunc(NULL, xml_error_silent);
+        xmlParserCtxtPtr ctxt = request_parser();
+        if (!ctxt)
+                return -ENOMEM;
+        ctxt->_private = &s;
+        /* The options of parse_document() but XML_PARSE_NOBLANKS, which only picks between
+         * two text callbacks, and there are none. */
+        (void)xmlCtxtReadMemory(ctxt, xml, (int)len, NULL, NULL,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+        bool well_formed = ctxt->wellFormed && !s.dtd;
+        ctxt->_private = NULL;
+        if (xmlDictSize(ctxt->dict) > MAX_DICT_NAMES) {
+                pthread_setspecific(parser_key, NULL);
+                xmlFreeParserCtxt(ctxt);
+        }
+
+        if (!well_formed || s.root != 1)
+                return -EBADMSG;
+        if (s.limits < 0)
+                return s.limits;
+        if (s.error < 0)
+                return s.error;
         /* On every early return above, the cleanup frees what was parsed so far. */
         *ret = req;
         req = (struct omaha_request){};

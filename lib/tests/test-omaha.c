@@ -414,6 +414,53 @@ TEST(ignores_unknown_elements_and_attributes) {
                 CHECK(req.apps[0].updatecheck);
 }
 
+/* Requests are read by SAX callbacks, not a tree: the values and names must come out as the
+ * tree gives them (references decoded, a declared prefix ignored, an undeclared one not). */
+TEST(request_references_and_prefixes) {
+        _cleanup_(omaha_request_done) struct omaha_request req = {};
+        const char *doc = "<?xml version=\"1.0\"?><x:request xmlns:x=\"urn:x\" protocol=\"3.0\" version=\"a&amp;b&#38;c&lt;&#x26;\">"
+                          "<os version=\"1\"/><os platform=\"p\"/>"
+                          "<x:app appid=\"{a}\" u:track=\"no\" x:track=\"t\" track=\"late\" oem=\"&amp;amp;\"><ping/>"
+                          "<event eventtype=\"13\" eventresult=\"1\" previousversion=\"1&#10;2\"/></x:app>"
+                          "<u:app appid=\"{undeclared prefix}\"/><app appid=\"{b}\"><deeper><ping active=\"1\"/></deeper></app>"
+                          "</x:request>";
+        CHECK_EQ(parse_req(doc, &req), 0);
+        CHECK_STREQ(req.version, "a&b&c<&");
+        CHECK_STREQ(req.os_version, "1");
+        CHECK_STREQ(req.os_platform, "p");
+        CHECK_EQ(req.n_apps, 2);
+        if (req.n_apps == 2) {
+                CHECK_STREQ(req.apps[0].appid, "{a}");
+                CHECK_STREQ(req.apps[0].track, "t");
+                CHECK_STREQ(req.apps[0].oem, "&amp;");
+                CHECK(req.apps[0].ping);
+                CHECK_EQ(req.apps[0].ping_active, 0);
+                CHECK_EQ(req.apps[0].n_events, 1);
+                if (req.apps[0].n_events == 1)
+                        CHECK_STREQ(req.apps[0].events[0].previous_version, "1\n2"); /* a reference, not a blank */
+                CHECK_STREQ(req.apps[1].appid, "{b}");
+                CHECK(!req.apps[1].ping);
+        }
+        /* Errors keep their order: well-formedness first, then the limits, then fields. */
+        struct omaha_request bad = {};
+        CHECK_EQ(parse_req("<request protocol=\"2.0\"><app/></request", &bad), -EBADMSG);
+        CHECK_EQ(parse_req("<request protocol=\"2.0\"><app/><a><b><c><d><e><f><g><h><i><j><k><l>"
+                           "</l></k></j></i></h></g></f></e></d></c></b></a></request>", &bad),
+                 -EMSGSIZE);
+        CHECK_EQ(parse_req("<request protocol=\"2.0\"><app/></request>", &bad), -EPROTO);
+        CHECK_EQ(parse_req("<request protocol=\"3.0\"><app/><app appid=\"{a}\"/></request>", &bad), -EBADMSG);
+        CHECK_EQ(parse_req("<request protocol=\"3.0\"><app appid=\"{a}\"/>\n<!DOCTYPE x></request>", &bad), -EBADMSG);
+        CHECK(bad.apps == NULL);
+        /* The same thread parses again and again on one context. */
+        for (int i = 0; i < 1000; i++) {
+                char d[256];
+                snprintf(d, sizeof(d), "<request protocol=\"3.0\"><app appid=\"{%d}\" n%d=\"x\"><e%d/></app></request>", i, i, i);
+                struct omaha_request r = {};
+                CHECK_EQ(parse_req(d, &r), 0);
+                omaha_request_done(&r);
+        }
+}
+
 TEST(event_names) {
         CHECK_STREQ(omaha_event_type_name(3), "update_complete");
         CHECK_STREQ(omaha_event_type_name(13), "download_started");
