@@ -56,6 +56,13 @@ struct db_driver {
         int (*exec_script)(struct db *db, const char *sql);
         /* Makes every write so far durable before it returns. */
         int (*sync)(struct db *db);
+        /* Queues a write nobody waits for: sql runs later with a copy of the parameters, and
+         * when it changes no row, fallback (if not NULL) runs with the same parameters. The
+         * queue keeps the order of the writes and runs before any later statement on the
+         * connection, and within the group-commit period. NULL when the driver has no queue
+         * (the store then writes at once). */
+        int (*defer)(struct db *db, const char *sql, const char *fallback, const struct db_param *params,
+                     size_t n_params);
 };
 
 extern const struct db_driver db_sqlite_driver;

@@ -36,46 +36,56 @@ static unsigned event_result_index(int result) {
 }
 
 struct app_answer {
-        struct channel channel;
+        const struct channel *channel;  /* shared, from store_channel_lookup() */
+        struct policy policy;           /* the channel's, as this request sees it */
         char *codebase;
         char *urls[1];
         struct omaha_package package;
 };
 
 static void app_answer_done(struct app_answer *a) {
-        channel_done(&a->channel);
+        store_channel_put(a->channel);
         free(a->codebase);
+}
+
+static void count_refusal(struct server *srv, enum policy_verdict v) {
+        atomic_fetch_add(&srv->metrics.noupdates, 1);
+        if ((unsigned)v < ELEMENTSOF(srv->metrics.refusals))
+                atomic_fetch_add(&srv->metrics.refusals[v], 1);
+}
+
+static struct policy_input policy_input(const struct omaha_app_request *req, const struct app_answer *ans,
+                                        const struct machine_state *ms) {
+        const struct channel *c = ans->channel;
+        return (struct policy_input){
+                .machine_id = req->machineid,
+                .machine_version = req->version,
+                .release_version = c->has_release ? c->release_version : NULL,
+                .percent = ans->policy.percent,
+                .paused = ans->policy.paused,
+                .halted = ans->policy.halted,
+                .machine_state = ms ? ms->state : NULL,
+                .machine_target = ms ? ms->target_version : NULL,
+        };
 }
 
 /* Fills out->updatecheck and the manifest for one app. */
 static void answer_updatecheck(struct server *srv, const struct omaha_app_request *req, const char *channel,
                                const struct machine_state *ms, int64_t now, const char *host,
                                struct app_answer *ans, struct omaha_app_response *out) {
-        struct channel *c = &ans->channel;
-        atomic_fetch_add(&srv->metrics.updatechecks, 1);
+        const struct channel *c = ans->channel;
 
-        struct policy_input in = {
-                .machine_id = req->machineid,
-                .machine_version = req->version,
-                .release_version = c->has_release ? c->release_version : NULL,
-                .percent = c->policy.percent,
-                .paused = c->policy.paused,
-                .halted = c->policy.halted,
-                .machine_state = ms->state,
-                .machine_target = ms->target_version,
-        };
+        struct policy_input in = policy_input(req, ans, ms);
         enum policy_verdict v = req->machineid && *req->machineid ? policy_decide(&in) : VERDICT_NOT_IN_ROLLOUT;
-        if (v == VERDICT_UPDATE && c->policy.max_inflight > 0 && policy_starts_attempt(&in)) {
+        if (v == VERDICT_UPDATE && ans->policy.max_inflight > 0 && policy_starts_attempt(&in)) {
                 int64_t n = 0;
                 if (store_count_inflight(srv->store, req->appid, channel, c->release_version,
-                                         now - c->policy.inflight_timeout, &n) >= 0 &&
-                    n >= c->policy.max_inflight)
+                                         now - ans->policy.inflight_timeout, &n) >= 0 &&
+                    n >= ans->policy.max_inflight)
                         v = VERDICT_INFLIGHT_LIMIT;
         }
         if (v != VERDICT_UPDATE) {
-                atomic_fetch_add(&srv->metrics.noupdates, 1);
-                if ((unsigned)v < ELEMENTSOF(srv->metrics.refusals))
-                        atomic_fetch_add(&srv->metrics.refusals[v], 1);
+                count_refusal(srv, v);
                 out->updatecheck = "noupdate";
                 return;
         }
@@ -129,7 +139,7 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
         int r;
 
         out->appid = req->appid;
-        r = store_channel_get(srv->store, req->appid, channel, &ans->channel);
+        r = store_channel_lookup(srv->store, req->appid, channel, &ans->channel);
         if (r == -ENOENT) {
                 if (store_app_exists(srv->store, req->appid) == -ENOENT) {
                         atomic_fetch_add(&srv->metrics.unknown_app, 1);
@@ -147,17 +157,39 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
                 out->status = "error-internal";
                 return;
         }
+        ans->policy = ans->channel->policy;
+        atomic_fetch_add(&srv->metrics.checkins, 1);
+        out->ping = req->ping;
+        if (req->updatecheck)
+                atomic_fetch_add(&srv->metrics.updatechecks, 1);
+
+        struct machine_checkin ci = {
+                .app = req->appid, .id = req->machineid, .channel = channel, .version = req->version,
+                .aleph = req->alephversion, .oem = req->oem, .bootid = req->bootid, .now = now,
+        };
+        bool has_id = req->machineid && *req->machineid;
+
+        /* Most check-ins are from machines the policy answers without their update state (up
+         * to date, nothing published, paused, halted) and carry no event: the check-in is
+         * then written without waiting for it, and the request never waits for the database. */
+        if (req->n_events == 0) {
+                struct policy_input in = policy_input(req, ans, NULL);
+                enum policy_verdict v = VERDICT_NOT_IN_ROLLOUT;
+                if (!req->updatecheck || !has_id || policy_decide_early(&in, &v)) {
+                        if (has_id)
+                                (void)store_machine_checkin_deferred(srv->store, &ci);
+                        if (req->updatecheck) {
+                                count_refusal(srv, v);
+                                out->updatecheck = "noupdate";
+                        }
+                        return;
+                }
+        }
 
         _cleanup_(machine_state_done) struct machine_state ms = {};
         bool registered = false;
-        if (req->machineid && *req->machineid) {
-                struct machine_checkin ci = {
-                        .app = req->appid, .id = req->machineid, .channel = channel, .version = req->version,
-                        .aleph = req->alephversion, .oem = req->oem, .bootid = req->bootid, .now = now,
-                };
+        if (has_id)
                 registered = store_machine_checkin(srv->store, &ci, &ms) >= 0;
-        }
-        atomic_fetch_add(&srv->metrics.checkins, 1);
 
         for (size_t i = 0; i < req->n_events; i++) {
                 const struct omaha_event *e = &req->events[i];
@@ -174,7 +206,7 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
                 if (store_event(srv->store, &rec, &halted) >= 0 && halted) {
                         atomic_fetch_add(&srv->metrics.safe_mode_halts, 1);
                         /* The answer below must already see the halt. */
-                        ans->channel.policy.halted = true;
+                        ans->policy.halted = true;
                 }
                 /* The machine's state moved: keep the local copy in step for the decision. */
                 const char *st = event_state(e->type, e->result, e->error_code);
@@ -183,7 +215,6 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
                         ms.state = strdup(st);
                 }
         }
-        out->ping = req->ping;
         if (req->updatecheck)
                 answer_updatecheck(srv, req, channel, &ms, now, host, ans, out);
 }

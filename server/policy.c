@@ -83,15 +83,24 @@ bool policy_starts_attempt(const struct policy_input *in) {
                  strcmp(in->machine_target, in->release_version) == 0 && in_flight(in->machine_state));
 }
 
-enum policy_verdict policy_decide(const struct policy_input *in) {
+bool policy_decide_early(const struct policy_input *in, enum policy_verdict *ret) {
         if (!in->release_version)
-                return VERDICT_NO_RELEASE;
-        if (in->machine_version && policy_version_compare(in->machine_version, in->release_version) >= 0)
-                return VERDICT_UP_TO_DATE;
-        if (in->halted)
-                return VERDICT_HALTED;
-        if (in->paused)
-                return VERDICT_PAUSED;
+                *ret = VERDICT_NO_RELEASE;
+        else if (in->machine_version && policy_version_compare(in->machine_version, in->release_version) >= 0)
+                *ret = VERDICT_UP_TO_DATE;
+        else if (in->halted)
+                *ret = VERDICT_HALTED;
+        else if (in->paused)
+                *ret = VERDICT_PAUSED;
+        else
+                return false;
+        return true;
+}
+
+enum policy_verdict policy_decide(const struct policy_input *in) {
+        enum policy_verdict v;
+        if (policy_decide_early(in, &v))
+                return v;
         /* A machine already in flight for this release keeps its offer: a resumed download
          * must not be cut off by a lowered percentage. */
         if (!policy_starts_attempt(in))

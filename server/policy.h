@@ -42,6 +42,11 @@ struct policy_input {
  * it when this says VERDICT_UPDATE and policy_counts_inflight() is true. */
 enum policy_verdict policy_decide(const struct policy_input *in);
 
+/* The verdicts policy_decide() reaches before it looks at the machine's update state (no
+ * release, up to date, halted, paused): true with *ret set when one applies, false when the
+ * decision needs machine_state and machine_target. Lets a caller skip reading them. */
+bool policy_decide_early(const struct policy_input *in, enum policy_verdict *ret);
+
 /* Whether granting this machine starts a new in-flight update (false when it is already
  * in flight for that release: offering it again costs nothing). */
 bool policy_starts_attempt(const struct policy_input *in);

@@ -7,7 +7,13 @@
  * thousand check-ins a second cost a hundred commits, not ten thousand. A crash of the process
  * loses at most the last GROUP_COMMIT_MS of check-ins and events; db_sync() (the admin API
  * calls it before answering) commits at once. SQLite is the engine for one server process;
- * several processes share PostgreSQL. */
+ * several processes share PostgreSQL.
+ *
+ * Writes nobody waits for (the check-ins of machines the policy can answer without their
+ * state) do not take the connection at all: they go to a queue, in order, that the background
+ * thread runs every PENDING_BATCH writes and before each commit, and that any other statement
+ * runs first, so every later statement, read or write, sees them. A request thread that only
+ * queues never waits for the lock, nor for a commit or a checkpoint. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -24,6 +30,16 @@
 
 #define STMT_CACHE 96
 #define GROUP_COMMIT_MS 100
+#define PENDING_BATCH 256      /* queued writes that wake the background thread */
+#define PENDING_MAX 16384      /* queued writes past which the queueing thread runs them itself */
+
+/* A queued write: its statements and a private copy of the parameters. */
+struct pending {
+        struct pending *next;
+        const char *sql, *fallback;
+        size_t n;
+        struct db_param params[];
+};
 
 struct db {
         pthread_mutex_t lock;
@@ -36,15 +52,42 @@ struct db {
                 const char *sql;
                 sqlite3_stmt *stmt;
         } cache[STMT_CACHE];
+        /* The queue: taken under queue_lock only, run under lock. */
+        pthread_mutex_t queue_lock;
+        struct pending *head, **tail;
+        size_t n_pending;
 };
+
+static int statement_locked(struct db *db, const char *sql, const struct db_param *params, size_t n,
+                            struct db_rows *ret);
 
 static int sqlite_error(sqlite3 *conn, int rc, const char *what) {
         log_error("sqlite: %s: %s", what, conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc));
         return rc == SQLITE_CONSTRAINT ? -EEXIST : rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 }
 
-/* Commits the open group transaction; called with the lock held. */
+/* Runs the queued writes, in order; called with the lock held. A failure is logged where it
+ * happens and costs that write only. */
+static void run_pending_locked(struct db *db) {
+        pthread_mutex_lock(&db->queue_lock);
+        struct pending *p = db->head;
+        db->head = NULL;
+        db->tail = &db->head;
+        db->n_pending = 0;
+        pthread_mutex_unlock(&db->queue_lock);
+        while (p) {
+                struct pending *next = p->next;
+                if (statement_locked(db, p->sql, p->params, p->n, NULL) >= 0 && p->fallback &&
+                    sqlite3_changes(db->conn) == 0)
+                        (void)statement_locked(db, p->fallback, p->params, p->n, NULL);
+                free(p);
+                p = next;
+        }
+}
+
+/* Commits the open group transaction, queued writes included; called with the lock held. */
 static int commit_locked(struct db *db) {
+        run_pending_locked(db);
         if (!db->in_txn)
                 return 0;
         db->in_txn = false;
@@ -57,19 +100,36 @@ static int commit_locked(struct db *db) {
         return 0;
 }
 
+static void timespec_add_ms(struct timespec *ts, long ms) {
+        ts->tv_nsec += ms * 1000000L;
+        while (ts->tv_nsec >= 1000000000L) {
+                ts->tv_sec++;
+                ts->tv_nsec -= 1000000000L;
+        }
+}
+
+static bool timespec_passed(const struct timespec *t) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* The background thread: runs the queue when PENDING_BATCH writes are waiting, and commits
+ * every GROUP_COMMIT_MS. */
 static void *flusher_main(void *userdata) {
         struct db *db = userdata;
+        struct timespec next;
+        clock_gettime(CLOCK_REALTIME, &next);
+        timespec_add_ms(&next, GROUP_COMMIT_MS);
         pthread_mutex_lock(&db->lock);
         while (!db->stop) {
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += GROUP_COMMIT_MS * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                pthread_cond_timedwait(&db->wake, &db->lock, &ts);
-                (void)commit_locked(db);
+                pthread_cond_timedwait(&db->wake, &db->lock, &next);
+                if (timespec_passed(&next)) {
+                        (void)commit_locked(db);
+                        clock_gettime(CLOCK_REALTIME, &next);
+                        timespec_add_ms(&next, GROUP_COMMIT_MS);
+                } else
+                        run_pending_locked(db);
         }
         pthread_mutex_unlock(&db->lock);
         return NULL;
@@ -89,6 +149,8 @@ static int sqlite_open(const char *dir, struct db **ret) {
                 return -ENOMEM;
         pthread_mutex_init(&db->lock, NULL);
         pthread_cond_init(&db->wake, NULL);
+        pthread_mutex_init(&db->queue_lock, NULL);
+        db->tail = &db->head;
         rc = sqlite3_open_v2(path, &db->conn,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
@@ -139,6 +201,7 @@ static void sqlite_close(struct db *db) {
         sqlite3_close(db->conn);
         pthread_cond_destroy(&db->wake);
         pthread_mutex_destroy(&db->lock);
+        pthread_mutex_destroy(&db->queue_lock);
         free(db);
 }
 
@@ -195,8 +258,8 @@ static int collect(sqlite3_stmt *stmt, int rc, struct db_rows *ret) {
         return 0;
 }
 
-static int query_locked(struct db *db, const char *sql, const struct db_param *params, size_t n,
-                        struct db_rows *ret) {
+static int statement_locked(struct db *db, const char *sql, const struct db_param *params, size_t n,
+                            struct db_rows *ret) {
         sqlite3_stmt *stmt = NULL;
         int r = prepare(db, sql, &stmt);
         if (r < 0)
@@ -234,9 +297,47 @@ static int query_locked(struct db *db, const char *sql, const struct db_param *p
 static int sqlite_query(struct db *db, const char *sql, const struct db_param *params, size_t n,
                         struct db_rows *ret) {
         pthread_mutex_lock(&db->lock);
-        int r = query_locked(db, sql, params, n, ret);
+        /* Whatever this statement reads or changes, the queued writes came first. */
+        run_pending_locked(db);
+        int r = statement_locked(db, sql, params, n, ret);
         pthread_mutex_unlock(&db->lock);
         return r;
+}
+
+static int sqlite_defer(struct db *db, const char *sql, const char *fallback, const struct db_param *params,
+                        size_t n) {
+        size_t size = sizeof(struct pending) + n * sizeof(struct db_param);
+        for (size_t i = 0; i < n; i++)
+                if (params[i].type == DB_TEXT)
+                        size += strlen(params[i].s) + 1;
+        struct pending *p = malloc(size);
+        if (!p)
+                return -ENOMEM;
+        *p = (struct pending){ .sql = sql, .fallback = fallback, .n = n };
+        char *strings = (char *)&p->params[n];
+        for (size_t i = 0; i < n; i++) {
+                p->params[i] = params[i];
+                if (params[i].type == DB_TEXT) {
+                        size_t l = strlen(params[i].s) + 1;
+                        memcpy(strings, params[i].s, l);
+                        p->params[i].s = strings;
+                        strings += l;
+                }
+        }
+        pthread_mutex_lock(&db->queue_lock);
+        *db->tail = p;
+        db->tail = &p->next;
+        size_t queued = ++db->n_pending;
+        pthread_mutex_unlock(&db->queue_lock);
+        if (queued == PENDING_BATCH)
+                pthread_cond_signal(&db->wake);
+        else if (queued >= PENDING_MAX) {
+                /* The background thread falls behind: share its work rather than queue on. */
+                pthread_mutex_lock(&db->lock);
+                run_pending_locked(db);
+                pthread_mutex_unlock(&db->lock);
+        }
+        return 0;
 }
 
 static int sqlite_exec_script(struct db *db, const char *sql) {
@@ -268,6 +369,7 @@ const struct db_driver db_sqlite_driver = {
         .query = sqlite_query,
         .exec_script = sqlite_exec_script,
         .sync = sqlite_sync,
+        .defer = sqlite_defer,
 };
 
 /* Shared by both drivers. */

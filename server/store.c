@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,16 @@ static const char schema[] =
         "CREATE INDEX IF NOT EXISTS events_time ON events (time);\n"
         "CREATE INDEX IF NOT EXISTS events_machine ON events (app, machine, time);\n";
 
+/* A channel row as the Omaha path reads it: shared, read-only, freed by its last user. */
+struct channel_snapshot {
+        struct channel channel;
+        atomic_uint refs;
+        uint64_t generation;   /* of the store when it was read */
+        int64_t loaded;        /* CLOCK_MONOTONIC, ms */
+};
+
+#define CHANNEL_CACHE_SLOTS 32
+
 struct store {
         const struct db_driver *driver;
         char *target;
@@ -57,6 +68,11 @@ struct store {
         pthread_mutex_t lock;
         struct db **all;       /* every connection opened, closed by store_close() */
         size_t n_all;
+        /* Bumped by every write to apps, channels and releases through this store. */
+        atomic_uint_fast64_t generation;
+        pthread_mutex_t cache_lock;
+        struct channel_snapshot *cache[CHANNEL_CACHE_SLOTS];
+        unsigned cache_next;   /* the slot a new channel takes when all are used */
 };
 
 const char *store_engine(const struct store *s) {
@@ -117,6 +133,7 @@ int store_open(const char *data_dir, const char *db_url, struct store **ret) {
         s->driver = db_url ? &db_postgres_driver : &db_sqlite_driver;
         s->target = strdup(db_url ? db_url : data_dir);
         pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->cache_lock, NULL);
         if (!s->target || pthread_key_create(&s->key, NULL) != 0) {
                 free(s->target);
                 free(s);
@@ -148,9 +165,14 @@ int store_open(const char *data_dir, const char *db_url, struct store **ret) {
         return 0;
 }
 
+static void snapshot_unref(struct channel_snapshot *c);
+
 void store_close(struct store *s) {
         if (!s)
                 return;
+        for (size_t i = 0; i < CHANNEL_CACHE_SLOTS; i++)
+                if (s->cache[i])
+                        snapshot_unref(s->cache[i]);
         for (size_t i = 0; i < s->n_all; i++)
                 s->driver->close(s->all[i]);
         free(s->all);
@@ -160,6 +182,12 @@ void store_close(struct store *s) {
 }
 
 /* --- applications and channels --- */
+
+/* After a write to apps, channels or releases: cached channel rows are stale. */
+static int changed_config(struct store *s, int r) {
+        atomic_fetch_add(&s->generation, 1);
+        return r;
+}
 
 int store_app_exists(struct store *s, const char *app) {
         _cleanup_rows_ struct db_rows rows = {};
@@ -171,8 +199,8 @@ int store_app_exists(struct store *s, const char *app) {
 
 int store_app_create(struct store *s, const char *app, const char *name) {
         _cleanup_rows_ struct db_rows rows = {};
-        int r = Q(s, "INSERT INTO apps (id, name, created) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING id",
-                  &rows, DB_TEXT(app), DB_TEXT(name), DB_INT(time(NULL)));
+        int r = changed_config(s, Q(s, "INSERT INTO apps (id, name, created) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING RETURNING id",
+                                    &rows, DB_TEXT(app), DB_TEXT(name), DB_INT(time(NULL))));
         if (r < 0)
                 return r;
         return rows.n_rows ? 0 : -EEXIST;
@@ -249,19 +277,92 @@ int store_channel_get(struct store *s, const char *app, const char *name, struct
         return 0;
 }
 
+static int64_t monotonic_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void snapshot_unref(struct channel_snapshot *c) {
+        if (atomic_fetch_sub(&c->refs, 1) == 1) {
+                channel_done(&c->channel);
+                free(c);
+        }
+}
+
+static bool snapshot_is(const struct channel_snapshot *c, const char *app, const char *name) {
+        return strcmp(c->channel.name, name) == 0 && strcmp(c->channel.app, app) == 0;
+}
+
+int store_channel_lookup(struct store *s, const char *app, const char *name, const struct channel **ret) {
+        int64_t now = monotonic_ms();
+
+        pthread_mutex_lock(&s->cache_lock);
+        uint64_t generation = atomic_load(&s->generation);
+        for (size_t i = 0; i < CHANNEL_CACHE_SLOTS; i++) {
+                struct channel_snapshot *c = s->cache[i];
+                if (c && c->generation == generation && now - c->loaded < CHANNEL_CACHE_MS &&
+                    snapshot_is(c, app, name)) {
+                        atomic_fetch_add(&c->refs, 1);
+                        pthread_mutex_unlock(&s->cache_lock);
+                        *ret = &c->channel;
+                        return 0;
+                }
+        }
+        pthread_mutex_unlock(&s->cache_lock);
+
+        /* Read it: tagged with the generation from before the read, a row a write overtakes
+         * is read again next time. A channel that does not exist is not remembered. */
+        struct channel_snapshot *c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        int r = store_channel_get(s, app, name, &c->channel);
+        if (r < 0) {
+                free(c);
+                return r;
+        }
+        c->generation = generation;
+        c->loaded = now;
+        atomic_init(&c->refs, 2); /* the caller's and the cache's */
+
+        pthread_mutex_lock(&s->cache_lock);
+        size_t slot = CHANNEL_CACHE_SLOTS;
+        for (size_t i = 0; i < CHANNEL_CACHE_SLOTS && slot == CHANNEL_CACHE_SLOTS; i++)
+                if (s->cache[i] && snapshot_is(s->cache[i], app, name))
+                        slot = i;
+        for (size_t i = 0; i < CHANNEL_CACHE_SLOTS && slot == CHANNEL_CACHE_SLOTS; i++)
+                if (!s->cache[i])
+                        slot = i;
+        if (slot == CHANNEL_CACHE_SLOTS)
+                slot = s->cache_next++ % CHANNEL_CACHE_SLOTS;
+        struct channel_snapshot *old = s->cache[slot];
+        s->cache[slot] = c;
+        pthread_mutex_unlock(&s->cache_lock);
+        if (old)
+                snapshot_unref(old);
+        *ret = &c->channel;
+        return 0;
+}
+
+void store_channel_put(const struct channel *c) {
+        if (c)
+                snapshot_unref((struct channel_snapshot *)c);
+}
+
 int store_channel_create(struct store *s, const char *app, const char *name) {
         _cleanup_rows_ struct db_rows rows = {};
         int r = store_app_exists(s, app);
         if (r < 0)
                 return r;
-        r = Q(s, "INSERT INTO channels (app, name, updated) VALUES ($1, $2, $3) ON CONFLICT (app, name) DO NOTHING RETURNING name",
-              &rows, DB_TEXT(app), DB_TEXT(name), DB_INT(time(NULL)));
+        r = changed_config(s, Q(s, "INSERT INTO channels (app, name, updated) VALUES ($1, $2, $3) ON CONFLICT (app, name) DO NOTHING RETURNING name",
+                                &rows, DB_TEXT(app), DB_TEXT(name), DB_INT(time(NULL))));
         if (r < 0)
                 return r;
         return rows.n_rows ? 0 : -EEXIST;
 }
 
-static int changed(int r, const struct db_rows *rows) {
+static int changed(struct store *s, int r, const struct db_rows *rows) {
+        changed_config(s, r);
         if (r < 0)
                 return r;
         return rows->n_rows ? 0 : -ENOENT;
@@ -273,14 +374,14 @@ int store_channel_set_percent(struct store *s, const char *app, const char *name
                 return -EINVAL;
         int r = Q(s, "UPDATE channels SET rollout_percent = $1, updated = $2 WHERE app = $3 AND name = $4 RETURNING name",
                   &rows, DB_DOUBLE(percent), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
-        return changed(r, &rows);
+        return changed(s, r, &rows);
 }
 
 int store_channel_set_paused(struct store *s, const char *app, const char *name, bool paused) {
         _cleanup_rows_ struct db_rows rows = {};
         int r = Q(s, "UPDATE channels SET paused = $1, updated = $2 WHERE app = $3 AND name = $4 RETURNING name",
                   &rows, DB_INT(paused), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
-        return changed(r, &rows);
+        return changed(s, r, &rows);
 }
 
 int store_channel_resume(struct store *s, const char *app, const char *name) {
@@ -289,7 +390,7 @@ int store_channel_resume(struct store *s, const char *app, const char *name) {
                   "UPDATE channels SET paused = 0, halted = 0, halt_reason = NULL, updated = $1"
                   " WHERE app = $2 AND name = $3 RETURNING name",
                   &rows, DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
-        return changed(r, &rows);
+        return changed(s, r, &rows);
 }
 
 int store_channel_set_policy(struct store *s, const char *app, const char *name, const struct policy *p,
@@ -317,7 +418,7 @@ int store_channel_set_policy(struct store *s, const char *app, const char *name,
               " safe_failure_ratio = $4, updated = $5 WHERE app = $6 AND name = $7 RETURNING name",
               &rows, DB_INT(n.max_inflight), DB_INT(n.inflight_timeout), DB_INT(n.safe_min_failures),
               DB_DOUBLE(n.safe_failure_ratio), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
-        return changed(r, &rows);
+        return changed(s, r, &rows);
 }
 
 int store_channel_set_release(struct store *s, const char *app, const char *name, const char *version,
@@ -337,7 +438,7 @@ int store_channel_set_release(struct store *s, const char *app, const char *name
                       " rollout_percent = $3 WHERE app = $4 AND name = $5 RETURNING name",
                       &rows, DB_TEXT(version), DB_INT(time(NULL)), DB_DOUBLE(percent), DB_TEXT(app),
                       DB_TEXT(name));
-        return changed(r, &rows);
+        return changed(s, r, &rows);
 }
 
 /* --- releases --- */
@@ -381,6 +482,7 @@ int store_release_add(struct store *s, const struct release *rel) {
               &rows, DB_TEXT(rel->app), DB_TEXT(rel->version), DB_TEXT(rel->package_name), DB_INT(rel->size),
               DB_TEXT(rel->sha1), DB_TEXT(rel->sha256), DB_TEXT(rel->base_url), DB_TEXT(rel->manifest),
               DB_INT(time(NULL)));
+        changed_config(s, r);
         if (r < 0)
                 return r;
         if (rows.n_rows)
@@ -429,6 +531,35 @@ int store_machine_checkin(struct store *s, const struct machine_checkin *c, stru
         if (ret)
                 *ret = (struct machine_state){ .state = dup_cell(&rows, 0, 0), .target_version = dup_cell(&rows, 0, 1) };
         return 0;
+}
+
+/* The check-in of store_machine_checkin() in one statement that leaves the channel alone, as
+ * long as it is the one on record (the indexed column, rewritten only when it changes) ... */
+static const char checkin_same_channel[] =
+        "INSERT INTO machines (app, id, channel, version, aleph, oem, bootid, first_seen, last_checkin,"
+        " state_changed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)"
+        " ON CONFLICT (app, id) DO UPDATE SET version = excluded.version,"
+        " aleph = excluded.aleph, oem = excluded.oem, bootid = excluded.bootid,"
+        " last_checkin = excluded.last_checkin"
+        " WHERE machines.channel IS NOT DISTINCT FROM excluded.channel";
+/* ... and for a machine that moved to another channel, when that one changed nothing. */
+static const char checkin_other_channel[] =
+        "WITH c (app, id, channel, version, aleph, oem, bootid, now) AS"
+        " (VALUES ($1, $2, $3, $4, $5, $6, $7, CAST($8 AS BIGINT)))"
+        " UPDATE machines SET channel = c.channel, version = c.version, aleph = c.aleph, oem = c.oem,"
+        " bootid = c.bootid, last_checkin = c.now FROM c WHERE machines.app = c.app AND machines.id = c.id";
+
+int store_machine_checkin_deferred(struct store *s, const struct machine_checkin *c) {
+        struct db *db = store_db(s);
+        if (!db)
+                return -EIO;
+        if (!s->driver->defer)
+                return store_machine_checkin(s, c, NULL);
+        const struct db_param params[] = {
+                DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel), DB_TEXT(c->version),
+                DB_TEXT(c->aleph), DB_TEXT(c->oem), DB_TEXT(c->bootid), DB_INT(c->now),
+        };
+        return s->driver->defer(db, checkin_same_channel, checkin_other_channel, params, ELEMENTSOF(params));
 }
 
 int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,
@@ -498,6 +629,7 @@ static int apply_safe_mode(struct store *s, const struct event_record *e, bool *
               " WHERE app = $3 AND name = $4 AND release_version = $5 AND halted = 0 RETURNING name",
               &upd, DB_TEXT(reason), DB_INT(e->now), DB_TEXT(e->app), DB_TEXT(e->channel),
               DB_TEXT(e->target_version));
+        changed_config(s, r);
         if (r < 0)
                 return r;
         if (upd.n_rows) {

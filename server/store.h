@@ -84,6 +84,14 @@ int store_app_exists(struct store *s, const char *app);
 int store_app_create(struct store *s, const char *app, const char *name);
 /* -ENOENT when the channel does not exist. */
 int store_channel_get(struct store *s, const char *app, const char *name, struct channel *ret);
+/* The channel for the Omaha path: a shared read-only copy, kept CHANNEL_CACHE_MS at most.
+ * Writes through this store (admin changes, safe-mode halts) drop every copy at once, so only
+ * a change made by another process (several servers on one PostgreSQL) can be seen up to
+ * CHANNEL_CACHE_MS late. A channel that does not exist is never cached. Give it back with
+ * store_channel_put(). */
+#define CHANNEL_CACHE_MS 1000
+int store_channel_lookup(struct store *s, const char *app, const char *name, const struct channel **ret);
+void store_channel_put(const struct channel *c);
 int store_channel_create(struct store *s, const char *app, const char *name);
 int store_channel_set_percent(struct store *s, const char *app, const char *name, double percent);
 int store_channel_set_paused(struct store *s, const char *app, const char *name, bool paused);
@@ -112,6 +120,10 @@ void release_done(struct release *r);
 /* --- machines, attempts, events --- */
 /* Records a check-in; *ret gets the machine's update state. */
 int store_machine_checkin(struct store *s, const struct machine_checkin *c, struct machine_state *ret);
+/* Records a check-in without waiting for the write, for a caller that needs nothing back: on
+ * SQLite it is queued (in order with every other write, ahead of any later statement, and
+ * committed with the next group commit); elsewhere it is written at once. */
+int store_machine_checkin_deferred(struct store *s, const struct machine_checkin *c);
 void machine_state_done(struct machine_state *m);
 /* Counts the updates of (app, channel, version) in flight, not older than since. */
 int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,

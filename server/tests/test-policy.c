@@ -85,6 +85,43 @@ TEST(decide) {
         CHECK(policy_starts_attempt(&in));
 }
 
+/* The early verdicts are exactly the ones the machine's state cannot change. */
+TEST(decide_early_needs_no_state) {
+        static const char *releases[] = { NULL, "1.3.0" };
+        static const char *versions[] = { NULL, "1.2.0", "1.3.0", "1.4.0" };
+        static const char *states[] = { NULL, STATE_IDLE, STATE_GRANTED, STATE_DOWNLOADING, STATE_ROLLEDBACK, STATE_COMPLETE };
+        static const char *targets[] = { NULL, "1.3.0", "1.2.9" };
+        for (size_t r = 0; r < ELEMENTSOF(releases); r++)
+                for (size_t v = 0; v < ELEMENTSOF(versions); v++)
+                        for (unsigned flags = 0; flags < 8; flags++) {
+                                struct policy_input in = base();
+                                in.release_version = releases[r];
+                                in.machine_version = versions[v];
+                                in.halted = flags & 1;
+                                in.paused = flags & 2;
+                                in.percent = flags & 4 ? 100 : 0;
+                                enum policy_verdict early;
+                                bool decided = policy_decide_early(&in, &early);
+                                for (size_t st = 0; st < ELEMENTSOF(states); st++)
+                                        for (size_t t = 0; t < ELEMENTSOF(targets); t++) {
+                                                in.machine_state = states[st];
+                                                in.machine_target = targets[t];
+                                                enum policy_verdict full = policy_decide(&in);
+                                                if (decided)
+                                                        CHECK_EQ(full, early);
+                                                else
+                                                        CHECK(full == VERDICT_UPDATE || full == VERDICT_NOT_IN_ROLLOUT ||
+                                                              full == VERDICT_ROLLED_BACK);
+                                        }
+                        }
+        struct policy_input in = base();
+        enum policy_verdict v;
+        CHECK(!policy_decide_early(&in, &v));
+        in.machine_version = "1.3.0";
+        CHECK(policy_decide_early(&in, &v));
+        CHECK_EQ(v, VERDICT_UP_TO_DATE);
+}
+
 TEST(percent_selects_about_that_share) {
         unsigned in_rollout = 0;
         char id[40];
@@ -179,6 +216,137 @@ TEST(store_safe_mode_on_sqlite) {
         CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
         CHECK(!c.policy.halted);
         channel_done(&c);
+        store_close(s);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK_EQ(system(cmd), 0);
+}
+
+/* One machine's row, as the admin listing reads it (a read runs the queued writes first). */
+static void machine_row(struct store *s, const char *id, char *channel, char *version, int64_t *last) {
+        struct db_rows rows = {};
+        const struct db_param p[] = { DB_TEXT(DEFAULT_APP_ID), DB_TEXT(id) };
+        CHECK_EQ(store_query(s, "SELECT channel, version, last_checkin FROM machines WHERE app = $1 AND id = $2",
+                             p, 2, &rows),
+                 0);
+        CHECK_EQ(rows.n_rows, 1);
+        snprintf(channel, 32, "%s", db_cell(&rows, 0, 0) ? db_cell(&rows, 0, 0) : "");
+        snprintf(version, 32, "%s", db_cell(&rows, 0, 1) ? db_cell(&rows, 0, 1) : "");
+        *last = db_cell_int(&rows, 0, 2);
+        db_rows_done(&rows);
+}
+
+/* Check-ins written without waiting: new machines, channel moves, and the order with the
+ * writes that do wait. */
+TEST(store_deferred_checkins_on_sqlite) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        struct store *s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        char channel[32], version[32];
+        int64_t last = 0;
+        const char *id = "0123456789abcdef0123456789abcdef";
+        struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id, .channel = "stable", .version = "1.2.0", .now = 1000 };
+
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);      /* a new machine */
+        machine_row(s, id, channel, version, &last);
+        CHECK_STREQ(channel, "stable");
+        CHECK_EQ(last, 1000);
+        ci.now = 1001;
+        ci.version = "1.3.0";
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);      /* the same channel */
+        ci.now = 1002;
+        ci.channel = "beta";
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);      /* moved to another channel */
+        machine_row(s, id, channel, version, &last);
+        CHECK_STREQ(channel, "beta");
+        CHECK_STREQ(version, "1.3.0");
+        CHECK_EQ(last, 1002);
+
+        /* Queued, then written at once: the queued one lands first. */
+        ci.now = 1003;
+        ci.version = "1.3.1";
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        ci.now = 1004;
+        ci.version = "1.4.0";
+        struct machine_state ms = {};
+        CHECK_EQ(store_machine_checkin(s, &ci, &ms), 0);
+        CHECK_STREQ(ms.state, STATE_IDLE);
+        machine_state_done(&ms);
+        machine_row(s, id, channel, version, &last);
+        CHECK_STREQ(version, "1.4.0");
+        CHECK_EQ(last, 1004);
+
+        /* Many at once: past the batch the background thread runs, all recorded. */
+        char mid[40];
+        ci.channel = "stable";
+        for (int i = 0; i < 3000; i++) {
+                snprintf(mid, sizeof(mid), "%032x", i);
+                ci.id = mid;
+                ci.now = 2000 + i;
+                CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        }
+        struct db_rows rows = {};
+        const struct db_param p[] = { DB_TEXT(DEFAULT_APP_ID), DB_TEXT("stable") };
+        CHECK_EQ(store_query(s, "SELECT COUNT(*) FROM machines WHERE app = $1 AND channel = $2", p, 2, &rows), 0);
+        CHECK_EQ(db_cell_int(&rows, 0, 0), 3000);
+        db_rows_done(&rows);
+
+        /* Queued check-ins survive a restart (closing commits them). */
+        ci.id = id;
+        ci.now = 9999;
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        store_close(s);
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        machine_row(s, id, channel, version, &last);
+        CHECK_EQ(last, 9999);
+        CHECK_STREQ(channel, "stable");
+        store_close(s);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK_EQ(system(cmd), 0);
+}
+
+/* The Omaha path's channel copies: shared, and dropped by every change made through the store. */
+TEST(store_channel_cache_on_sqlite) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        struct store *s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        const struct channel *a = NULL, *b = NULL;
+        CHECK_EQ(store_channel_lookup(s, DEFAULT_APP_ID, "stable", &a), -ENOENT);
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_lookup(s, DEFAULT_APP_ID, "stable", &a), 0);
+        CHECK_EQ(store_channel_lookup(s, DEFAULT_APP_ID, "stable", &b), 0);
+        CHECK(a == b); /* the same copy */
+        CHECK(!a->has_release);
+        CHECK(!a->policy.paused);
+        store_channel_put(b);
+        CHECK_EQ(store_channel_set_paused(s, DEFAULT_APP_ID, "stable", true), 0);
+        CHECK_EQ(store_channel_lookup(s, DEFAULT_APP_ID, "stable", &b), 0);
+        CHECK(b != a);
+        CHECK(b->policy.paused);
+        CHECK(!a->policy.paused); /* a holder keeps its copy until it gives it back */
+        store_channel_put(a);
+        store_channel_put(b);
+        struct release rel = {
+                .app = DEFAULT_APP_ID, .version = "1.3.0", .package_name = "update.payload", .size = 5,
+                .sha1 = "b233d57e86fd769845c554b52a8fa2fe98bacfba",
+                .sha256 = "d6386c59a6bcfcb1e4ced6beeb4594757afaa891ac805388076d0c83d2f5260a",
+        };
+        CHECK_EQ(store_release_add(s, &rel), 0);
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 30), 0);
+        CHECK_EQ(store_channel_lookup(s, DEFAULT_APP_ID, "stable", &a), 0);
+        CHECK(a->has_release);
+        CHECK_STREQ(a->release_version, "1.3.0");
+        CHECK(a->policy.percent == 30);
+        store_channel_put(a);
         store_close(s);
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
