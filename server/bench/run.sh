@@ -1,19 +1,34 @@
 #!/usr/bin/env bash
 # make bench, server part: update checks per second on loopback, each as a ratio to nginx
-# serving a static response of the same size in the same run, then a fleet simulation.
+# answering the same POSTs with the same bytes in the same run, over several rounds; then a
+# fleet simulation.
 #
-#   server/bench/run.sh [SECONDS]     SECONDS per wrk run (default 10)
+#   server/bench/run.sh [SECONDS [ROUNDS]]   SECONDS per wrk run (default 8), ROUNDS (default 5)
 #
-# Every load is wrk on 127.0.0.1 with 2 threads and 64 connections, bounded by -d. The Omaha
-# requests come from server/bench/check.lua: 100,000 machines running the channel's release,
-# so every answer is "noupdate" (295 bytes) and every check-in is a database write. nginx
-# answers the same POSTs with that same response from a file. Results go to
-# out/bench/server.txt and out/bench/fleet-sim.txt.
+# The Omaha requests come from server/bench/check.lua: 100,000 machines running the channel's
+# release, so every answer is "noupdate" (295 bytes) and every check-in is a database write.
+#
+# What keeps the comparison fair (see server/README.md, "Measurements"):
+#   - every load is the same command, wrk -t2 -c64 with keep-alive and the same Lua script,
+#     bounded by -d; BENCH_CPUS=LIST runs every wrk under `taskset -c LIST` alike;
+#   - nginx answers POST /v1/update/ with `return 200` and the exact bytes pivot-server sends
+#     (checked), one worker per CPU, access log off, keep-alive without a request limit (as
+#     libmicrohttpd), and it reads each request body (to discard it) as keep-alive needs;
+#     BENCH_NGINX=file serves the bytes from a file instead (open_file_cache), the other
+#     common way;
+#   - each pivot-server measurement sits between two nginx measurements and its ratio is to
+#     their mean, so a change of the machine's load between runs shows in one ratio, not all;
+#   - every target gets a warm-up run before each measurement (and the servers a long one at
+#     start, which inserts most of the machines);
+#   - a run with non-2xx answers or socket errors fails the bench.
+# Results go to out/bench/server.txt and out/bench/fleet-sim.txt.
 # Exit status: 0 done, 1 a step failed.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-SECS=${1:-10}
+SECS=${1:-8}
+ROUNDS=${2:-5}
+WARM=2
 source "$ROOT/server/tests/pg-cluster.sh"
 make -s out/bin/pivot-server out/bin/pivot-admin out/test/mkpayload >/dev/null
 mkdir -p out/bench
@@ -27,82 +42,132 @@ cleanup() {
 }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+TASKSET=()
+[[ -n ${BENCH_CPUS:-} ]] && TASKSET=(taskset -c "$BENCH_CPUS")
 
-# wrk_rps URL: requests per second of one bounded run with the check script.
-wrk_rps() {
-        timeout $((SECS + 30)) wrk -t2 -c64 -d"${SECS}s" -s server/bench/check.lua "$1" | awk '/Requests\/sec/ {print $2}'
+# load URL SECONDS: one bounded wrk run with the check script; prints requests per second.
+load() {
+        local out
+        out=$(timeout $(($2 + 30)) "${TASKSET[@]}" wrk -t2 -c64 -d"$2s" -s server/bench/check.lua "$1")
+        if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+                echo "bench: errors against $1:" >&2
+                echo "$out" >&2
+                return 1
+        fi
+        awk '/Requests\/sec/ {print $2}' <<<"$out"
+}
+measure() { # measure URL: warm-up, then one measured run
+        load "$1" "$WARM" >/dev/null
+        load "$1" "$SECS"
 }
 
-start_pivot() { # start_pivot DATA [--db URL]: sets PIVOT_URL
-        local data=$1 port; shift
+start_pivot() { # start_pivot DATA [--db URL]: prints the URL
+        local data=$1 port pid; shift
         port=$(free_port)
         out/bin/pivot-server --listen "127.0.0.1:$port" --data "$data" "$@" >>"$WORK/server.log" 2>&1 &
-        PIDS+=($!)
-        PIVOT_PID=$!
-        PIVOT_URL=http://127.0.0.1:$port
-        for _ in $(seq 100); do curl -sf "$PIVOT_URL/healthz" >/dev/null && break; sleep 0.1; done
+        pid=$!
+        PIDS+=("$pid")
+        for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
         mkdir -p "$WORK/pk"
         [[ -e $WORK/pk/update.payload ]] || out/test/mkpayload "$WORK/pk" 1.3.0 "$WORK/pk/update.payload"
-        out/bin/pivot-admin --server "$PIVOT_URL" --token-file "$data/admin.token" \
+        out/bin/pivot-admin --server "http://127.0.0.1:$port" --token-file "$data/admin.token" \
                 publish "$WORK/pk/update.payload" --channel stable --rollout 100 >/dev/null 2>&1
+        START_URL=http://127.0.0.1:$port
 }
-stop_pivot() { kill "$PIVOT_PID"; wait "$PIVOT_PID" 2>/dev/null || true; }
 
-measure_pivot() { # measure_pivot LABEL: warm up (inserts the machines), then measure
-        timeout 60 wrk -t2 -c64 -d"$((SECS / 2 + 1))s" -s server/bench/check.lua "$PIVOT_URL/v1/update/" >/dev/null
-        wrk_rps "$PIVOT_URL/v1/update/"
-}
+# --- the servers: SQLite and PostgreSQL, both up for the whole run ---
+mkdir -p "$WORK/sqlite" "$WORK/pgdata"
+start_pivot "$WORK/sqlite"
+SQLITE_URL=$START_URL/v1/update/
+pg_cluster_start "$WORK"
+start_pivot "$WORK/pgdata" --db "$PG_URL"
+POSTGRES_URL=$START_URL/v1/update/
 
 # --- the static baseline: nginx, the same POSTs, the same response bytes ---
-start_pivot "$WORK/sqlite"
-REQ='<request protocol="3.0"><app appid="{b9606f32-42ac-4029-aef4-20ed435e8c45}" version="1.3.0" track="stable" machineid="00000000000000000000000000000001"><ping active="1"/><updatecheck/></app></request>'
+REQ=$(printf '%s' '<request protocol="3.0"><app appid="{b9606f32-42ac-4029-aef4-20ed435e8c45}" version="1.3.0"' \
+        ' track="stable" machineid="00000000000000000000000000000001"><ping active="1"/><updatecheck/></app></request>')
 mkdir -p "$WORK/www"
-curl -s -X POST --data-binary "$REQ" "$PIVOT_URL/v1/update/" >"$WORK/www/check.xml"
+curl -s -X POST --data-binary "$REQ" "$SQLITE_URL" >"$WORK/www/check.xml"
 SIZE=$(stat -c %s "$WORK/www/check.xml")
 NGINX_PORT=$(free_port)
+if [[ ${BENCH_NGINX:-return} == file ]]; then
+        NGINX_LOCATION="location = /v1/update/ { default_type text/xml; error_page 405 =200 /check.xml; try_files /check.xml =404; }
+    location = /check.xml { default_type text/xml; }"
+        NGINX_HOW="static file, open_file_cache"
+else
+        # nginx's `return` takes the body as a quoted string: the response has neither quote
+        # nor backslash nor '$' (checked), so it goes in as it is, newlines and all.
+        if grep -q "['\\\$]" "$WORK/www/check.xml"; then
+                echo "bench: the response cannot be quoted for nginx" >&2
+                exit 1
+        fi
+        NGINX_LOCATION="location = /v1/update/ { default_type text/xml; return 200 '$(cat "$WORK/www/check.xml")
+'; }"
+        NGINX_HOW="return 200"
+fi
 cat >"$WORK/nginx.conf" <<CONF
-worker_processes 2;
+worker_processes $(nproc);
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log;
 events { worker_connections 1024; }
 http {
   access_log off;
+  keepalive_requests 1000000000;
+  open_file_cache max=16;
   server {
     listen 127.0.0.1:$NGINX_PORT;
     root $WORK/www;
-    location = /v1/update/ { default_type text/xml; error_page 405 =200 /check.xml; try_files /check.xml =404; }
-    location = /check.xml { default_type text/xml; }
+    $NGINX_LOCATION
   }
 }
 CONF
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
-NGINX_PID=$!
-PIDS+=($NGINX_PID)
-sleep 0.5
-NGINX1=$(wrk_rps "http://127.0.0.1:$NGINX_PORT/v1/update/")
+PIDS+=($!)
+NGINX_URL=http://127.0.0.1:$NGINX_PORT/v1/update/
+for _ in $(seq 50); do curl -s -o /dev/null -X POST --data-binary "$REQ" "$NGINX_URL" && break; sleep 0.1; done
+if ! cmp -s <(curl -s -X POST --data-binary "$REQ" "$NGINX_URL") "$WORK/www/check.xml"; then
+        echo "bench: nginx does not answer the same bytes as pivot-server" >&2
+        exit 1
+fi
 
-SQLITE=$(measure_pivot)
-stop_pivot
-
-pg_cluster_start "$WORK"
-start_pivot "$WORK/pgdata" --db "$PG_URL"
-POSTGRES=$(measure_pivot)
-stop_pivot
-
-NGINX2=$(wrk_rps "http://127.0.0.1:$NGINX_PORT/v1/update/")
-kill "$NGINX_PID"; wait "$NGINX_PID" 2>/dev/null || true
-NGINX=$(echo "($NGINX1 + $NGINX2) / 2" | bc -l)
+# --- rounds: nginx, SQLite, nginx, PostgreSQL, nginx, ... ---
+load "$SQLITE_URL" $((SECS * 2)) >/dev/null
+load "$POSTGRES_URL" $((SECS * 2)) >/dev/null
+RESULTS=$WORK/results
+: >"$RESULTS"
+prev=$(measure "$NGINX_URL")
+for r in $(seq "$ROUNDS"); do
+        for engine in sqlite postgres; do
+                [[ $engine == sqlite ]] && url=$SQLITE_URL || url=$POSTGRES_URL
+                x=$(measure "$url")
+                next=$(measure "$NGINX_URL")
+                echo "$r $engine $x $prev $next" >>"$RESULTS"
+                prev=$next
+        done
+done
 
 {
-        echo "# update checks per second, wrk -t2 -c64 -d${SECS}s on 127.0.0.1, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
-        echo "# response $SIZE bytes (noupdate); 100,000 machines; every check-in written"
-        printf '%-28s %10.0f checks/s\n' "nginx static (mean of 2)" "$NGINX"
-        printf '%-28s %10.0f checks/s  ratio %.2f of nginx\n' "pivot-server SQLite" "$SQLITE" "$(echo "$SQLITE / $NGINX" | bc -l)"
-        printf '%-28s %10.0f checks/s  ratio %.2f of nginx\n' "pivot-server PostgreSQL" "$POSTGRES" "$(echo "$POSTGRES / $NGINX" | bc -l)"
+        echo "# update checks per second, wrk -t2 -c64 -d${SECS}s on 127.0.0.1, ${ROUNDS} rounds, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "# response $SIZE bytes (noupdate); 100,000 machines; every check-in written; nginx: $NGINX_HOW"
+        python3 - "$RESULTS" <<'EOF'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1])]
+names = {"sqlite": "pivot-server SQLite", "postgres": "pivot-server PostgreSQL"}
+print("# round  engine      checks/s   nginx before/after   ratio")
+for r, e, x, a, b in rows:
+    print(f"  {r:>5}  {e:<9} {float(x):>9.0f}   {float(a):>7.0f} / {float(b):<7.0f}  {float(x) * 2 / (float(a) + float(b)):.2f}")
+nginx = [float(a) for _, _, _, a, _ in rows] + [float(rows[-1][4])]
+print(f"{'nginx static (median)':<28} {statistics.median(nginx):>10.0f} checks/s")
+for e in ("sqlite", "postgres"):
+    xs = [float(x) for _, en, x, _, _ in rows if en == e]
+    rs = [float(x) * 2 / (float(a) + float(b)) for _, en, x, a, b in rows if en == e]
+    print(f"{names[e]:<28} {statistics.median(xs):>10.0f} checks/s  ratio {statistics.median(rs):.2f} of nginx"
+          f" (median of {len(rs)}; min {min(rs):.2f}, max {max(rs):.2f})")
+EOF
 } | tee out/bench/server.txt
 
 # --- fleet simulation: a staged rollout and a safe-mode halt, thousands of machines ---
+mkdir -p "$WORK/fleet"
 start_pivot "$WORK/fleet"
-python3 server/bench/fleet-sim.py --server "$PIVOT_URL" --token-file "$WORK/fleet/admin.token" \
+python3 server/bench/fleet-sim.py --server "$START_URL" --token-file "$WORK/fleet/admin.token" \
         --machines "${FLEET_MACHINES:-5000}" | tee out/bench/fleet-sim.txt
-stop_pivot
