@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <libxml/parser.h>
+#include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 
 #include "util.h"
@@ -58,6 +59,15 @@ static void buf_puts(struct buf *b, const char *s) {
         buf_put(b, s, strlen(s));
 }
 
+/* Characters an attribute value cannot hold as they are: 1 escaped, 2 dropped (the other
+ * control characters, not allowed in XML 1.0 at all). */
+static const uint8_t attr_special[256] = {
+        [1] = 2, [2] = 2, [3] = 2, [4] = 2, [5] = 2, [6] = 2, [7] = 2, [8] = 2, ['\t'] = 1, ['\n'] = 1,
+        [11] = 2, [12] = 2, ['\r'] = 1, [14] = 2, [15] = 2, [16] = 2, [17] = 2, [18] = 2, [19] = 2, [20] = 2,
+        [21] = 2, [22] = 2, [23] = 2, [24] = 2, [25] = 2, [26] = 2, [27] = 2, [28] = 2, [29] = 2, [30] = 2,
+        [31] = 2, ['&'] = 1, ['<'] = 1, ['>'] = 1, ['"'] = 1, ['\''] = 1,
+};
+
 /* Appends ` name="value"` with value escaped for an attribute. NULL value: nothing. */
 static void buf_attr(struct buf *b, const char *name, const char *value) {
         if (!value)
@@ -65,8 +75,18 @@ static void buf_attr(struct buf *b, const char *name, const char *value) {
         buf_puts(b, " ");
         buf_puts(b, name);
         buf_puts(b, "=\"");
-        for (const char *p = value; *p; p++) {
-                switch (*p) {
+        const char *run = value, *p = value;
+        for (;; p++) {
+                uint8_t c = (uint8_t)*p, k = attr_special[c];
+                if (c && !k)
+                        continue;
+                buf_put(b, run, p - run);
+                if (!c)
+                        break;
+                run = p + 1;
+                if (k == 2)
+                        continue;
+                switch (c) {
                 case '&': buf_puts(b, "&amp;"); break;
                 case '<': buf_puts(b, "&lt;"); break;
                 case '>': buf_puts(b, "&gt;"); break;
@@ -75,19 +95,21 @@ static void buf_attr(struct buf *b, const char *name, const char *value) {
                 case '\n': buf_puts(b, "&#10;"); break;
                 case '\r': buf_puts(b, "&#13;"); break;
                 case '\t': buf_puts(b, "&#9;"); break;
-                default:
-                        /* Other control characters are not allowed in XML 1.0 at all. */
-                        if ((unsigned char)*p >= 0x20)
-                                buf_put(b, p, 1);
                 }
         }
         buf_puts(b, "\"");
 }
 
 static void buf_attr_int(struct buf *b, const char *name, long long v) {
-        char s[32];
-        snprintf(s, sizeof(s), "%lld", v);
-        buf_attr(b, name, s);
+        char s[24], *p = s + sizeof(s);
+        unsigned long long u = v < 0 ? -(unsigned long long)v : (unsigned long long)v;
+        *--p = 0;
+        do
+                *--p = (char)('0' + u % 10);
+        while (u /= 10);
+        if (v < 0)
+                *--p = '-';
+        buf_attr(b, name, p);
 }
 
 static int buf_finish(struct buf *b, char **ret_xml, size_t *ret_len) {
@@ -496,7 +518,7 @@ struct request_sax {
 /* The tree names an element or attribute with an undeclared prefix "prefix:name", and any
  * other by its local name; none of the names looked for has a colon. */
 static bool sax_name_is(const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri, const char *name) {
-        return !(prefix && !uri) && strcmp((const char *)localname, name) == 0;
+        return localname[0] == (xmlChar)name[0] && !(prefix && !uri) && strcmp((const char *)localname, name) == 0;
 }
 
 /* attrs: libxml2's SAX2 array, 5 pointers per attribute (localname, prefix, URI, value, end).
@@ -742,6 +764,34 @@ static xmlParserCtxtPtr request_parser(void) {
         return ctxt;
 }
 
+/* The options of parse_document() but XML_PARSE_NOBLANKS, which only picks between two text
+ * callbacks, and there are none. */
+#define REQUEST_OPTIONS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA)
+
+/* The quick way, for the documents every client sends (UTF-8). libxml2 2.9 reads a document
+ * from memory the way it reads a stream: near the end of its buffer it asks for more input
+ * every few characters, a third of the parse of a request. A copy of the document whose read
+ * callback is unset is never asked. Only a decoder for another encoding needs those calls (it
+ * converts as it is asked): true when the parse is good as the ordinary way would have made
+ * it, well-formed and no decoder involved. */
+static bool parse_quick(xmlParserCtxtPtr ctxt, const char *xml, size_t len) {
+        xmlCtxtReset(ctxt);
+        xmlParserInputBufferPtr buf = xmlParserInputBufferCreateMem(xml, (int)len, XML_CHAR_ENCODING_NONE);
+        if (!buf)
+                return false;
+        buf->readcallback = NULL;
+        xmlParserInputPtr input = xmlNewIOInputStream(ctxt, buf, XML_CHAR_ENCODING_NONE);
+        if (!input) {
+                xmlFreeParserInputBuffer(buf);
+                return false;
+        }
+        if (inputPush(ctxt, input) < 0)
+                return false;
+        xmlCtxtUseOptions(ctxt, REQUEST_OPTIONS);
+        (void)xmlParseDocument(ctxt);
+        return ctxt->wellFormed && ctxt->input && ctxt->input->buf && !ctxt->input->buf->encoder;
+}
+
 int omaha_request_parse(const char *xml, size_t len, struct omaha_request *ret) {
         _cleanup_(omaha_request_done) struct omaha_request req = {};
         struct request_sax s = { .req = &req };
@@ -759,12 +809,16 @@ int omaha_request_parse(const char *xml, size_t len, struct omaha_request *ret) 
         if (!ctxt)
                 return -ENOMEM;
         ctxt->_private = &s;
-        /* The options of parse_document() but XML_PARSE_NOBLANKS, which only picks between
-         * two text callbacks, and there are none. */
-        (void)xmlCtxtReadMemory(ctxt, xml, (int)len, NULL, NULL,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA);
+        if (!parse_quick(ctxt, xml, len) || s.dtd) {
+                /* Anything else the ordinary way, from the start: other encodings, and every
+                 * document that is refused, so that the answer is always that way's. */
+                omaha_request_done(&req);
+                s = (struct request_sax){ .req = &req };
+                (void)xmlCtxtReadMemory(ctxt, xml, (int)len, NULL, NULL, REQUEST_OPTIONS);
+        }
         bool well_formed = ctxt->wellFormed && !s.dtd;
         ctxt->_private = NULL;
+        xmlCtxtReset(ctxt); /* lets go of the input now, not at the next request */
         if (xmlDictSize(ctxt->dict) > MAX_DICT_NAMES) {
                 pthread_setspecific(parser_key, NULL);
                 xmlFreeParserCtxt(ctxt);
