@@ -17,6 +17,12 @@
 #include "server.h"
 #include "util.h"
 
+/* Each connection's memory pool (request headers, read buffer, response headers), which
+ * libmicrohttpd zeroes for every request: 32 KiB by default, more than requests need. */
+#ifndef HTTP_CONNECTION_MEMORY
+#define HTTP_CONNECTION_MEMORY (16 * 1024)
+#endif
+
 #if MHD_VERSION < 0x00097002
 typedef int MHD_RESULT;
 #else
@@ -85,6 +91,7 @@ struct conn {
         enum route route;
         bool refused;          /* answered already (too large, unauthorized) */
         bool too_large;        /* a body without Content-Length passed the limit: 413 at the end */
+        size_t expected;       /* Content-Length, when given and within the limit */
         uint64_t drained;
         char *body;
         size_t len, size, limit;
@@ -393,6 +400,7 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *connection, const ch
                         atomic_fetch_add(&srv->metrics.bad_requests, 1);
                         return send_static(connection, 413, "text/plain", "request body too large\n");
                 }
+                c->expected = content_length;
                 return MHD_YES;
         }
 
@@ -421,7 +429,9 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *connection, const ch
                         return MHD_YES;
                 }
                 if (c->len + n > c->size) {
-                        size_t size = c->size ? c->size : 4096;
+                        /* Sized for the announced body when there is one (most are under a
+                         * kilobyte), else from 4 KiB up. */
+                        size_t size = c->size ? c->size : c->expected ? c->expected : 4096;
                         while (size < c->len + n)
                                 size *= 2;
                         char *b = realloc(c->body, size);
@@ -477,6 +487,7 @@ struct MHD_Daemon *http_start(struct server *srv, const struct sockaddr *addr, u
                                         (addr->sa_family == AF_INET6 ? MHD_USE_IPv6 : 0),
                                 0, NULL, NULL, handler, srv, MHD_OPTION_SOCK_ADDR, addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                                MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT,
                                 (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
                                 MHD_OPTION_END);

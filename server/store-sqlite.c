@@ -137,10 +137,19 @@ static void *flusher_main(void *userdata) {
 
 static void sqlite_close(struct db *db);
 
+/* SQLite's process-wide settings, before its first use: no memory statistics (they take a
+ * global mutex on every allocation, and nothing reads them). */
+static void sqlite_setup(void) {
+        (void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int sqlite_open(const char *dir, struct db **ret) {
+        static pthread_once_t once = PTHREAD_ONCE_INIT;
         _cleanup_free_ char *path = NULL;
         struct db *db;
         int rc;
+
+        pthread_once(&once, sqlite_setup);
 
         if (asprintf(&path, "%s/pivot.sqlite", dir) < 0)
                 return -ENOMEM;
@@ -164,7 +173,7 @@ static int sqlite_open(const char *dir, struct db **ret) {
         rc = sqlite3_exec(db->conn,
                           "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;"
-                          "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=4000;"
+                          "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;"
                           "BEGIN IMMEDIATE; COMMIT;",
                           NULL, NULL, NULL);
         if (rc != SQLITE_OK) {

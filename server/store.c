@@ -533,21 +533,19 @@ int store_machine_checkin(struct store *s, const struct machine_checkin *c, stru
         return 0;
 }
 
-/* The check-in of store_machine_checkin() in one statement that leaves the channel alone, as
- * long as it is the one on record (the indexed column, rewritten only when it changes) ... */
-static const char checkin_same_channel[] =
-        "INSERT INTO machines (app, id, channel, version, aleph, oem, bootid, first_seen, last_checkin,"
-        " state_changed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8)"
-        " ON CONFLICT (app, id) DO UPDATE SET version = excluded.version,"
+/* The check-in of store_machine_checkin() as one statement for the common case, a machine
+ * already known on the same channel: a row update by primary key that leaves the indexed
+ * channel column alone ... */
+static const char checkin_known[] =
+        "UPDATE machines SET version = $1, aleph = $2, oem = $3, bootid = $4, last_checkin = $5"
+        " WHERE app = $6 AND id = $7 AND channel IS NOT DISTINCT FROM $8";
+/* ... and, when that changed nothing, the one for a new machine or one that moved channel. */
+static const char checkin_new_or_moved[] =
+        "INSERT INTO machines (version, aleph, oem, bootid, last_checkin, app, id, channel, first_seen,"
+        " state_changed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $5, $5)"
+        " ON CONFLICT (app, id) DO UPDATE SET channel = excluded.channel, version = excluded.version,"
         " aleph = excluded.aleph, oem = excluded.oem, bootid = excluded.bootid,"
-        " last_checkin = excluded.last_checkin"
-        " WHERE machines.channel IS NOT DISTINCT FROM excluded.channel";
-/* ... and for a machine that moved to another channel, when that one changed nothing. */
-static const char checkin_other_channel[] =
-        "WITH c (app, id, channel, version, aleph, oem, bootid, now) AS"
-        " (VALUES ($1, $2, $3, $4, $5, $6, $7, CAST($8 AS BIGINT)))"
-        " UPDATE machines SET channel = c.channel, version = c.version, aleph = c.aleph, oem = c.oem,"
-        " bootid = c.bootid, last_checkin = c.now FROM c WHERE machines.app = c.app AND machines.id = c.id";
+        " last_checkin = excluded.last_checkin";
 
 int store_machine_checkin_deferred(struct store *s, const struct machine_checkin *c) {
         struct db *db = store_db(s);
@@ -556,10 +554,10 @@ int store_machine_checkin_deferred(struct store *s, const struct machine_checkin
         if (!s->driver->defer)
                 return store_machine_checkin(s, c, NULL);
         const struct db_param params[] = {
-                DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel), DB_TEXT(c->version),
-                DB_TEXT(c->aleph), DB_TEXT(c->oem), DB_TEXT(c->bootid), DB_INT(c->now),
+                DB_TEXT(c->version), DB_TEXT(c->aleph), DB_TEXT(c->oem), DB_TEXT(c->bootid), DB_INT(c->now),
+                DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel),
         };
-        return s->driver->defer(db, checkin_same_channel, checkin_other_channel, params, ELEMENTSOF(params));
+        return s->driver->defer(db, checkin_known, checkin_new_or_moved, params, ELEMENTSOF(params));
 }
 
 int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,
