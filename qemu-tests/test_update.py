@@ -38,10 +38,12 @@ def test_update_1_to_2(ctx):
         deadline = time.monotonic() + 60
         while True:
             record = machine_record(server)
-            if record.get("version") == "2":
+            if record.get("version") == "2" and record.get("state") == "complete":
                 break
             assert time.monotonic() < deadline, f"the server still has {record}"
             time.sleep(2)
+        status = server.admin("status")
+        assert "complete: 1" in status and "1 complete, 0 failed" in status, status
         vm.power_off()
         slots = vm.gpt()
         assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
