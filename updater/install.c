@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -138,7 +139,7 @@ struct readback {
 
 #define N_RAW 2     /* decompressed chunks in flight */
 #define N_WRITTEN 4 /* written chunks waiting to be read back */
-#define N_READ 3    /* pieces read back, waiting to be hashed */
+#define N_READ 2    /* pieces read back, waiting to be hashed */
 #define READ_PIECE (256u << 10)
 #define THREAD_STACK (256u << 10)
 
@@ -751,6 +752,9 @@ static int start_thread(struct engine *e, pthread_t *t, bool *started, void *(*f
 }
 
 static int start_threads(struct engine *e) {
+        /* What the Omaha exchange and the manifest check allocated and freed is still resident
+         * in the heap: given back before the pipeline takes its share. */
+        malloc_trim(0);
         e->job_size = round_up(e->m.chunk_size + e->m.chunk_size / 128 + 4096, ALIGN);
         e->raw_size = round_up(e->m.chunk_size, ALIGN);
         e->read_size = e->m.chunk_size < READ_PIECE ? (uint32_t)e->raw_size : READ_PIECE;
@@ -872,6 +876,9 @@ static int receive(void *userdata, const void *data, size_t len) {
                         r = prefix_complete(e);
                         if (r < 0)
                                 return r;
+                        /* Parsed, checked and hashed: 72 bytes a chunk, not needed any more. */
+                        free(e->prefix);
+                        e->prefix = NULL;
                         if (e->result->resumed)
                                 return 0; /* the rest comes from a second, ranged fetch */
                         continue;
