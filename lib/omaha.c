@@ -532,24 +532,29 @@ static int sax_attr_dup(int n, const xmlChar **attrs, const char *name, char **r
                 /* Without entity substitution libxml2 passes a '&' of the value on as "&#38;"
                  * (the tree decodes it); no other reference can be left in a document without
                  * a DTD, so anything else is refused rather than guessed at. */
-                size_t len = 0;
-                for (const char *p = v; p < end; p++, len++)
-                        if (*p == '&') {
-                                if (end - p < 5 || memcmp(p, "&#38;", 5) != 0)
-                                        return -EBADMSG;
-                                p += 4;
-                        }
+                size_t len = end - v;
+                const char *amp = memchr(v, '&', len);
+                for (const char *p = amp; p; p = memchr(p + 5, '&', end - p - 5)) {
+                        if (end - p < 5 || memcmp(p, "&#38;", 5) != 0)
+                                return -EBADMSG;
+                        len -= 4;
+                        if (end - p == 5)
+                                break;
+                }
                 if (len > MAX_ATTR_LEN)
                         return -EMSGSIZE;
                 char *s = malloc(len + 1), *o = s;
                 if (!s)
                         return -ENOMEM;
-                for (const char *p = v; p < end; p++) {
-                        *o++ = *p;
-                        if (*p == '&')
-                                p += 4;
-                }
-                *o = 0;
+                if (!amp)
+                        memcpy(s, v, len);
+                else
+                        for (const char *p = v; p < end; p++) {
+                                *o++ = *p;
+                                if (*p == '&')
+                                        p += 4;
+                        }
+                s[len] = 0;
                 free(*ret);
                 *ret = s;
                 return 0;
@@ -720,18 +725,32 @@ static void sax_subset(void *ctx, const xmlChar *name, const xmlChar *external_i
         xmlStopParser(ctxt);
 }
 
-/* Each thread's parser context, reused from one request to the next. */
+/* Each thread's parser context, reused from one request to the next, with a buffer for a
+ * NUL-terminated copy of the document. */
+struct request_parser {
+        xmlParserCtxtPtr ctxt;
+        char *copy;
+        size_t size;
+};
+
 static pthread_once_t parser_once = PTHREAD_ONCE_INIT;
 static pthread_key_t parser_key;
+static bool quick_parse; /* see parse_quick() */
 
-static void parser_free(void *ctxt) {
-        xmlFreeParserCtxt(ctxt);
+static void parser_free(void *userdata) {
+        struct request_parser *p = userdata;
+        if (p->ctxt)
+                xmlFreeParserCtxt(p->ctxt);
+        free(p->copy);
+        free(p);
 }
 
 static void parser_setup(void) {
         xmlInitParser();
         if (pthread_key_create(&parser_key, parser_free) != 0)
                 abort();
+        long v = strtol(xmlParserVersion, NULL, 10);
+        quick_parse = v >= 20900 && v < 21000;
 }
 
 void omaha_init(void) {
@@ -742,44 +761,62 @@ void omaha_init(void) {
  * request has a few dozen, and a peer sending ever new names must not grow it forever. */
 #define MAX_DICT_NAMES 512
 
-static xmlParserCtxtPtr request_parser(void) {
-        xmlParserCtxtPtr ctxt = pthread_getspecific(parser_key);
-        if (ctxt)
-                return ctxt;
-        ctxt = xmlNewParserCtxt();
-        if (!ctxt)
+static struct request_parser *request_parser(void) {
+        struct request_parser *p = pthread_getspecific(parser_key);
+        if (!p) {
+                p = calloc(1, sizeof(*p));
+                if (!p)
+                        return NULL;
+                if (pthread_setspecific(parser_key, p) != 0) {
+                        free(p);
+                        return NULL;
+                }
+        }
+        if (p->ctxt)
+                return p;
+        p->ctxt = xmlNewParserCtxt();
+        if (!p->ctxt)
                 return NULL;
         /* SAX2 start and end callbacks only: no tree, text and comments are checked and
          * dropped, no entity is looked up beyond the predefined ones. */
-        memset(ctxt->sax, 0, sizeof(*ctxt->sax));
-        ctxt->sax->initialized = XML_SAX2_MAGIC;
-        ctxt->sax->startElementNs = sax_start;
-        ctxt->sax->endElementNs = sax_end;
-        ctxt->sax->internalSubset = sax_subset;
-        ctxt->sax->externalSubset = sax_subset;
-        if (pthread_setspecific(parser_key, ctxt) != 0) {
-                xmlFreeParserCtxt(ctxt);
-                return NULL;
-        }
-        return ctxt;
+        memset(p->ctxt->sax, 0, sizeof(*p->ctxt->sax));
+        p->ctxt->sax->initialized = XML_SAX2_MAGIC;
+        p->ctxt->sax->startElementNs = sax_start;
+        p->ctxt->sax->endElementNs = sax_end;
+        p->ctxt->sax->internalSubset = sax_subset;
+        p->ctxt->sax->externalSubset = sax_subset;
+        return p;
 }
 
 /* The options of parse_document() but XML_PARSE_NOBLANKS, which only picks between two text
  * callbacks, and there are none. */
 #define REQUEST_OPTIONS (XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_NOCDATA)
 
-/* The quick way, for the documents every client sends (UTF-8). libxml2 2.9 reads a document
- * from memory the way it reads a stream: near the end of its buffer it asks for more input
- * every few characters, a third of the parse of a request. A copy of the document whose read
- * callback is unset is never asked. Only a decoder for another encoding needs those calls (it
- * converts as it is asked): true when the parse is good as the ordinary way would have made
- * it, well-formed and no decoder involved. */
-static bool parse_quick(xmlParserCtxtPtr ctxt, const char *xml, size_t len) {
+/* The quick way, for the documents every client sends (UTF-8), with libxml2 2.9. It reads a
+ * document from memory the way it reads a stream: it copies it into a buffer of its own
+ * (8 KiB at least), asks that buffer for more input every few characters near its end (a
+ * third of the parse of a request) and moves consumed input out of it. Here it reads a
+ * NUL-terminated copy in place instead, and the context's `progressive` flag, which in 2.9
+ * only switches that asking and moving off outside push parsing, keeps it from doing either
+ * (moving is what 2.9 gets wrong on memory it does not own). A decoder for another encoding
+ * converts only as it is asked: true when the parse is good as the ordinary way would have
+ * made it, well-formed and no decoder involved. */
+static bool parse_quick(struct request_parser *p, const char *xml, size_t len) {
+        xmlParserCtxtPtr ctxt = p->ctxt;
+
+        if (p->size < len + 1) {
+                char *c = realloc(p->copy, len + 1);
+                if (!c)
+                        return false;
+                p->copy = c;
+                p->size = len + 1;
+        }
+        memcpy(p->copy, xml, len);
+        p->copy[len] = 0;
         xmlCtxtReset(ctxt);
-        xmlParserInputBufferPtr buf = xmlParserInputBufferCreateMem(xml, (int)len, XML_CHAR_ENCODING_NONE);
+        xmlParserInputBufferPtr buf = xmlParserInputBufferCreateStatic(p->copy, (int)len, XML_CHAR_ENCODING_NONE);
         if (!buf)
                 return false;
-        buf->readcallback = NULL;
         xmlParserInputPtr input = xmlNewIOInputStream(ctxt, buf, XML_CHAR_ENCODING_NONE);
         if (!input) {
                 xmlFreeParserInputBuffer(buf);
@@ -788,7 +825,9 @@ static bool parse_quick(xmlParserCtxtPtr ctxt, const char *xml, size_t len) {
         if (inputPush(ctxt, input) < 0)
                 return false;
         xmlCtxtUseOptions(ctxt, REQUEST_OPTIONS);
+        ctxt->progressive = 1;
         (void)xmlParseDocument(ctxt);
+        ctxt->progressive = 0;
         return ctxt->wellFormed && ctxt->input && ctxt->input->buf && !ctxt->input->buf->encoder;
 }
 
@@ -799,17 +838,26 @@ int omaha_request_parse(const char *xml, size_t len, struct omaha_request *ret) 
         *ret = (struct omaha_request){};
         if (len > OMAHA_MAX_DOCUMENT || len > INT_MAX)
                 return -EMSGSIZE;
-        /* As for every document: no DTD, so no entity is ever declared. */
-        if (contains(xml, len, "<!DOCTYPE") || contains(xml, len, "<!ENTITY"))
-                return -EBADMSG;
+        /* As for every document: no DTD, so no entity is ever declared. One pass for both
+         * words: a request seldom has a '!' at all. */
+        const char *end = xml + len;
+        for (const char *p = memchr(xml, '!', len); p; p = memchr(p + 1, '!', end - p - 1)) {
+                size_t rest = end - p;
+                if (p > xml && p[-1] == '<' &&
+                    ((rest >= 8 && memcmp(p, "!DOCTYPE", 8) == 0) || (rest >= 7 && memcmp(p, "!ENTITY", 7) == 0)))
+                        return -EBADMSG;
+                if (rest == 1)
+                        break;
+        }
 
         omaha_init();
         xmlSetGenericErrorFunc(NULL, xml_error_silent);
-        xmlParserCtxtPtr ctxt = request_parser();
-        if (!ctxt)
+        struct request_parser *p = request_parser();
+        if (!p)
                 return -ENOMEM;
+        xmlParserCtxtPtr ctxt = p->ctxt;
         ctxt->_private = &s;
-        if (!parse_quick(ctxt, xml, len) || s.dtd) {
+        if (!quick_parse || !parse_quick(p, xml, len) || s.dtd) {
                 /* Anything else the ordinary way, from the start: other encodings, and every
                  * document that is refused, so that the answer is always that way's. */
                 omaha_request_done(&req);
@@ -820,8 +868,8 @@ int omaha_request_parse(const char *xml, size_t len, struct omaha_request *ret) 
         ctxt->_private = NULL;
         xmlCtxtReset(ctxt); /* lets go of the input now, not at the next request */
         if (xmlDictSize(ctxt->dict) > MAX_DICT_NAMES) {
-                pthread_setspecific(parser_key, NULL);
                 xmlFreeParserCtxt(ctxt);
+                p->ctxt = NULL;
         }
 
         if (!well_formed || s.root != 1)
