@@ -576,6 +576,35 @@ if want proxy; then
         else notok proxy "exit $rc"; fi
 fi
 
+# HTTP details the agent's own client must get right: chunked answers (the Omaha document in
+# 7-byte chunks with extensions and a trailer, the payload in odd-sized ones), redirects (307
+# for the POST, 302 for the download, relative Location), and no_proxy.
+if want http-chunked; then
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"chunked\":true,\"payload_mode\":\"chunked\"}"
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(next_boot "$DISK") == B ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root"; then ok http-chunked
+        else notok http-chunked "exit $rc"; fi
+fi
+if want http-redirect; then
+        new_disk; agent_conf
+        sed -i "s|^server = .*|server = http://127.0.0.1:$PORT/redirect/v1/update/|" "$WORK/update.conf"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"base_url\":\"http://127.0.0.1:$PORT/redirect\"}"
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(next_boot "$DISK") == B ]] && grep -q '"method": "POST", "path": "/redirect/' "$RLOG" &&
+                grep -q '"method": "GET", "path": "/redirect/' "$RLOG" && grep -q '"method": "POST", "path": "/v1/update/"' "$RLOG" &&
+                grep -q '"method": "GET", "path": "/payloads/' "$RLOG"; then
+                ok http-redirect
+        else notok http-redirect "exit $rc"; fi
+fi
+if want no-proxy; then
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        http_proxy=http://127.0.0.1:1 no_proxy=example.org,127.0.0.0/8 agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 ]] && ! grep -q '"proxied": true' "$RLOG" && [[ $(next_boot "$DISK") == B ]]; then ok no-proxy
+        else notok no-proxy "exit $rc"; fi
+fi
+
 # Several codebases: a dead first one, then the working one.
 if want second-url; then
         new_disk; agent_conf
@@ -615,6 +644,14 @@ if want tls; then
         agent --once >>"$WORK/last.log" 2>&1; rc2=$?
         if [[ $rc1 == 0 && $rc2 == 1 ]] && grep -qi "certificate" "$WORK/last.log"; then ok tls
         else notok tls "with CA: exit $rc1, without: exit $rc2"; fi
+        # HTTPS through a proxy: a CONNECT tunnel (the plain responder is the proxy).
+        new_disk; agent_conf "ca_file = $T/ca.pem"
+        sed -i "s|^server = .*|server = $TLS_URL|" "$WORK/update.conf"
+        : >"$RLOG"
+        https_proxy=http://127.0.0.1:$plain_port agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(next_boot "$DISK") == B ]] && grep -q "\"method\": \"CONNECT\", \"target\": \"127.0.0.1:$PORT\"" "$RLOG"; then
+                ok tls-proxy
+        else notok tls-proxy "exit $rc"; fi
         PORT=$plain_port
 fi
 
