@@ -413,6 +413,8 @@ static void admin_route(struct server *srv, const char *method, const char *url,
 
 void admin_handle(struct server *srv, const char *method, const char *url, void *connection,
                   const char *body, size_t len, struct reply *out) {
+        /* What it lists includes the check-ins this process has queued. */
+        (void)store_flush(srv->store);
         admin_route(srv, method, url, connection, body, len, out);
         /* A change the admin was told about must survive a crash right after. */
         if (strcmp(method, "GET") != 0 && store_sync(srv->store) < 0 && out->status < 300)

@@ -236,6 +236,8 @@ static void channel_table(struct server *srv, struct strbuf *b) {
 }
 
 void dashboard_handle(struct server *srv, struct reply *out) {
+        /* What it lists includes the check-ins this process has queued. */
+        (void)store_flush(srv->store);
         struct strbuf b = {};
         int64_t now = time(NULL);
         _cleanup_rows_ struct db_rows kpi = {};

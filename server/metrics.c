@@ -32,6 +32,8 @@ static void label(struct strbuf *b, const char *s) {
 }
 
 void metrics_handle(struct server *srv, struct reply *out) {
+        /* What it lists includes the check-ins this process has queued. */
+        (void)store_flush(srv->store);
         struct metrics *m = &srv->metrics;
         struct strbuf b = {};
 

@@ -15,7 +15,8 @@
 #include "util.h"
 
 #define STMT_CACHE 64
-#define MAX_PARAMS 32
+#define SMALL_PARAMS 32
+#define MAX_PARAMS 65535 /* the protocol's limit */
 
 struct db {
         PGconn *conn;
@@ -86,12 +87,23 @@ static int statement_name(struct db *db, const char *sql, char name[32], int n_p
 
 static int pg_query(struct db *db, const char *sql, const struct db_param *params, size_t n,
                     struct db_rows *ret) {
-        char name[32], text[MAX_PARAMS][32];
-        const char *values[MAX_PARAMS];
+        char name[32], text_small[SMALL_PARAMS][32];
+        const char *values_small[SMALL_PARAMS];
+        _cleanup_free_ char (*text_big)[32] = NULL;
+        _cleanup_free_ const char **values_big = NULL;
+        char (*text)[32] = text_small;
+        const char **values = values_small;
         int r;
 
         if (n > MAX_PARAMS)
                 return -E2BIG;
+        if (n > SMALL_PARAMS) {
+                /* Batched writes: thousands of parameters, off the stack. */
+                text = text_big = malloc(n * sizeof(*text_big));
+                values = values_big = malloc(n * sizeof(*values_big));
+                if (!text_big || !values_big)
+                        return -ENOMEM;
+        }
         r = statement_name(db, sql, name, (int)n);
         if (r < 0)
                 return r;

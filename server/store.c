@@ -73,7 +73,12 @@ struct store {
         pthread_mutex_t cache_lock;
         struct channel_snapshot *cache[CHANNEL_CACHE_SLOTS];
         unsigned cache_next;   /* the slot a new channel takes when all are used */
+        struct checkin_writer *writer; /* batched check-ins, for engines without a write queue */
 };
+
+static void writer_stop(struct store *s);
+static int writer_start(struct store *s);
+static int writer_queue(struct store *s, const struct machine_checkin *c);
 
 const char *store_engine(const struct store *s) {
         return s->driver->name;
@@ -125,6 +130,10 @@ static void db_rowsp(struct db_rows *r) {
 #define _cleanup_rows_ _cleanup_(db_rowsp)
 
 int store_open(const char *data_dir, const char *db_url, struct store **ret) {
+        return store_open_with(data_dir, db_url, 0, ret);
+}
+
+int store_open_with(const char *data_dir, const char *db_url, unsigned flags, struct store **ret) {
         struct store *s = calloc(1, sizeof(*s));
         int r;
 
@@ -157,6 +166,8 @@ int store_open(const char *data_dir, const char *db_url, struct store **ret) {
                 r = 0;
         if (db_url)
                 (void)s->driver->exec_script(db, "SELECT pg_advisory_unlock(7201)");
+        if (r >= 0 && (!s->driver->defer || (flags & STORE_BATCHED_CHECKINS)))
+                r = writer_start(s);
         if (r < 0) {
                 store_close(s);
                 return log_error_errno(r, "Failed to set up the %s database: %m", s->driver->name);
@@ -170,6 +181,7 @@ static void snapshot_unref(struct channel_snapshot *c);
 void store_close(struct store *s) {
         if (!s)
                 return;
+        writer_stop(s);
         for (size_t i = 0; i < CHANNEL_CACHE_SLOTS; i++)
                 if (s->cache[i])
                         snapshot_unref(s->cache[i]);
@@ -548,16 +560,347 @@ static const char checkin_new_or_moved[] =
         " last_checkin = excluded.last_checkin";
 
 int store_machine_checkin_deferred(struct store *s, const struct machine_checkin *c) {
+        if (s->writer)
+                return writer_queue(s, c);
         struct db *db = store_db(s);
         if (!db)
                 return -EIO;
-        if (!s->driver->defer)
-                return store_machine_checkin(s, c, NULL);
         const struct db_param params[] = {
                 DB_TEXT(c->version), DB_TEXT(c->aleph), DB_TEXT(c->oem), DB_TEXT(c->bootid), DB_INT(c->now),
                 DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel),
         };
         return s->driver->defer(db, checkin_known, checkin_new_or_moved, params, ELEMENTSOF(params));
+}
+
+/* --- batched check-ins (PostgreSQL) ---
+ *
+ * An engine without a write queue of its own gets this one: check-ins are queued in the
+ * process and a writer thread, on a connection of its own, applies them in batches every
+ * WRITER_MS (sooner at WRITER_BATCH), a few statements for hundreds of machines instead of
+ * one round trip each. They become visible to other connections and processes up to
+ * WRITER_MS late, as a SQLite check-in becomes durable up to its group-commit period late.
+ * The writes cannot overtake each other badly: a batch never moves a machine's last
+ * check-in backwards (another process may have written a newer one meanwhile), never touches
+ * the update state (events and grants are written at once), and within a batch only a
+ * machine's latest check-in counts. */
+
+#define WRITER_MS 100
+#define WRITER_BATCH 512
+#define WRITER_MAX 20000      /* queued check-ins past which request threads wait */
+#define CHECKIN_FIELDS 8
+
+struct writer_item {
+        struct writer_item *next;
+        uint64_t seq;
+        const char *f[CHECKIN_FIELDS - 1]; /* the text fields in statement order, without now */
+        int64_t now;
+        char strings[];
+};
+
+/* Statement sizes (rows per statement); a batch is cut into chunks of these. */
+static const size_t writer_sizes[] = { 256, 64, 16, 4, 1 };
+#define WRITER_SIZES ELEMENTSOF(writer_sizes)
+
+struct checkin_writer {
+        pthread_mutex_t lock;
+        pthread_cond_t wake, done;
+        struct writer_item *head, **tail;
+        size_t n;
+        uint64_t queued, applied;  /* sequence numbers: everything up to applied is written */
+        bool stop;
+        pthread_t thread;
+        char *update_sql[WRITER_SIZES], *insert_sql[WRITER_SIZES];
+};
+
+/* The text fields of a check-in in statement order ($1..$8, now being the fifth). */
+static void checkin_fields(const struct machine_checkin *c, const char *f[CHECKIN_FIELDS - 1]) {
+        const char *v[] = { c->version, c->aleph, c->oem, c->bootid, c->app, c->id, c->channel };
+        memcpy(f, v, sizeof(v));
+}
+
+static int writer_queue(struct store *s, const struct machine_checkin *c) {
+        struct checkin_writer *w = s->writer;
+        const char *f[CHECKIN_FIELDS - 1];
+        size_t size = sizeof(struct writer_item);
+
+        checkin_fields(c, f);
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                if (f[i])
+                        size += strlen(f[i]) + 1;
+        struct writer_item *it = malloc(size);
+        if (!it)
+                return -ENOMEM;
+        *it = (struct writer_item){ .now = c->now };
+        char *p = it->strings;
+        for (size_t i = 0; i < ELEMENTSOF(f); i++)
+                if (f[i]) {
+                        size_t l = strlen(f[i]) + 1;
+                        memcpy(p, f[i], l);
+                        it->f[i] = p;
+                        p += l;
+                }
+
+        pthread_mutex_lock(&w->lock);
+        while (w->n >= WRITER_MAX && !w->stop)
+                pthread_cond_wait(&w->done, &w->lock);
+        it->seq = ++w->queued;
+        *w->tail = it;
+        w->tail = &it->next;
+        if (++w->n == WRITER_BATCH)
+                pthread_cond_signal(&w->wake);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
+}
+
+static int item_key_cmp(const void *a, const void *b) {
+        const struct writer_item *x = *(const struct writer_item *const *)a, *y = *(const struct writer_item *const *)b;
+        int c = strcmp(x->f[4] ? x->f[4] : "", y->f[4] ? y->f[4] : "");  /* app */
+        if (!c)
+                c = strcmp(x->f[5] ? x->f[5] : "", y->f[5] ? y->f[5] : ""); /* id */
+        if (!c)
+                c = x->seq < y->seq ? -1 : x->seq > y->seq;
+        return c;
+}
+
+/* By machine only: for the batch, where each machine is there once. */
+static int machine_cmp(const void *a, const void *b) {
+        const struct writer_item *x = *(const struct writer_item *const *)a, *y = *(const struct writer_item *const *)b;
+        int c = strcmp(x->f[4], y->f[4]);
+        return c ? c : strcmp(x->f[5], y->f[5]);
+}
+
+static bool same_machine(const struct writer_item *x, const struct writer_item *y) {
+        return strcmp(x->f[4], y->f[4]) == 0 && strcmp(x->f[5], y->f[5]) == 0;
+}
+
+/* Runs statement sql over items[0..n) (n one of writer_sizes); with ret, the rows it returns. */
+static int writer_statement(struct store *s, const char *sql, struct writer_item **items, size_t n,
+                            struct db_rows *ret) {
+        _cleanup_free_ struct db_param *params = calloc(n * CHECKIN_FIELDS, sizeof(*params));
+        if (!params)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                struct db_param *p = params + i * CHECKIN_FIELDS;
+                const struct writer_item *it = items[i];
+                for (size_t k = 0; k < 4; k++)
+                        p[k] = DB_TEXT(it->f[k]);
+                p[4] = DB_INT(it->now);
+                for (size_t k = 4; k < CHECKIN_FIELDS - 1; k++)
+                        p[k + 1] = DB_TEXT(it->f[k]);
+        }
+        return store_query(s, sql, params, n * CHECKIN_FIELDS, ret);
+}
+
+static int writer_pick(size_t n) {
+        for (size_t k = 0; k < WRITER_SIZES; k++)
+                if (writer_sizes[k] <= n)
+                        return (int)k;
+        return -1;
+}
+
+/* Applies items (sorted by machine, one per machine): the update of known machines on the
+ * same channel, then the insert (or channel move) of the others. */
+static void writer_apply(struct store *s, struct writer_item **items, size_t n) {
+        struct checkin_writer *w = s->writer;
+        _cleanup_free_ struct writer_item **rest = malloc(n * sizeof(*rest));
+        size_t n_rest = 0;
+        if (!rest)
+                return;
+        for (size_t done = 0; done < n;) {
+                int k = writer_pick(n - done);
+                size_t m = writer_sizes[k];
+                struct db_rows rows = {};
+                int r = writer_statement(s, w->update_sql[k], items + done, m, &rows);
+                /* RETURNING comes in any order: mark what was updated, in the sorted items. */
+                bool updated[256] = {};
+                for (size_t row = 0; r >= 0 && row < rows.n_rows; row++) {
+                        struct writer_item key = { .f[4] = db_cell(&rows, row, 0), .f[5] = db_cell(&rows, row, 1) };
+                        struct writer_item *kp = &key;
+                        if (!key.f[4] || !key.f[5])
+                                continue;
+                        struct writer_item **hit = bsearch(&kp, items + done, m, sizeof(*items), machine_cmp);
+                        if (hit)
+                                updated[hit - (items + done)] = true;
+                }
+                db_rows_done(&rows);
+                for (size_t i = 0; i < m; i++)
+                        if (r < 0 || !updated[i])
+                                rest[n_rest++] = items[done + i];
+                done += m;
+        }
+        for (size_t done = 0; done < n_rest;) {
+                int k = writer_pick(n_rest - done);
+                size_t m = writer_sizes[k];
+                int r = writer_statement(s, w->insert_sql[k], rest + done, m, NULL);
+                if (r < 0)
+                        log_error_errno(r, "Could not record %zu check-ins: %m", m);
+                done += m;
+        }
+}
+
+static void *writer_main(void *userdata) {
+        struct store *s = userdata;
+        struct checkin_writer *w = s->writer;
+
+        pthread_mutex_lock(&w->lock);
+        for (;;) {
+                if (!w->n && w->stop)
+                        break;
+                if (w->n < WRITER_BATCH && !w->stop && w->applied == w->queued) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += WRITER_MS * 1000000L;
+                        if (ts.tv_nsec >= 1000000000L) {
+                                ts.tv_sec++;
+                                ts.tv_nsec -= 1000000000L;
+                        }
+                        pthread_cond_timedwait(&w->wake, &w->lock, &ts);
+                }
+                struct writer_item *list = w->head;
+                size_t n = w->n;
+                uint64_t upto = w->queued;
+                w->head = NULL;
+                w->tail = &w->head;
+                w->n = 0;
+                pthread_mutex_unlock(&w->lock);
+
+                if (n) {
+                        /* One check-in per machine, its latest. */
+                        struct writer_item **items = malloc(n * sizeof(*items));
+                        if (items) {
+                                size_t i = 0;
+                                for (struct writer_item *it = list; it; it = it->next)
+                                        items[i++] = it;
+                                qsort(items, n, sizeof(*items), item_key_cmp);
+                                size_t m = 0;
+                                for (i = 0; i < n; i++) {
+                                        if (!items[i]->f[4] || !items[i]->f[5])
+                                                continue;
+                                        if (i + 1 < n && items[i + 1]->f[4] && items[i + 1]->f[5] &&
+                                            same_machine(items[i], items[i + 1]))
+                                                continue; /* a later one of the same machine follows */
+                                        items[m++] = items[i];
+                                }
+                                writer_apply(s, items, m);
+                                free(items);
+                        } else
+                                log_error("Out of memory: %zu check-ins not recorded", n);
+                        while (list) {
+                                struct writer_item *next = list->next;
+                                free(list);
+                                list = next;
+                        }
+                }
+
+                pthread_mutex_lock(&w->lock);
+                w->applied = upto;
+                pthread_cond_broadcast(&w->done);
+        }
+        pthread_mutex_unlock(&w->lock);
+        return NULL;
+}
+
+static char *writer_sql(size_t rows, bool update) {
+        _cleanup_free_ char *values = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&values, &len);
+        if (!f)
+                return NULL;
+        for (size_t i = 0; i < rows; i++) {
+                size_t b = i * CHECKIN_FIELDS;
+                if (update)
+                        fprintf(f, "%s($%zu, $%zu, $%zu, $%zu, CAST($%zu AS BIGINT), $%zu, $%zu, $%zu)", i ? ", " : "",
+                                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8);
+                else
+                        fprintf(f, "%s($%zu, $%zu, $%zu, $%zu, $%zu, $%zu, $%zu, $%zu, $%zu, $%zu)", i ? ", " : "",
+                                b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 5, b + 5);
+        }
+        if (fclose(f) != 0)
+                return NULL;
+        char *sql = NULL;
+        int r;
+        /* VALUES columns are column1..column8 in both engines: version, aleph, oem, bootid,
+         * now, app, id, channel. */
+        if (update)
+                r = asprintf(&sql,
+                             "UPDATE machines SET version = v.column1, aleph = v.column2, oem = v.column3,"
+                             " bootid = v.column4, last_checkin = v.column5 FROM (VALUES %s) AS v"
+                             " WHERE machines.app = v.column6 AND machines.id = v.column7"
+                             " AND machines.channel IS NOT DISTINCT FROM v.column8 AND machines.last_checkin <= v.column5"
+                             " RETURNING machines.app, machines.id",
+                             values);
+        else
+                r = asprintf(&sql,
+                             "INSERT INTO machines (version, aleph, oem, bootid, last_checkin, app, id, channel,"
+                             " first_seen, state_changed) VALUES %s"
+                             " ON CONFLICT (app, id) DO UPDATE SET channel = excluded.channel,"
+                             " version = excluded.version, aleph = excluded.aleph, oem = excluded.oem,"
+                             " bootid = excluded.bootid, last_checkin = excluded.last_checkin"
+                             " WHERE machines.last_checkin <= excluded.last_checkin",
+                             values);
+        return r < 0 ? NULL : sql;
+}
+
+static int writer_start(struct store *s) {
+        struct checkin_writer *w = calloc(1, sizeof(*w));
+        if (!w)
+                return -ENOMEM;
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->wake, NULL);
+        pthread_cond_init(&w->done, NULL);
+        w->tail = &w->head;
+        s->writer = w;
+        for (size_t k = 0; k < WRITER_SIZES; k++) {
+                w->update_sql[k] = writer_sql(writer_sizes[k], true);
+                w->insert_sql[k] = writer_sql(writer_sizes[k], false);
+                if (!w->update_sql[k] || !w->insert_sql[k]) {
+                        writer_stop(s);
+                        return -ENOMEM;
+                }
+        }
+        if (pthread_create(&w->thread, NULL, writer_main, s) != 0) {
+                w->stop = true; /* no thread to join */
+                writer_stop(s);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Writes what is queued and stops the thread. */
+static void writer_stop(struct store *s) {
+        struct checkin_writer *w = s->writer;
+        if (!w)
+                return;
+        pthread_mutex_lock(&w->lock);
+        bool running = !w->stop;
+        w->stop = true;
+        pthread_cond_broadcast(&w->wake);
+        pthread_cond_broadcast(&w->done);
+        pthread_mutex_unlock(&w->lock);
+        if (running && w->thread)
+                pthread_join(w->thread, NULL);
+        for (size_t k = 0; k < WRITER_SIZES; k++) {
+                free(w->update_sql[k]);
+                free(w->insert_sql[k]);
+        }
+        pthread_cond_destroy(&w->wake);
+        pthread_cond_destroy(&w->done);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        s->writer = NULL;
+}
+
+int store_flush(struct store *s) {
+        struct checkin_writer *w = s->writer;
+        if (!w)
+                return 0; /* SQLite: its queue runs ahead of any statement anyway */
+        pthread_mutex_lock(&w->lock);
+        uint64_t upto = w->queued;
+        pthread_cond_signal(&w->wake);
+        while (w->applied < upto && !w->stop)
+                pthread_cond_wait(&w->done, &w->lock);
+        pthread_mutex_unlock(&w->lock);
+        return 0;
 }
 
 int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,

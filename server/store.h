@@ -70,6 +70,10 @@ struct store;
 /* Opens the store: target is the data directory (SQLite) or a postgres:// URL. Creates the
  * schema and the default application when missing. */
 int store_open(const char *data_dir, const char *db_url, struct store **ret);
+/* The same with flags: STORE_BATCHED_CHECKINS queues check-ins for the batch writer that
+ * PostgreSQL uses, whatever the engine (for the tests, on SQLite). */
+enum { STORE_BATCHED_CHECKINS = 1 };
+int store_open_with(const char *data_dir, const char *db_url, unsigned flags, struct store **ret);
 void store_close(struct store *s);
 const char *store_engine(const struct store *s);
 
@@ -122,8 +126,12 @@ void release_done(struct release *r);
 int store_machine_checkin(struct store *s, const struct machine_checkin *c, struct machine_state *ret);
 /* Records a check-in without waiting for the write, for a caller that needs nothing back: on
  * SQLite it is queued (in order with every other write, ahead of any later statement, and
- * committed with the next group commit); elsewhere it is written at once. */
+ * committed with the next group commit); on PostgreSQL it is written within 100 ms by a
+ * writer thread, in batches (see store.c). */
 int store_machine_checkin_deferred(struct store *s, const struct machine_checkin *c);
+/* Waits until this process's queued check-ins are written (PostgreSQL; on SQLite every
+ * statement sees them anyway). For readers that list machines. */
+int store_flush(struct store *s);
 void machine_state_done(struct machine_state *m);
 /* Counts the updates of (app, channel, version) in flight, not older than since. */
 int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,

@@ -352,3 +352,88 @@ TEST(store_channel_cache_on_sqlite) {
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         CHECK_EQ(system(cmd), 0);
 }
+
+/* The batch writer PostgreSQL uses, here on SQLite: new machines, one check-in per machine
+ * and batch (the latest), never a last check-in moved backwards, channel moves, chunks. */
+TEST(store_batched_checkins) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        struct store *s = NULL;
+        CHECK_EQ(store_open_with(dir, NULL, STORE_BATCHED_CHECKINS, &s), 0);
+        if (!s)
+                return;
+        char channel[32], version[32], mid[40];
+        int64_t last = 0;
+        const char *id = "0123456789abcdef0123456789abcdef";
+        struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id, .channel = "stable", .version = "1.2.0",
+                                      .bootid = "{b}", .now = 1000 };
+
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        ci.now = 1001;
+        ci.version = "1.2.1";
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);      /* the same machine, same batch */
+        CHECK_EQ(store_flush(s), 0);
+        machine_row(s, id, channel, version, &last);
+        CHECK_STREQ(version, "1.2.1");
+        CHECK_EQ(last, 1001);
+
+        /* Written at once by someone else meanwhile: an older queued one does not undo it. */
+        ci.now = 2000;
+        ci.version = "1.3.0";
+        struct machine_state ms = {};
+        CHECK_EQ(store_machine_checkin(s, &ci, &ms), 0);
+        machine_state_done(&ms);
+        ci.now = 1500;
+        ci.version = "1.2.9";
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        CHECK_EQ(store_flush(s), 0);
+        machine_row(s, id, channel, version, &last);
+        CHECK_STREQ(version, "1.3.0");
+        CHECK_EQ(last, 2000);
+
+        /* Moved to another channel. */
+        ci.now = 2001;
+        ci.channel = "beta";
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        CHECK_EQ(store_flush(s), 0);
+        machine_row(s, id, channel, version, &last);
+        CHECK_STREQ(channel, "beta");
+        CHECK_EQ(last, 2001);
+
+        /* Many machines, in every statement size, some twice. */
+        ci.channel = "stable";
+        for (int i = 0; i < 1700; i++) {
+                snprintf(mid, sizeof(mid), "%032x", i % 1500);
+                ci.id = mid;
+                ci.now = 3000 + i;
+                CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        }
+        CHECK_EQ(store_flush(s), 0);
+        struct db_rows rows = {};
+        const struct db_param p[] = { DB_TEXT(DEFAULT_APP_ID), DB_TEXT("stable") };
+        CHECK_EQ(store_query(s, "SELECT COUNT(*), SUM(last_checkin) FROM machines WHERE app = $1 AND channel = $2", p, 2,
+                             &rows),
+                 0);
+        CHECK_EQ(db_cell_int(&rows, 0, 0), 1500);
+        /* Machines 0..199 came twice: their second time counts (3000 + 1500 + i). */
+        int64_t want = 0;
+        for (int i = 0; i < 1500; i++)
+                want += i < 200 ? 4500 + i : 3000 + i;
+        CHECK_EQ(db_cell_int(&rows, 0, 1), want);
+        db_rows_done(&rows);
+
+        /* Closing writes what is queued. */
+        ci.id = id;
+        ci.now = 9999;
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        store_close(s);
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        machine_row(s, id, channel, version, &last);
+        CHECK_EQ(last, 9999);
+        store_close(s);
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK_EQ(system(cmd), 0);
+}
