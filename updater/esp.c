@@ -157,35 +157,73 @@ static off_t file_size(const char *path) {
         return fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
 }
 
-int esp_install_slot_files(const struct esp *e, const char *slot, const struct esp_file *files,
-                           size_t n) {
-        char dir[64], pivot_dir[] = "::/pivot";
+static int ensure_dirs(const struct esp *e, const char *dir) {
+        char pivot_dir[] = "::/pivot";
         int r;
-
-        snprintf(dir, sizeof(dir), "::/pivot/%s", slot);
         /* The directories exist on every Pivot disk; make them if someone removed them. */
+        char *mdir_slot[] = {"mdir", "-b", "-i", e->image, (char *)dir, NULL};
+        if (mtools(mdir_slot, 1 << 16, NULL, NULL) == 0)
+                return 0;
         char *mdir_pivot[] = {"mdir", "-b", "-i", e->image, pivot_dir, NULL};
         if (mtools(mdir_pivot, 1 << 16, NULL, NULL) < 0) {
                 char *mmd[] = {"mmd", "-i", e->image, pivot_dir, NULL};
                 if ((r = mtools(mmd, 0, NULL, NULL)) < 0)
                         return log_error_errno(r, "Cannot create %s on the ESP", pivot_dir);
         }
-        char *mdir_slot[] = {"mdir", "-b", "-i", e->image, dir, NULL};
-        if (mtools(mdir_slot, 1 << 16, NULL, NULL) < 0) {
-                char *mmd[] = {"mmd", "-i", e->image, dir, NULL};
-                if ((r = mtools(mmd, 0, NULL, NULL)) < 0)
-                        return log_error_errno(r, "Cannot create %s on the ESP", dir);
-        }
+        char *mmd[] = {"mmd", "-i", e->image, (char *)dir, NULL};
+        if ((r = mtools(mmd, 0, NULL, NULL)) < 0)
+                return log_error_errno(r, "Cannot create %s on the ESP", dir);
+        return 0;
+}
 
-        /* 0. The slot cannot boot now (priority 0): its old files go first, so that a small
-         *    ESP needs room for one set of boot files per slot, not two. */
+static void remove_links(char *stage, const struct esp_file *files, size_t n) {
         for (size_t i = 0; i < n; i++) {
-                char old[128];
-                snprintf(old, sizeof(old), "%s/%s", dir, files[i].name);
-                char *argv[] = {"mdel", "-i", e->image, old, NULL};
-                (void)run_program(argv, 0, NULL, NULL, NULL, MTOOLS_TIMEOUT);
+                char path[4096];
+                snprintf(path, sizeof(path), "%s/%s.new", stage, files[i].name);
+                unlink(path);
         }
-        /* 1. Copies under temporary names. */
+        rmdir(stage);
+}
+
+/* Copies the files to DIR/NAME.new. In one mcopy when they can be hard-linked under those
+ * names next to the first of them (each mtools process costs a few tens of milliseconds),
+ * else one by one. */
+static int copy_new(const struct esp *e, const char *dir, const struct esp_file *files, size_t n) {
+        _cleanup_free_ char *stage = NULL;
+        const char *slash = strrchr(files[0].local_path, '/');
+        int r;
+        if (asprintf(&stage, "%.*s%sesp.XXXXXX", slash ? (int)(slash - files[0].local_path) : 0,
+                     files[0].local_path, slash ? "/" : "") < 0)
+                return -ENOMEM;
+        bool made = mkdtemp(stage) != NULL, linked = made;
+        for (size_t i = 0; linked && i < n; i++) {
+                char path[4096];
+                snprintf(path, sizeof(path), "%s/%s.new", stage, files[i].name);
+                linked = link(files[i].local_path, path) == 0;
+        }
+        if (linked) {
+                char target[128];
+                snprintf(target, sizeof(target), "%s/", dir);
+                char *argv[4 + ESP_FILES_MAX + 2] = {"mcopy", "-o", "-i", e->image};
+                size_t k = 4;
+                char paths[ESP_FILES_MAX][4096];
+                for (size_t i = 0; i < n && i < ESP_FILES_MAX; i++) {
+                        snprintf(paths[i], sizeof(paths[i]), "%s/%s.new", stage, files[i].name);
+                        argv[k++] = paths[i];
+                }
+                argv[k++] = target;
+                argv[k] = NULL;
+                r = mtools(argv, 0, NULL, NULL);
+                remove_links(stage, files, n);
+                if (r == -ENOSPC)
+                        return log_error_errno(r, "The ESP is full: no room for the boot files in %s",
+                                               dir + 2);
+                if (r < 0)
+                        return log_error_errno(r, "Cannot copy the boot files to the ESP");
+                return 0;
+        }
+        if (made)
+                remove_links(stage, files, n);
         for (size_t i = 0; i < n; i++) {
                 char tmp[128];
                 snprintf(tmp, sizeof(tmp), "%s/%s.new", dir, files[i].name);
@@ -197,16 +235,49 @@ int esp_install_slot_files(const struct esp *e, const char *slot, const struct e
                 if (r < 0)
                         return log_error_errno(r, "Cannot copy %s to the ESP", files[i].name);
         }
+        return 0;
+}
+
+int esp_install_slot_files(const struct esp *e, const char *slot, const struct esp_file *files,
+                           size_t n) {
+        char dir[64];
+        int r;
+
+        if (n == 0 || n > ESP_FILES_MAX)
+                return -EINVAL;
+        snprintf(dir, sizeof(dir), "::/pivot/%s", slot);
+        r = ensure_dirs(e, dir);
+        if (r < 0)
+                return r;
+
+        /* 0. The slot cannot boot now (priority 0): its old files go first, so that a small
+         *    ESP needs room for one set of boot files per slot, not two. One mdel for all
+         *    (missing ones are fine). */
+        {
+                char old[ESP_FILES_MAX][128];
+                char *argv[3 + ESP_FILES_MAX + 1] = {"mdel", "-i", e->image};
+                for (size_t i = 0; i < n; i++) {
+                        snprintf(old[i], sizeof(old[i]), "%s/%s", dir, files[i].name);
+                        argv[3 + i] = old[i];
+                }
+                argv[3 + n] = NULL;
+                (void)run_program(argv, 0, NULL, NULL, NULL, MTOOLS_TIMEOUT);
+        }
+        /* 1. Copies under temporary names. */
+        r = copy_new(e, dir, files, n);
+        if (r < 0)
+                return r;
         /* 2. On the disk. */
         if ((r = sync_disk(e, true)) < 0)
                 return log_error_errno(r, "Cannot sync %s: %m", e->disk_path);
-        /* 3. Read back and compared. */
+        /* 3. Read back and compared (with the hash the caller already knows, if it does). */
         for (size_t i = 0; i < n; i++) {
                 char tmp[128];
                 uint8_t want[32], got[32];
                 snprintf(tmp, sizeof(tmp), "/pivot/%s/%s.new", slot, files[i].name);
                 off_t size = file_size(files[i].local_path);
-                if (size < 0 || sha256_file(files[i].local_path, want) < 0)
+                if (size < 0 || (files[i].sha256 ? (memcpy(want, files[i].sha256, 32), 0)
+                                                 : sha256_file(files[i].local_path, want)) < 0)
                         return log_error_errno(-EIO, "Cannot read %s", files[i].local_path);
                 uint64_t len = 0;
                 r = esp_hash_file(e, tmp, got, &len);

@@ -21,9 +21,12 @@ void esp_done(struct esp *e);
  * bytes. -ENOENT when it does not exist. */
 int esp_read_file(const struct esp *e, const char *path, size_t max, char **ret, size_t *ret_len);
 
+#define ESP_FILES_MAX 8
+
 struct esp_file {
         const char *name;       /* in the slot's directory: "vmlinuz" */
         const char *local_path; /* what to put there */
+        const uint8_t *sha256;  /* of local_path, when the caller knows it; NULL: hashed here */
 };
 
 /* Installs a slot's boot files: the slot's old files are removed (it cannot boot meanwhile:

@@ -1143,9 +1143,10 @@ static int finish(struct engine *e) {
         if (!t->esp.image)
                 return fail(e, -ENOENT, UPDATE_ERROR_POSTINSTALL, "No ESP to put the boot files on");
         struct esp_file files[] = {
-                {"vmlinuz", e->stage_path[PAYLOAD_IMAGE_KERNEL]},
-                {"initrd", e->stage_path[PAYLOAD_IMAGE_INITRD]},
-                {"cmdline", cmdline_path},
+                /* The staged files were checked against these above. */
+                {"vmlinuz", e->stage_path[PAYLOAD_IMAGE_KERNEL], e->m.images[PAYLOAD_IMAGE_KERNEL].sha256},
+                {"initrd", e->stage_path[PAYLOAD_IMAGE_INITRD], e->m.images[PAYLOAD_IMAGE_INITRD].sha256},
+                {"cmdline", cmdline_path, NULL},
         };
         r = esp_install_slot_files(&t->esp, target_slot_name(t, e->slot), files, ELEMENTSOF(files));
         if (r < 0)
