@@ -45,6 +45,7 @@ struct db;
 struct db_driver {
         const char *name;
         bool shared;  /* one connection for all threads (it locks inside), not one per thread */
+        bool single_process; /* the database is this process's alone: every write goes through it */
         /* target: a directory (sqlite) or a postgres:// URL. */
         int (*open)(const char *target, struct db **ret);
         void (*close)(struct db *db);

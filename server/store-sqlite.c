@@ -1,26 +1,34 @@
 /* SQLite driver for the store: one database file in the data directory, WAL mode.
  *
- * The process has one connection, shared by all threads under a mutex, in exclusive locking
- * mode (so a second server process on the same directory is refused, and no file locks are
- * taken per statement) with the database memory-mapped. Writes are group-committed: the first
- * write opens a transaction that a background thread commits every GROUP_COMMIT_MS, so ten
- * thousand check-ins a second cost a hundred commits, not ten thousand. A crash of the process
- * loses at most the last GROUP_COMMIT_MS of check-ins and events; db_sync() (the admin API
- * calls it before answering) commits at once. SQLite is the engine for one server process;
- * several processes share PostgreSQL.
+ * The process has one connection for its statements, shared by all threads under a mutex
+ * (a lock file held with flock() refuses a second server process on the same directory),
+ * with the database memory-mapped. Writes are group-committed: the first write opens a
+ * transaction that a background thread commits every GROUP_COMMIT_MS, so ten thousand
+ * check-ins a second cost ten commits, not ten thousand. A crash of the process loses at most
+ * the last GROUP_COMMIT_MS of check-ins and events; db_sync() (the admin API calls it before
+ * answering) commits at once. SQLite is the engine for one server process; several processes
+ * share PostgreSQL.
  *
  * Writes nobody waits for (the check-ins of machines the policy can answer without their
  * state) do not take the connection at all: they go to a queue, in order, that the background
  * thread runs every PENDING_BATCH writes and before each commit, and that any other statement
  * runs first, so every later statement, read or write, sees them. A request thread that only
- * queues never waits for the lock, nor for a commit or a checkpoint. */
+ * queues never waits for the lock, nor for a commit.
+ *
+ * Checkpoints (copying the WAL back into the database, with its fsyncs) run on a second
+ * connection, by the background thread after a commit once the WAL holds CHECKPOINT_FRAMES
+ * pages, without the lock: no statement waits for that disk work (commits do, as they did
+ * when SQLite checkpointed inside COMMIT). */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -31,7 +39,8 @@
 #define STMT_CACHE 96
 #define GROUP_COMMIT_MS 100
 #define PENDING_BATCH 256      /* queued writes that wake the background thread */
-#define PENDING_MAX 16384      /* queued writes past which the queueing thread runs them itself */
+#define PENDING_MAX 4096       /* queued writes past which a queueing thread runs a batch itself */
+#define CHECKPOINT_FRAMES 8192 /* WAL pages (32 MiB) after which a commit is followed by a checkpoint */
 
 /* A queued write: its statements and a private copy of the parameters. */
 struct pending {
@@ -56,25 +65,38 @@ struct db {
         pthread_mutex_t queue_lock;
         struct pending *head, **tail;
         size_t n_pending;
+        sqlite3 *ckpt_conn;    /* the checkpoints' own connection */
+        bool ckpt_wanted;      /* set by wal_hook(), under lock */
+        int lock_fd;           /* flock()ed: this directory's server is this process */
 };
 
 static int statement_locked(struct db *db, const char *sql, const struct db_param *params, size_t n,
                             struct db_rows *ret);
+static void checkpoint(struct db *db);
 
 static int sqlite_error(sqlite3 *conn, int rc, const char *what) {
         log_error("sqlite: %s: %s", what, conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc));
         return rc == SQLITE_CONSTRAINT ? -EEXIST : rc == SQLITE_NOMEM ? -ENOMEM : -EIO;
 }
 
-/* Runs the queued writes, in order; called with the lock held. A failure is logged where it
- * happens and costs that write only. */
-static void run_pending_locked(struct db *db) {
+/* Runs the first max queued writes (all: SIZE_MAX), in order; called with the lock held. A
+ * failure is logged where it happens and costs that write only. */
+static void run_pending_locked(struct db *db, size_t max) {
         pthread_mutex_lock(&db->queue_lock);
-        struct pending *p = db->head;
-        db->head = NULL;
-        db->tail = &db->head;
-        db->n_pending = 0;
+        struct pending *p = db->head, *last = NULL;
+        size_t n = 0;
+        for (struct pending *q = p; q && n < max; q = q->next, n++)
+                last = q;
+        if (last) {
+                db->head = last->next;
+                if (!db->head)
+                        db->tail = &db->head;
+                last->next = NULL;
+                db->n_pending -= n;
+        }
         pthread_mutex_unlock(&db->queue_lock);
+        if (!last)
+                return;
         while (p) {
                 struct pending *next = p->next;
                 if (statement_locked(db, p->sql, p->params, p->n, NULL) >= 0 && p->fallback &&
@@ -87,7 +109,7 @@ static void run_pending_locked(struct db *db) {
 
 /* Commits the open group transaction, queued writes included; called with the lock held. */
 static int commit_locked(struct db *db) {
-        run_pending_locked(db);
+        run_pending_locked(db, SIZE_MAX);
         if (!db->in_txn)
                 return 0;
         db->in_txn = false;
@@ -123,16 +145,49 @@ static void *flusher_main(void *userdata) {
         timespec_add_ms(&next, GROUP_COMMIT_MS);
         pthread_mutex_lock(&db->lock);
         while (!db->stop) {
-                pthread_cond_timedwait(&db->wake, &db->lock, &next);
+                pthread_mutex_lock(&db->queue_lock);
+                size_t queued = db->n_pending;
+                pthread_mutex_unlock(&db->queue_lock);
+                if (queued < PENDING_BATCH && !timespec_passed(&next))
+                        pthread_cond_timedwait(&db->wake, &db->lock, &next);
                 if (timespec_passed(&next)) {
                         (void)commit_locked(db);
+                        if (db->ckpt_wanted && !db->in_txn) {
+                                db->ckpt_wanted = false;
+                                pthread_mutex_unlock(&db->lock);
+                                checkpoint(db);
+                                pthread_mutex_lock(&db->lock);
+                        }
                         clock_gettime(CLOCK_REALTIME, &next);
                         timespec_add_ms(&next, GROUP_COMMIT_MS);
-                } else
-                        run_pending_locked(db);
+                } else {
+                        /* A batch at a time, letting the lock go in between. */
+                        run_pending_locked(db, PENDING_BATCH);
+                        pthread_mutex_unlock(&db->lock);
+                        pthread_mutex_lock(&db->lock);
+                }
         }
         pthread_mutex_unlock(&db->lock);
         return NULL;
+}
+
+/* After each commit, in the committing thread (lock held): asks the background thread for a
+ * checkpoint once the WAL has grown enough. Replaces SQLite's own automatic checkpoint, which
+ * would run right there, under the lock. */
+static int wal_hook(void *userdata, sqlite3 *conn, const char *name, int frames) {
+        struct db *db = userdata;
+        if (frames >= CHECKPOINT_FRAMES)
+                db->ckpt_wanted = true;
+        return SQLITE_OK;
+}
+
+/* Copies the WAL into the database on the second connection; called by the background thread
+ * with the lock released, so that statements go on meanwhile (the queue just grows). When it
+ * is done before the next transaction starts, that transaction starts the WAL over. */
+static void checkpoint(struct db *db) {
+        int rc = sqlite3_wal_checkpoint_v2(db->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+                (void)sqlite_error(db->ckpt_conn, rc, "checkpoint");
 }
 
 static void sqlite_close(struct db *db);
@@ -156,10 +211,30 @@ static int sqlite_open(const char *dir, struct db **ret) {
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
+        db->lock_fd = -1;
         pthread_mutex_init(&db->lock, NULL);
         pthread_cond_init(&db->wake, NULL);
         pthread_mutex_init(&db->queue_lock, NULL);
         db->tail = &db->head;
+
+        /* One server process per data directory: its caches and queue assume that every
+         * write goes through it. */
+        _cleanup_free_ char *lock_path = NULL;
+        if (asprintf(&lock_path, "%s.lock", path) < 0) {
+                sqlite_close(db);
+                return -ENOMEM;
+        }
+        db->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (db->lock_fd < 0 || flock(db->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+                if (db->lock_fd >= 0 && errno == EWOULDBLOCK)
+                        log_error("sqlite: %s is in use by another process (one pivot-server per data "
+                                  "directory; use PostgreSQL for several)", path);
+                else
+                        log_error("sqlite: cannot lock %s: %m", lock_path);
+                sqlite_close(db);
+                return -EBUSY;
+        }
+
         rc = sqlite3_open_v2(path, &db->conn,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
         if (rc != SQLITE_OK) {
@@ -171,19 +246,26 @@ static int sqlite_open(const char *dir, struct db **ret) {
         /* WAL with synchronous=NORMAL: a power cut may lose the last commits but never
          * corrupts the database. */
         rc = sqlite3_exec(db->conn,
-                          "PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                          "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;"
-                          "PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;"
-                          "BEGIN IMMEDIATE; COMMIT;",
+                          "PRAGMA mmap_size=1073741824; PRAGMA journal_size_limit=67108864;",
                           NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
-                if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
-                        log_error("sqlite: %s is in use by another process (one pivot-server per data "
-                                  "directory; use PostgreSQL for several)", path);
-                else
-                        sqlite_error(db->conn, rc, "setting up");
+                sqlite_error(db->conn, rc, "setting up");
                 sqlite_close(db);
-                return -EBUSY;
+                return -EIO;
+        }
+        sqlite3_wal_hook(db->conn, wal_hook, db);
+
+        rc = sqlite3_open_v2(path, &db->ckpt_conn, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+        if (rc == SQLITE_OK) {
+                sqlite3_busy_timeout(db->ckpt_conn, 2000);
+                rc = sqlite3_exec(db->ckpt_conn, "PRAGMA synchronous=NORMAL;", NULL, NULL, NULL);
+        }
+        if (rc != SQLITE_OK) {
+                sqlite_error(db->ckpt_conn, rc, "opening the checkpoint connection");
+                sqlite_close(db);
+                return -EIO;
         }
         if (pthread_create(&db->flusher, NULL, flusher_main, db) != 0) {
                 sqlite_close(db);
@@ -197,6 +279,7 @@ static int sqlite_open(const char *dir, struct db **ret) {
 static void sqlite_close(struct db *db) {
         if (!db)
                 return;
+
         if (db->flusher_running) {
                 pthread_mutex_lock(&db->lock);
                 db->stop = true;
@@ -205,12 +288,15 @@ static void sqlite_close(struct db *db) {
                 pthread_join(db->flusher, NULL);
         }
         (void)commit_locked(db);
+        sqlite3_close(db->ckpt_conn);
         for (size_t i = 0; i < STMT_CACHE; i++)
                 sqlite3_finalize(db->cache[i].stmt);
         sqlite3_close(db->conn);
         pthread_cond_destroy(&db->wake);
         pthread_mutex_destroy(&db->lock);
         pthread_mutex_destroy(&db->queue_lock);
+        if (db->lock_fd >= 0)
+                close(db->lock_fd); /* after the last connection: the last one checkpoints */
         free(db);
 }
 
@@ -307,7 +393,7 @@ static int sqlite_query(struct db *db, const char *sql, const struct db_param *p
                         struct db_rows *ret) {
         pthread_mutex_lock(&db->lock);
         /* Whatever this statement reads or changes, the queued writes came first. */
-        run_pending_locked(db);
+        run_pending_locked(db, SIZE_MAX);
         int r = statement_locked(db, sql, params, n, ret);
         pthread_mutex_unlock(&db->lock);
         return r;
@@ -341,9 +427,11 @@ static int sqlite_defer(struct db *db, const char *sql, const char *fallback, co
         if (queued == PENDING_BATCH)
                 pthread_cond_signal(&db->wake);
         else if (queued >= PENDING_MAX) {
-                /* The background thread falls behind: share its work rather than queue on. */
+                /* The background thread falls behind: share its work, a batch at a time,
+                 * rather than queue on (a statement that must wait for the whole queue, an
+                 * event's, waits for PENDING_MAX writes at most). */
                 pthread_mutex_lock(&db->lock);
-                run_pending_locked(db);
+                run_pending_locked(db, PENDING_BATCH);
                 pthread_mutex_unlock(&db->lock);
         }
         return 0;
@@ -373,6 +461,7 @@ static int sqlite_sync(struct db *db) {
 const struct db_driver db_sqlite_driver = {
         .name = "sqlite",
         .shared = true,
+        .single_process = true,
         .open = sqlite_open,
         .close = sqlite_close,
         .query = sqlite_query,

@@ -313,7 +313,9 @@ int store_channel_lookup(struct store *s, const char *app, const char *name, con
         uint64_t generation = atomic_load(&s->generation);
         for (size_t i = 0; i < CHANNEL_CACHE_SLOTS; i++) {
                 struct channel_snapshot *c = s->cache[i];
-                if (c && c->generation == generation && now - c->loaded < CHANNEL_CACHE_MS &&
+                /* Another process can change the channel only when there can be another. */
+                if (c && c->generation == generation &&
+                    (s->driver->single_process || now - c->loaded < CHANNEL_CACHE_MS) &&
                     snapshot_is(c, app, name)) {
                         atomic_fetch_add(&c->refs, 1);
                         pthread_mutex_unlock(&s->cache_lock);

@@ -88,11 +88,11 @@ int store_app_exists(struct store *s, const char *app);
 int store_app_create(struct store *s, const char *app, const char *name);
 /* -ENOENT when the channel does not exist. */
 int store_channel_get(struct store *s, const char *app, const char *name, struct channel *ret);
-/* The channel for the Omaha path: a shared read-only copy, kept CHANNEL_CACHE_MS at most.
- * Writes through this store (admin changes, safe-mode halts) drop every copy at once, so only
- * a change made by another process (several servers on one PostgreSQL) can be seen up to
- * CHANNEL_CACHE_MS late. A channel that does not exist is never cached. Give it back with
- * store_channel_put(). */
+/* The channel for the Omaha path: a shared read-only copy. Writes through this store (admin
+ * changes, safe-mode halts) drop every copy at once, so on SQLite, where every write goes
+ * through this process, a copy is never stale; on PostgreSQL a copy is read again after
+ * CHANNEL_CACHE_MS, so a change made by another process is seen up to that late. A channel
+ * that does not exist is never cached. Give it back with store_channel_put(). */
 #define CHANNEL_CACHE_MS 1000
 int store_channel_lookup(struct store *s, const char *app, const char *name, const struct channel **ret);
 void store_channel_put(const struct channel *c);
