@@ -16,6 +16,9 @@ Listens on 127.0.0.1 (a free port, written to --port-file). Every request re-rea
      "drop_after": BYTES, "rate": BYTES_PER_SECOND,
      "chunked": true}                  # Omaha answers with Transfer-Encoding: chunked
 
+GET /raw/NAME answers with one of the malformed responses in RAW (and closes): what a broken
+or hostile server may send the agent's HTTP client.
+
 A path under /redirect/ is answered with a redirect to the same path without that prefix (307
 for a POST, 302 for a GET), and CONNECT host:port makes a tunnel (an HTTPS proxy for the
 agent).
@@ -40,6 +43,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 args = None
 lock = threading.Lock()
 state = {"dropped": False}
+
+
+RAW = {
+    "garbage": b"GARBAGE\r\n\r\n",
+    "status": b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+    "huge-header": b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
+    "many-headers": b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n",
+    "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "huge-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nabc",
+    "negative-length": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc",
+    "overflowing-length": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nabc",
+    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+    "gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabcd",
+    "redirect-loop": b"HTTP/1.1 302 Found\r\nLocation: /raw/redirect-loop\r\nContent-Length: 0\r\n\r\n",
+    "redirect-ftp": b"HTTP/1.1 302 Found\r\nLocation: ftp://x/y\r\nContent-Length: 0\r\n\r\n",
+    "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc",
+    "wrong-range": b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 5-99/100\r\nContent-Length: 95\r\n\r\nabc",
+    "empty": b"",
+}
 
 
 def config():
@@ -205,6 +227,15 @@ class Handler(BaseHTTPRequestHandler):
         if self.redirected():
             return
         path = self.local_path()
+        if path.startswith("/raw/"):
+            log({"method": "GET", "path": path})
+            try:
+                self.wfile.write(RAW.get(path[5:], b""))
+                self.wfile.flush()
+            except OSError:
+                pass
+            self.close_connection = True
+            return
         rng = self.headers.get("Range")
         log({"method": "GET", "path": path, "range": rng, "proxied": self.path.startswith("http")})
         if path == "/secret":

@@ -605,6 +605,21 @@ if want no-proxy; then
         else notok no-proxy "exit $rc"; fi
 fi
 
+# Malformed answers: refused with a message, nothing written, no sanitizer report.
+if want http-malformed; then
+        new_disk; agent_conf "download_retries = 0"
+        bad=""
+        for c in garbage status huge-header many-headers bad-chunk huge-chunk negative-length \
+                 overflowing-length two-lengths gzip redirect-loop redirect-ftp short wrong-range empty; do
+                "$CTL" --disk "$DISK" --config "$WORK/update.conf" --key "$KEYS/dev.pub" --state-dir "$WORK/state" \
+                        install "http://127.0.0.1:$PORT/raw/$c" >"$WORK/last.log" 2>&1; rc=$?
+                if [[ $rc != 1 ]] || grep -q "ERROR: AddressSanitizer\|runtime error" "$WORK/last.log" ||
+                        ! grep -q "error:" "$WORK/last.log"; then bad="$bad $c($rc)"; fi
+        done
+        if [[ -z $bad ]] && a_untouched "$DISK" && [[ $(next_boot "$DISK") == A ]]; then ok http-malformed
+        else notok http-malformed "$bad"; fi
+fi
+
 # Several codebases: a dead first one, then the working one.
 if want second-url; then
         new_disk; agent_conf
