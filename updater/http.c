@@ -484,13 +484,19 @@ static void log_tls_errors(void) {
         }
 }
 
-/* Does c name itself as the issuer of the server's certificate or of one it sent along? */
+/* Could c anchor the server's chain: is it named as the issuer of the server's certificate or
+ * of one sent along, or is it one of them (a trusted intermediate or a pinned certificate)? */
+static bool names_match(const X509_NAME *subject, X509 *x) {
+        return X509_NAME_cmp(subject, X509_get_issuer_name(x)) == 0 ||
+               X509_NAME_cmp(subject, X509_get_subject_name(x)) == 0;
+}
+
 static bool issues_any(X509 *c, X509 *leaf, STACK_OF(X509) *sent) {
         const X509_NAME *subject = X509_get_subject_name(c);
-        if (leaf && X509_NAME_cmp(subject, X509_get_issuer_name(leaf)) == 0)
+        if (leaf && names_match(subject, leaf))
                 return true;
         for (int i = 0; i < sk_X509_num(sent); i++)
-                if (X509_NAME_cmp(subject, X509_get_issuer_name(sk_X509_value(sent, i))) == 0)
+                if (names_match(subject, sk_X509_value(sent, i)))
                         return true;
         return false;
 }
@@ -545,6 +551,8 @@ static int tls_start(struct conn *c, const char *host, const char *ca_file, uint
         c->ssl = SSL_new(c->ctx);
         if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1)
                 return -ENOMEM;
+        /* As libcurl does: a trusted intermediate anchors a chain too. */
+        X509_VERIFY_PARAM_set_flags(SSL_get0_param(c->ssl), X509_V_FLAG_PARTIAL_CHAIN);
         if (host_is_address(host)) {
                 if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) != 1)
                         return -EINVAL;
