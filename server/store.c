@@ -588,7 +588,7 @@ int store_machine_checkin_deferred(struct store *s, const struct machine_checkin
 
 #define WRITER_MS 100
 #define WRITER_BATCH 512
-#define WRITER_MAX 20000      /* queued check-ins past which request threads wait */
+#define WRITER_MAX 20000      /* queued check-ins past which request threads write at once */
 #define CHECKIN_FIELDS 8
 
 struct writer_item {
@@ -643,8 +643,14 @@ static int writer_queue(struct store *s, const struct machine_checkin *c) {
                 }
 
         pthread_mutex_lock(&w->lock);
-        while (w->n >= WRITER_MAX && !w->stop)
-                pthread_cond_wait(&w->done, &w->lock);
+        if (w->n >= WRITER_MAX || w->stop) {
+                /* The writer falls behind (or stops): write this one at once, on this thread's
+                 * own connection, as without a queue. A queued older check-in of the same
+                 * machine cannot undo it. */
+                pthread_mutex_unlock(&w->lock);
+                free(it);
+                return store_machine_checkin(s, c, NULL);
+        }
         it->seq = ++w->queued;
         *w->tail = it;
         w->tail = &it->next;
