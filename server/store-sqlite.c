@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,8 @@
 #define GROUP_COMMIT_MS 100
 #define PENDING_BATCH 256      /* queued writes that wake the background thread */
 #define PENDING_MAX 4096       /* queued writes past which a queueing thread runs a batch itself */
-#define CHECKPOINT_FRAMES 8192 /* WAL pages (32 MiB) after which a commit is followed by a checkpoint */
+#define PENDING_HARD_MAX 262144 /* the same while a checkpoint runs (a few seconds of writes) */
+#define CHECKPOINT_FRAMES 16384 /* WAL pages (64 MiB) after which a commit is followed by a checkpoint */
 
 /* A queued write: its statements and a private copy of the parameters. */
 struct pending {
@@ -67,12 +69,15 @@ struct db {
         size_t n_pending;
         sqlite3 *ckpt_conn;    /* the checkpoints' own connection */
         bool ckpt_wanted;      /* set by wal_hook(), under lock */
+        atomic_bool ckpt_running; /* a checkpoint copies without the lock */
         int lock_fd;           /* flock()ed: this directory's server is this process */
 };
 
 static int statement_locked(struct db *db, const char *sql, const struct db_param *params, size_t n,
                             struct db_rows *ret);
-static void checkpoint(struct db *db);
+static void checkpoint_locked(struct db *db);
+static int commit_locked(struct db *db);
+static int commit_txn_locked(struct db *db);
 
 static int sqlite_error(sqlite3 *conn, int rc, const char *what) {
         log_error("sqlite: %s: %s", what, conn ? sqlite3_errmsg(conn) : sqlite3_errstr(rc));
@@ -110,6 +115,11 @@ static void run_pending_locked(struct db *db, size_t max) {
 /* Commits the open group transaction, queued writes included; called with the lock held. */
 static int commit_locked(struct db *db) {
         run_pending_locked(db, SIZE_MAX);
+        return commit_txn_locked(db);
+}
+
+/* Commits the open transaction as it is. */
+static int commit_txn_locked(struct db *db) {
         if (!db->in_txn)
                 return 0;
         db->in_txn = false;
@@ -152,12 +162,8 @@ static void *flusher_main(void *userdata) {
                         pthread_cond_timedwait(&db->wake, &db->lock, &next);
                 if (timespec_passed(&next)) {
                         (void)commit_locked(db);
-                        if (db->ckpt_wanted && !db->in_txn) {
-                                db->ckpt_wanted = false;
-                                pthread_mutex_unlock(&db->lock);
-                                checkpoint(db);
-                                pthread_mutex_lock(&db->lock);
-                        }
+                        if (db->ckpt_wanted && !db->in_txn)
+                                checkpoint_locked(db);
                         clock_gettime(CLOCK_REALTIME, &next);
                         timespec_add_ms(&next, GROUP_COMMIT_MS);
                 } else {
@@ -181,11 +187,26 @@ static int wal_hook(void *userdata, sqlite3 *conn, const char *name, int frames)
         return SQLITE_OK;
 }
 
-/* Copies the WAL into the database on the second connection; called by the background thread
- * with the lock released, so that statements go on meanwhile (the queue just grows). When it
- * is done before the next transaction starts, that transaction starts the WAL over. */
-static void checkpoint(struct db *db) {
+/* Copies the WAL into the database; called by the background thread right after a commit,
+ * with the lock held. The copying and its fsyncs run on the second connection with the lock
+ * released, so that statements go on meanwhile, and the queue just grows (queueing threads do
+ * not run batches then, see sqlite_defer()). Then, with the lock again, whatever a statement
+ * committed meanwhile is copied too, so that the next transaction starts the WAL over:
+ * SQLite only does that when every frame has been copied, and otherwise the WAL would grow
+ * without end under a steady load. */
+static void checkpoint_locked(struct db *db) {
+        db->ckpt_wanted = false;
+        atomic_store(&db->ckpt_running, true);
+        pthread_mutex_unlock(&db->lock);
         int rc = sqlite3_wal_checkpoint_v2(db->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+                (void)sqlite_error(db->ckpt_conn, rc, "checkpoint");
+        pthread_mutex_lock(&db->lock);
+        atomic_store(&db->ckpt_running, false);
+        /* A statement that could not wait (an event's) may have written meanwhile; what it
+         * ran from the queue is in its transaction, the rest stays queued. */
+        (void)commit_txn_locked(db);
+        rc = sqlite3_wal_checkpoint_v2(db->ckpt_conn, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
         if (rc != SQLITE_OK && rc != SQLITE_BUSY)
                 (void)sqlite_error(db->ckpt_conn, rc, "checkpoint");
 }
@@ -248,7 +269,7 @@ static int sqlite_open(const char *dir, struct db **ret) {
         rc = sqlite3_exec(db->conn,
                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;"
-                          "PRAGMA mmap_size=1073741824; PRAGMA journal_size_limit=67108864;",
+                          "PRAGMA mmap_size=1073741824; PRAGMA journal_size_limit=134217728;",
                           NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
                 sqlite_error(db->conn, rc, "setting up");
@@ -426,7 +447,7 @@ static int sqlite_defer(struct db *db, const char *sql, const char *fallback, co
         pthread_mutex_unlock(&db->queue_lock);
         if (queued == PENDING_BATCH)
                 pthread_cond_signal(&db->wake);
-        else if (queued >= PENDING_MAX) {
+        else if (queued >= PENDING_MAX && (queued >= PENDING_HARD_MAX || !atomic_load(&db->ckpt_running))) {
                 /* The background thread falls behind: share its work, a batch at a time,
                  * rather than queue on (a statement that must wait for the whole queue, an
                  * event's, waits for PENDING_MAX writes at most). */

@@ -45,12 +45,21 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 TASKSET=()
 [[ -n ${BENCH_CPUS:-} ]] && TASKSET=(taskset -c "$BENCH_CPUS")
 
+label() { # label URL: which server a URL is
+        case $1 in
+        "${SQLITE_URL:-}") echo "pivot-server, SQLite" ;;
+        "${POSTGRES_URL:-}") echo "pivot-server, PostgreSQL" ;;
+        "${NGINX_URL:-}") echo nginx ;;
+        *) echo "?" ;;
+        esac
+}
+
 # load URL SECONDS: one bounded wrk run with the check script; prints requests per second.
 load() {
         local out
         out=$(timeout $(($2 + 30)) "${TASKSET[@]}" wrk -t2 -c64 -d"$2s" -s server/bench/check.lua "$1")
         if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
-                echo "bench: errors against $1:" >&2
+                echo "bench: errors against $1 ($(label "$1")):" >&2
                 echo "$out" >&2
                 return 1
         fi
