@@ -1,4 +1,4 @@
-/* HTTP(S): Omaha POSTs and ranged, streaming payload downloads (http.c: HTTP/1.1 on libssl).
+/* HTTP(S) through libcurl: Omaha POSTs and ranged, streaming payload downloads.
  *
  * TLS is verified against the system CA store, or ca_file when set. Proxies come from the
  * usual environment variables (http_proxy, https_proxy, no_proxy; libcurl's rules). */

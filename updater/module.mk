@@ -1,8 +1,8 @@
 # updater/: pivot-payload (build host), pivot-agent and pivotctl (device, and offline on disk
 # image files). See updater/README.md.
 
-EXTRA_CFLAGS_updater := -Iupdater $(call pkg-cflags,libxml-2.0 fdisk blkid libssl)
-UPDATER_LIBS = $(call pkg-libs,libssl libxml-2.0 fdisk blkid libcrypto libzstd) -pthread
+EXTRA_CFLAGS_updater := -Iupdater $(call pkg-cflags,libxml-2.0 fdisk blkid libcurl)
+UPDATER_LIBS = $(call pkg-libs,libcurl libxml-2.0 fdisk blkid libcrypto libzstd) -pthread
 
 # What pivot-agent and pivotctl share: everything but their main().
 UPDATER_SRCS := updater/config.c updater/disk.c updater/esp.c updater/http.c updater/install.c \

@@ -11,17 +11,8 @@ Listens on 127.0.0.1 (a free port, written to --port-file). Every request re-rea
      "raw": "...",                     # the body for "raw"
      "version": "1.1.0", "payload": "/path/u.payload", "name": "u.payload",
      "hash_sha256": "hex" (default: the real one), "size": N (default: the real one),
-     "payload_mode": "ok" | "500" | "stall" | "drop" | "drop-once" | "slow" | "norange" |
-                     "chunked",
-     "drop_after": BYTES, "rate": BYTES_PER_SECOND,
-     "chunked": true}                  # Omaha answers with Transfer-Encoding: chunked
-
-GET /raw/NAME answers with one of the malformed responses in RAW (and closes): what a broken
-or hostile server may send the agent's HTTP client.
-
-A path under /redirect/ is answered with a redirect to the same path without that prefix (307
-for a POST, 302 for a GET), and CONNECT host:port makes a tunnel (an HTTPS proxy for the
-agent).
+     "payload_mode": "ok" | "500" | "stall" | "drop" | "drop-once" | "slow" | "norange",
+     "drop_after": BYTES, "rate": BYTES_PER_SECOND}
 
 Requests are appended to --log as JSON lines: method, path, range, and for Omaha POSTs the
 events and whether an updatecheck was asked. A request for /secret (the target of the test's
@@ -32,8 +23,6 @@ import hashlib
 import json
 import os
 import re
-import select
-import socket
 import ssl
 import sys
 import threading
@@ -43,25 +32,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 args = None
 lock = threading.Lock()
 state = {"dropped": False}
-
-
-RAW = {
-    "garbage": b"GARBAGE\r\n\r\n",
-    "status": b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
-    "huge-header": b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000 + b"\r\n\r\n",
-    "many-headers": b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000 + b"\r\n",
-    "bad-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
-    "huge-chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffffff\r\nabc",
-    "negative-length": b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nabc",
-    "overflowing-length": b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\nabc",
-    "two-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-    "gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabcd",
-    "redirect-loop": b"HTTP/1.1 302 Found\r\nLocation: /raw/redirect-loop\r\nContent-Length: 0\r\n\r\n",
-    "redirect-ftp": b"HTTP/1.1 302 Found\r\nLocation: ftp://x/y\r\nContent-Length: 0\r\n\r\n",
-    "short": b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc",
-    "wrong-range": b"HTTP/1.1 206 Partial\r\nContent-Range: bytes 5-99/100\r\nContent-Length: 95\r\n\r\nabc",
-    "empty": b"",
-}
 
 
 def config():
@@ -108,63 +78,11 @@ class Handler(BaseHTTPRequestHandler):
     def send(self, code, body, ctype="text/xml"):
         self.send_response(code)
         self.send_header("Content-Type", ctype)
-        if ctype == "text/xml" and config().get("chunked"):
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.write_chunked(body, 7)
-            return
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    def write_chunked(self, data, piece):
-        for i in range(0, len(data), piece):
-            part = data[i:i + piece]
-            self.wfile.write(b"%x;ext=1\r\n%s\r\n" % (len(part), part))
-        self.wfile.write(b"0\r\nX-Trailer: yes\r\n\r\n")
-
-    def redirected(self):
-        p = self.local_path()
-        if not p.startswith("/redirect/"):
-            return False
-        log({"method": self.command, "path": p, "redirect": True})
-        if self.command == "POST":
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        self.send_response(307 if self.command == "POST" else 302)
-        self.send_header("Location", p[len("/redirect"):])
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-        return True
-
-    def do_CONNECT(self):
-        log({"method": "CONNECT", "target": self.path})
-        host, port = self.path.rsplit(":", 1)
-        try:
-            up = socket.create_connection((host.strip("[]"), int(port)))
-        except OSError:
-            return self.send(502, b"", "text/plain")
-        self.send_response(200, "Connection established")
-        self.end_headers()
-        self.wfile.flush()
-        conns = [self.connection, up]
-        try:
-            while True:
-                ready, _, _ = select.select(conns, [], [], 30)
-                if not ready:
-                    break
-                for r in ready:
-                    data = r.recv(65536)
-                    if not data:
-                        raise EOFError
-                    (up if r is self.connection else self.connection).sendall(data)
-        except (EOFError, OSError):
-            pass
-        up.close()
-        self.close_connection = True
-
     def do_POST(self):
-        if self.redirected():
-            return
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length).decode("utf-8", "replace")
         events = [dict(re.findall(r'(\w+)="([^"]*)"', e)) for e in re.findall(r"<event\b[^>]*>", body)]
@@ -224,18 +142,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.send(200, doc.encode())
 
     def do_GET(self):
-        if self.redirected():
-            return
         path = self.local_path()
-        if path.startswith("/raw/"):
-            log({"method": "GET", "path": path})
-            try:
-                self.wfile.write(RAW.get(path[5:], b""))
-                self.wfile.flush()
-            except OSError:
-                pass
-            self.close_connection = True
-            return
         rng = self.headers.get("Range")
         log({"method": "GET", "path": path, "range": rng, "proxied": self.path.startswith("http")})
         if path == "/secret":
@@ -260,15 +167,10 @@ class Handler(BaseHTTPRequestHandler):
             code = 206
         self.send_response(code)
         self.send_header("Content-Type", "application/octet-stream")
-        if mode == "chunked":
-            self.send_header("Transfer-Encoding", "chunked")
-        else:
-            self.send_header("Content-Length", str(end - start))
+        self.send_header("Content-Length", str(end - start))
         if code == 206:
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end - 1, len(data)))
         self.end_headers()
-        if mode == "chunked":
-            return self.write_chunked(data[start:end], 100003)
         if mode == "stall":
             self.wfile.write(data[start:start + 1000])
             self.wfile.flush()

@@ -530,19 +530,34 @@ if want daemon-schedule; then
         new_disk; agent_conf "first_check_delay = 1" "poll_interval = 1" "poll_jitter = 0"
         responder '{"omaha":"noupdate"}'
         : >"$WORK/last.log"
+        # Wait for the checks rather than count them in a fixed window: a loaded machine is
+        # slow to start the agent, and that says nothing about its schedule. The schedule is
+        # checked by the elapsed time: three checks 1 s apart take at least 2 s, and a daemon
+        # that ignored poll_interval would make many more meanwhile.
+        wait_requests() { # COUNT TIMEOUT_TENTHS
+                local i
+                for ((i = 0; i < $2; i++)); do
+                        (($(requests /v1/update/) >= $1)) && return 0
+                        sleep 0.1
+                done
+                return 1
+        }
         agent_bg "$WORK/last.log"
-        sleep 4.6
-        kill -TERM $APID; wait $APID; rc=$?
+        t0=$(date +%s%N)
+        wait_requests 3 200; got3=$?
+        t1=$(date +%s%N)
         n=$(requests /v1/update/)
+        kill -TERM $APID; wait $APID; rc=$?
         agent_conf "first_check_delay = 0" "poll_interval = 1" "poll_jitter = 0" "retry_interval = 1" "retry_max = 2"
         responder '{"omaha":"500"}'
         agent_bg "$WORK/last.log"
-        sleep 5.5
+        wait_requests 2 200; got2=$?
         kill -TERM $APID; wait $APID
         m=$(requests /v1/update/)
-        if [[ $rc == 0 && $n -ge 3 && $n -le 5 && $m -ge 2 && $m -le 4 ]] && grep -q "backing off" "$WORK/last.log"; then
+        ms=$(((t1 - t0) / 1000000))
+        if [[ $rc == 0 && $got3 == 0 && $ms -ge 2000 && $n -le 4 && $got2 == 0 ]] && grep -q "backing off" "$WORK/last.log"; then
                 ok daemon-schedule
-        else notok daemon-schedule "checks: $n in 4.6s, $m in 5.5s with backoff 1,2,2; exit $rc"; fi
+        else notok daemon-schedule "3 checks took ${ms} ms ($n seen, found: $got3); $m checks with back-off (found: $got2); exit $rc"; fi
 fi
 
 if want status-agent; then
@@ -574,50 +589,6 @@ if want proxy; then
         http_proxy=http://127.0.0.1:$PORT agent --once >"$WORK/last.log" 2>&1; rc=$?
         if [[ $rc == 0 ]] && grep -q '"proxied": true' "$RLOG" && [[ $(next_boot "$DISK") == B ]]; then ok proxy
         else notok proxy "exit $rc"; fi
-fi
-
-# HTTP details the agent's own client must get right: chunked answers (the Omaha document in
-# 7-byte chunks with extensions and a trailer, the payload in odd-sized ones), redirects (307
-# for the POST, 302 for the download, relative Location), and no_proxy.
-if want http-chunked; then
-        new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"chunked\":true,\"payload_mode\":\"chunked\"}"
-        agent --once >"$WORK/last.log" 2>&1; rc=$?
-        if [[ $rc == 0 && $(next_boot "$DISK") == B ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root"; then ok http-chunked
-        else notok http-chunked "exit $rc"; fi
-fi
-if want http-redirect; then
-        new_disk; agent_conf
-        sed -i "s|^server = .*|server = http://127.0.0.1:$PORT/redirect/v1/update/|" "$WORK/update.conf"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"base_url\":\"http://127.0.0.1:$PORT/redirect\"}"
-        agent --once >"$WORK/last.log" 2>&1; rc=$?
-        if [[ $rc == 0 && $(next_boot "$DISK") == B ]] && grep -q '"method": "POST", "path": "/redirect/' "$RLOG" &&
-                grep -q '"method": "GET", "path": "/redirect/' "$RLOG" && grep -q '"method": "POST", "path": "/v1/update/"' "$RLOG" &&
-                grep -q '"method": "GET", "path": "/payloads/' "$RLOG"; then
-                ok http-redirect
-        else notok http-redirect "exit $rc"; fi
-fi
-if want no-proxy; then
-        new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
-        http_proxy=http://127.0.0.1:1 no_proxy=example.org,127.0.0.0/8 agent --once >"$WORK/last.log" 2>&1; rc=$?
-        if [[ $rc == 0 ]] && ! grep -q '"proxied": true' "$RLOG" && [[ $(next_boot "$DISK") == B ]]; then ok no-proxy
-        else notok no-proxy "exit $rc"; fi
-fi
-
-# Malformed answers: refused with a message, nothing written, no sanitizer report.
-if want http-malformed; then
-        new_disk; agent_conf "download_retries = 0"
-        bad=""
-        for c in garbage status huge-header many-headers bad-chunk huge-chunk negative-length \
-                 overflowing-length two-lengths gzip redirect-loop redirect-ftp short wrong-range empty; do
-                "$CTL" --disk "$DISK" --config "$WORK/update.conf" --key "$KEYS/dev.pub" --state-dir "$WORK/state" \
-                        install "http://127.0.0.1:$PORT/raw/$c" >"$WORK/last.log" 2>&1; rc=$?
-                if [[ $rc != 1 ]] || grep -q "ERROR: AddressSanitizer\|runtime error" "$WORK/last.log" ||
-                        ! grep -q "error:" "$WORK/last.log"; then bad="$bad $c($rc)"; fi
-        done
-        if [[ -z $bad ]] && a_untouched "$DISK" && [[ $(next_boot "$DISK") == A ]]; then ok http-malformed
-        else notok http-malformed "$bad"; fi
 fi
 
 # Several codebases: a dead first one, then the working one.
@@ -659,14 +630,6 @@ if want tls; then
         agent --once >>"$WORK/last.log" 2>&1; rc2=$?
         if [[ $rc1 == 0 && $rc2 == 1 ]] && grep -qi "certificate" "$WORK/last.log"; then ok tls
         else notok tls "with CA: exit $rc1, without: exit $rc2"; fi
-        # HTTPS through a proxy: a CONNECT tunnel (the plain responder is the proxy).
-        new_disk; agent_conf "ca_file = $T/ca.pem"
-        sed -i "s|^server = .*|server = $TLS_URL|" "$WORK/update.conf"
-        : >"$RLOG"
-        https_proxy=http://127.0.0.1:$plain_port agent --once >"$WORK/last.log" 2>&1; rc=$?
-        if [[ $rc == 0 && $(next_boot "$DISK") == B ]] && grep -q "\"method\": \"CONNECT\", \"target\": \"127.0.0.1:$PORT\"" "$RLOG"; then
-                ok tls-proxy
-        else notok tls-proxy "exit $rc"; fi
         PORT=$plain_port
 fi
 
