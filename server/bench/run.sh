@@ -12,8 +12,11 @@
 #   - every load is the same command, wrk -t2 -c64 with keep-alive and the same Lua script,
 #     bounded by -d; BENCH_CPUS=LIST runs every wrk under `taskset -c LIST` alike;
 #   - nginx answers POST /v1/update/ with `return 200` and the exact bytes pivot-server sends
-#     (checked), one worker per CPU, access log off, keep-alive without a request limit (as
-#     libmicrohttpd), and it reads each request body (to discard it) as keep-alive needs;
+#     (checked), access log off, keep-alive without a request limit (as libmicrohttpd), and
+#     it reads each request body (to discard it) as keep-alive needs;
+#   - nginx runs as many worker processes as pivot-server runs HTTP threads (BENCH_WORKERS,
+#     default pivot-server's own default of 2 per CPU): on a machine shared with other work,
+#     more threads get a larger share of the CPUs;
 #     BENCH_NGINX=file serves the bytes from a file instead (open_file_cache), the other
 #     common way;
 #   - each pivot-server measurement sits between two nginx measurements and its ratio is to
@@ -29,6 +32,7 @@ ROOT=$PWD
 SECS=${1:-8}
 ROUNDS=${2:-5}
 WARM=2
+WORKERS=${BENCH_WORKERS:-$((2 * $(nproc)))}
 source "$ROOT/server/tests/pg-cluster.sh"
 make -s out/bin/pivot-server out/bin/pivot-admin out/test/mkpayload >/dev/null
 mkdir -p out/bench
@@ -86,10 +90,10 @@ start_pivot() { # start_pivot DATA [--db URL]: prints the URL
 
 # --- the servers: SQLite and PostgreSQL, both up for the whole run ---
 mkdir -p "$WORK/sqlite" "$WORK/pgdata"
-start_pivot "$WORK/sqlite"
+start_pivot "$WORK/sqlite" --threads "$WORKERS"
 SQLITE_URL=$START_URL/v1/update/
 pg_cluster_start "$WORK"
-start_pivot "$WORK/pgdata" --db "$PG_URL"
+start_pivot "$WORK/pgdata" --db "$PG_URL" --threads "$WORKERS"
 POSTGRES_URL=$START_URL/v1/update/
 
 # --- the static baseline: nginx, the same POSTs, the same response bytes ---
@@ -115,7 +119,7 @@ else
         NGINX_HOW="return 200"
 fi
 cat >"$WORK/nginx.conf" <<CONF
-worker_processes $(nproc);
+worker_processes $WORKERS;
 pid $WORK/nginx.pid;
 error_log $WORK/nginx-error.log;
 events { worker_connections 1024; }
@@ -156,7 +160,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 {
-        echo "# update checks per second, wrk -t2 -c64 -d${SECS}s on 127.0.0.1, ${ROUNDS} rounds, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "# update checks per second, wrk -t2 -c64 -d${SECS}s on 127.0.0.1, ${ROUNDS} rounds, $(nproc) CPUs, $WORKERS server threads/workers, load $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "# response $SIZE bytes (noupdate); 100,000 machines; every check-in written; nginx: $NGINX_HOW"
         python3 - "$RESULTS" <<'EOF'
 import statistics, sys
