@@ -3,7 +3,7 @@
 # answering the same POSTs with the same bytes in the same run, over several rounds; then a
 # fleet simulation.
 #
-#   server/bench/run.sh [SECONDS [ROUNDS]]   SECONDS per wrk run (default 8), ROUNDS (default 5)
+#   server/bench/run.sh [SECONDS [ROUNDS]]   SECONDS per wrk run (default 5), ROUNDS (default 8)
 #
 # The Omaha requests come from server/bench/check.lua: 100,000 machines running the channel's
 # release, so every answer is "noupdate" (295 bytes) and every check-in is a database write.
@@ -29,8 +29,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-SECS=${1:-8}
-ROUNDS=${2:-5}
+SECS=${1:-5}
+ROUNDS=${2:-8}
 WARM=2
 WORKERS=${BENCH_WORKERS:-$((2 * $(nproc)))}
 source "$ROOT/server/tests/pg-cluster.sh"
@@ -58,7 +58,8 @@ label() { # label URL: which server a URL is
         esac
 }
 
-# load URL SECONDS: one bounded wrk run with the check script; prints requests per second.
+# load URL SECONDS: one bounded wrk run with the check script; prints requests per second
+# and the number of requests.
 load() {
         local out
         out=$(timeout $(($2 + 30)) "${TASKSET[@]}" wrk -t2 -c64 -d"$2s" -s server/bench/check.lua "$1")
@@ -67,11 +68,39 @@ load() {
                 echo "$out" >&2
                 return 1
         fi
-        awk '/Requests\/sec/ {print $2}' <<<"$out"
+        awk '/Requests\/sec/ {rps = $2} / requests in / {n = $1} END {print rps, n}' <<<"$out"
 }
-measure() { # measure URL: warm-up, then one measured run
+
+# The processes that serve a URL, for their CPU time: nginx's, pivot-server's, and for
+# PostgreSQL the cluster's too.
+server_pids() {
+        case $1 in
+        "$NGINX_URL") echo "$NGINX_PID" $(pgrep -P "$NGINX_PID") ;;
+        "$SQLITE_URL") echo "$SQLITE_PID" ;;
+        "$POSTGRES_URL")
+                local pm
+                pm=$(head -n 1 "$PG_DATA/postmaster.pid")
+                echo "$POSTGRES_PID" "$pm" $(pgrep -P "$pm") ;;
+        esac
+}
+cpu_ticks() { # user + system clock ticks of the given processes
+        local t=0 p
+        for p in "$@"; do
+                [[ -r /proc/$p/stat ]] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+        done
+        echo "$t"
+}
+
+# measure URL: a warm-up run, then a measured one; prints requests per second and the
+# server's CPU time per request in microseconds.
+measure() {
+        local pids c0 c1 rps n
         load "$1" "$WARM" >/dev/null
-        load "$1" "$SECS"
+        pids=$(server_pids "$1")
+        c0=$(cpu_ticks $pids)
+        read -r rps n < <(load "$1" "$SECS")
+        c1=$(cpu_ticks $pids)
+        echo "$rps $(( (c1 - c0) * 1000000 / $(getconf CLK_TCK) / n ))"
 }
 
 start_pivot() { # start_pivot DATA [--db URL]: prints the URL
@@ -86,15 +115,18 @@ start_pivot() { # start_pivot DATA [--db URL]: prints the URL
         out/bin/pivot-admin --server "http://127.0.0.1:$port" --token-file "$data/admin.token" \
                 publish "$WORK/pk/update.payload" --channel stable --rollout 100 >/dev/null 2>&1
         START_URL=http://127.0.0.1:$port
+        START_PID=$pid
 }
 
 # --- the servers: SQLite and PostgreSQL, both up for the whole run ---
 mkdir -p "$WORK/sqlite" "$WORK/pgdata"
 start_pivot "$WORK/sqlite" --threads "$WORKERS"
 SQLITE_URL=$START_URL/v1/update/
+SQLITE_PID=$START_PID
 pg_cluster_start "$WORK"
 start_pivot "$WORK/pgdata" --db "$PG_URL" --threads "$WORKERS"
 POSTGRES_URL=$START_URL/v1/update/
+POSTGRES_PID=$START_PID
 
 # --- the static baseline: nginx, the same POSTs, the same response bytes ---
 REQ=$(printf '%s' '<request protocol="3.0"><app appid="{b9606f32-42ac-4029-aef4-20ed435e8c45}" version="1.3.0"' \
@@ -135,7 +167,8 @@ http {
 }
 CONF
 nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
-PIDS+=($!)
+NGINX_PID=$!
+PIDS+=($NGINX_PID)
 NGINX_URL=http://127.0.0.1:$NGINX_PORT/v1/update/
 for _ in $(seq 50); do curl -s -o /dev/null -X POST --data-binary "$REQ" "$NGINX_URL" && break; sleep 0.1; done
 if ! cmp -s <(curl -s -X POST --data-binary "$REQ" "$NGINX_URL") "$WORK/www/check.xml"; then
@@ -144,8 +177,8 @@ if ! cmp -s <(curl -s -X POST --data-binary "$REQ" "$NGINX_URL") "$WORK/www/chec
 fi
 
 # --- rounds: nginx, SQLite, nginx, PostgreSQL, nginx, ... ---
-load "$SQLITE_URL" $((SECS * 2)) >/dev/null
-load "$POSTGRES_URL" $((SECS * 2)) >/dev/null
+load "$SQLITE_URL" $((SECS * 3)) >/dev/null
+load "$POSTGRES_URL" $((SECS * 3)) >/dev/null
 RESULTS=$WORK/results
 : >"$RESULTS"
 prev=$(measure "$NGINX_URL")
@@ -164,18 +197,25 @@ done
         echo "# response $SIZE bytes (noupdate); 100,000 machines; every check-in written; nginx: $NGINX_HOW"
         python3 - "$RESULTS" <<'EOF'
 import statistics, sys
+# round engine rps cpu  nginx-before rps cpu  nginx-after rps cpu
 rows = [l.split() for l in open(sys.argv[1])]
 names = {"sqlite": "pivot-server SQLite", "postgres": "pivot-server PostgreSQL"}
-print("# round  engine      checks/s   nginx before/after   ratio")
-for r, e, x, a, b in rows:
-    print(f"  {r:>5}  {e:<9} {float(x):>9.0f}   {float(a):>7.0f} / {float(b):<7.0f}  {float(x) * 2 / (float(a) + float(b)):.2f}")
-nginx = [float(a) for _, _, _, a, _ in rows] + [float(rows[-1][4])]
-print(f"{'nginx static (median)':<28} {statistics.median(nginx):>10.0f} checks/s")
+print("# round  engine      checks/s  CPU us/check   nginx before/after (checks/s)  ratio")
+for r, e, x, c, a, ac, b, bc in rows:
+    print(f"  {r:>5}  {e:<9} {float(x):>9.0f}  {int(c):>6}        {float(a):>7.0f} / {float(b):<7.0f}             "
+          f"{float(x) * 2 / (float(a) + float(b)):.2f}")
+nginx = [(float(a), int(ac)) for _, _, _, _, a, ac, _, _ in rows] + [(float(rows[-1][6]), int(rows[-1][7]))]
+print(f"{'nginx static (median)':<26} {statistics.median(x for x, _ in nginx):>9.0f} checks/s"
+      f"  {statistics.median(c for _, c in nginx):>4.0f} us CPU/check")
 for e in ("sqlite", "postgres"):
-    xs = [float(x) for _, en, x, _, _ in rows if en == e]
-    rs = [float(x) * 2 / (float(a) + float(b)) for _, en, x, a, b in rows if en == e]
-    print(f"{names[e]:<28} {statistics.median(xs):>10.0f} checks/s  ratio {statistics.median(rs):.2f} of nginx"
-          f" (median of {len(rs)}; min {min(rs):.2f}, max {max(rs):.2f})")
+    xs = [float(x) for _, en, x, *_ in rows if en == e]
+    cs = [int(c) for _, en, _, c, *_ in rows if en == e]
+    rs = sorted(float(x) * 2 / (float(a) + float(b)) for _, en, x, _, a, _, b, _ in rows if en == e)
+    q = statistics.quantiles(rs, n=4) if len(rs) > 1 else [rs[0]] * 3
+    print(f"{names[e]:<26} {statistics.median(xs):>9.0f} checks/s  {statistics.median(cs):>4.0f} us CPU/check"
+          f"  ratio {statistics.median(rs):.2f} of nginx (median of {len(rs)}; quartiles {q[0]:.2f}-{q[2]:.2f},"
+          f" min {rs[0]:.2f}, max {rs[-1]:.2f})")
+print("# CPU us/check: the server's own processes (for PostgreSQL with the database's), user + system")
 EOF
 } | tee out/bench/server.txt
 
