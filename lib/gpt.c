@@ -7,6 +7,7 @@
 #include "gpt.h"
 
 #include "crc32.h"
+#include "hex.h"
 
 /* On-disk header layout. */
 #define HDR_SIGNATURE 0
@@ -766,27 +767,16 @@ bool gpt_guid_is_null(const struct gpt_guid *guid) {
 static const uint8_t guid_text_order[16] = {3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15};
 
 void gpt_guid_to_string(const struct gpt_guid *guid, char buf[GPT_GUID_STRING_SIZE]) {
-        static const char hex[] = "0123456789abcdef";
         size_t o = 0;
 
         for (size_t i = 0; i < 16; i++) {
                 uint8_t v = guid->b[guid_text_order[i]];
                 if (i == 4 || i == 6 || i == 8 || i == 10)
                         buf[o++] = '-';
-                buf[o++] = hex[v >> 4];
-                buf[o++] = hex[v & 15];
+                buf[o++] = hex_digit(v >> 4);
+                buf[o++] = hex_digit(v);
         }
         buf[o] = '\0';
-}
-
-static int hex_value(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
 }
 
 int gpt_guid_from_string(const char *s, struct gpt_guid *ret) {
@@ -801,8 +791,8 @@ int gpt_guid_from_string(const char *s, struct gpt_guid *ret) {
                                 return GPT_EINVAL;
                         p++;
                 }
-                hi = hex_value(s[p]);
-                lo = hi < 0 ? -1 : hex_value(s[p + 1]);
+                hi = hex_digit_value(s[p]);
+                lo = hi < 0 ? -1 : hex_digit_value(s[p + 1]);
                 if (lo < 0)
                         return GPT_EINVAL;
                 g.b[guid_text_order[i]] = (uint8_t)(hi << 4 | lo);

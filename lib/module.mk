@@ -33,8 +33,8 @@ CHECK_SUITES += fuzz-omaha-engine=lib/fuzz/run-engine.sh
 
 # --- Update payload (lib/payload.c): libcrypto, libzstd; docs/payload-format.md ---
 # Programs link $(PAYLOAD_OBJS) (tests: $(PAYLOAD_SAN_OBJS)) and $(PAYLOAD_LIBS).
-PAYLOAD_OBJS := $(OUT)/obj/lib/payload.o $(OUT)/obj/lib/log.o
-PAYLOAD_SAN_OBJS := $(OUT)/obj-san/lib/payload.o $(OUT)/obj-san/lib/log.o
+PAYLOAD_OBJS := $(OUT)/obj/lib/payload.o $(OUT)/obj/lib/version.o $(OUT)/obj/lib/log.o
+PAYLOAD_SAN_OBJS := $(OUT)/obj-san/lib/payload.o $(OUT)/obj-san/lib/version.o $(OUT)/obj-san/lib/log.o
 PAYLOAD_LIBS = $(call pkg-libs,libcrypto libzstd) -pthread
 UNIT_TESTS += $(OUT)/test/test-payload $(OUT)/test/fuzz-payload-manifest
 
@@ -56,10 +56,10 @@ $(OUT)/test/fuzz-payload-manifest: $(OUT)/obj-san/lib/fuzz/fuzz-payload-manifest
 
 .PHONY: fuzz-payload-manifest
 fuzz-payload-manifest: $(OUT)/fuzz/fuzz-payload-manifest
-$(OUT)/fuzz/fuzz-payload-manifest: lib/fuzz/fuzz-payload-manifest.c lib/payload.c lib/payload.h lib/log.c
+$(OUT)/fuzz/fuzz-payload-manifest: lib/fuzz/fuzz-payload-manifest.c lib/payload.c lib/payload.h lib/version.c lib/log.c
 	@mkdir -p $(@D)
 	clang $(CSTD) -g -O1 -D_GNU_SOURCE -Ilib -fsanitize=fuzzer,address,undefined -o $@ \
-		lib/fuzz/fuzz-payload-manifest.c lib/payload.c lib/log.c $(PAYLOAD_LIBS)
+		lib/fuzz/fuzz-payload-manifest.c lib/payload.c lib/version.c lib/log.c $(PAYLOAD_LIBS)
 CHECK_SUITES += fuzz-payload-manifest-engine='lib/fuzz/run-payload-manifest-engine.sh'
 
 # Portable modules with no libc: the boot selector (UEFI), the initramfs and the host tools all

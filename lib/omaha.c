@@ -15,6 +15,7 @@
 #include <libxml/parserInternals.h>
 #include <libxml/tree.h>
 
+#include "hex.h"
 #include "util.h"
 
 #define MAX_DEPTH 12         /* the deepest legitimate element, <package>, is at depth 6 */
@@ -177,30 +178,11 @@ static int base64_decode_exact(const char *s, uint8_t *out, size_t n) {
         return 0;
 }
 
-static void hex_encode(const uint8_t *in, size_t n, char *out) {
-        static const char hex[] = "0123456789abcdef";
-        for (size_t i = 0; i < n; i++) {
-                out[2 * i] = hex[in[i] >> 4];
-                out[2 * i + 1] = hex[in[i] & 15];
-        }
-        out[2 * n] = 0;
-}
-
-static int hex_value(char c) {
-        if (c >= '0' && c <= '9')
-                return c - '0';
-        if (c >= 'a' && c <= 'f')
-                return c - 'a' + 10;
-        if (c >= 'A' && c <= 'F')
-                return c - 'A' + 10;
-        return -1;
-}
-
 static int hex_decode_exact(const char *s, uint8_t *out, size_t n) {
         if (strlen(s) != 2 * n)
                 return -EBADMSG;
         for (size_t i = 0; i < n; i++) {
-                int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
+                int hi = hex_digit_value(s[2 * i]), lo = hex_digit_value(s[2 * i + 1]);
                 if (hi < 0 || lo < 0)
                         return -EBADMSG;
                 out[i] = hi << 4 | lo;

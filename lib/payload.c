@@ -79,80 +79,6 @@ const char *payload_image_name(enum payload_image_type type) {
         return (unsigned)type < ELEMENTSOF(names) ? names[type] : "unknown";
 }
 
-/* --- Versions ----------------------------------------------------------------------------- */
-
-bool payload_version_valid(const char *v) {
-        size_t n = v ? strlen(v) : 0;
-        if (n == 0 || n > PAYLOAD_MAX_VERSION_LEN || !isdigit((unsigned char)v[0]))
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = (unsigned char)v[i];
-                if (!isalnum(c) && c != '.' && c != '-' && c != '+' && c != '_' && c != '~')
-                        return false;
-        }
-        return true;
-}
-
-/* Compares two identifiers made of [^.]: numbers numerically, otherwise bytewise; a number
- * sorts before a non-number (semver pre-release rule). */
-static int compare_identifier(const char *a, size_t na, const char *b, size_t nb) {
-        bool da = na > 0, db = nb > 0;
-        for (size_t i = 0; i < na; i++)
-                da = da && isdigit((unsigned char)a[i]);
-        for (size_t i = 0; i < nb; i++)
-                db = db && isdigit((unsigned char)b[i]);
-        if (da && db) {
-                while (na > 1 && *a == '0')
-                        a++, na--;
-                while (nb > 1 && *b == '0')
-                        b++, nb--;
-                if (na != nb)
-                        return na < nb ? -1 : 1;
-                int r = memcmp(a, b, na);
-                return r < 0 ? -1 : r > 0;
-        }
-        if (da != db)
-                return da ? -1 : 1;
-        int r = memcmp(a, b, na < nb ? na : nb);
-        if (r)
-                return r < 0 ? -1 : 1;
-        return na == nb ? 0 : na < nb ? -1 : 1;
-}
-
-/* Compares dot-separated lists; with pad_zero, a missing component counts as "0". */
-static int compare_list(const char *a, size_t na, const char *b, size_t nb, bool pad_zero) {
-        size_t i = 0, j = 0;
-        while (i < na || j < nb) {
-                if (!pad_zero && (i >= na || j >= nb))
-                        return i >= na ? -1 : 1; /* the shorter pre-release list is lower */
-                size_t ei = i, ej = j;
-                while (ei < na && a[ei] != '.')
-                        ei++;
-                while (ej < nb && b[ej] != '.')
-                        ej++;
-                const char *pa = i < na ? a + i : "0", *pb = j < nb ? b + j : "0";
-                size_t la = i < na ? ei - i : 1, lb = j < nb ? ej - j : 1;
-                int r = compare_identifier(pa, la, pb, lb);
-                if (r)
-                        return r;
-                i = ei < na ? ei + 1 : na;
-                j = ej < nb ? ej + 1 : nb;
-        }
-        return 0;
-}
-
-int payload_version_compare(const char *a, const char *b) {
-        size_t la = strcspn(a, "+"), lb = strcspn(b, "+"); /* build metadata does not count */
-        size_t ma = strcspn(a, "-+"), mb = strcspn(b, "-+");
-        int r = compare_list(a, ma, b, mb, true);
-        if (r)
-                return r;
-        bool pa = ma < la, pb = mb < lb; /* has a pre-release part */
-        if (!pa || !pb)
-                return pa == pb ? 0 : pa ? -1 : 1;
-        return compare_list(a + ma + 1, la - ma - 1, b + mb + 1, lb - mb - 1, false);
-}
-
 /* --- Decoding ------------------------------------------------------------------------------ */
 
 int payload_header_parse(const void *buf, size_t len, uint32_t *ret_manifest_size) {
@@ -266,7 +192,7 @@ int payload_manifest_parse(const void *buf, size_t len, struct payload_manifest 
                 case TAG_MIN_VERSION: {
                         char **s = tag == TAG_VERSION ? &m.version : &m.min_version;
                         r = dup_string(v, n, PAYLOAD_MAX_VERSION_LEN, is_print, s);
-                        if (r == 0 && !payload_version_valid(*s))
+                        if (r == 0 && !version_valid(*s))
                                 r = BAD("invalid version \"%s\"", *s);
                         break;
                 }
@@ -1037,8 +963,8 @@ int payload_create(const struct payload_create_params *p) {
         _cleanup_close_ int out_fd = -1;
         int r;
 
-        if (!p->key || !p->out_path || !p->cmdline || !payload_version_valid(p->version) ||
-            (p->min_version && !payload_version_valid(p->min_version)))
+        if (!p->key || !p->out_path || !p->cmdline || !version_valid(p->version) ||
+            (p->min_version && !version_valid(p->min_version)))
                 return -EINVAL;
         uint32_t chunk_size = p->chunk_size ? p->chunk_size : PAYLOAD_DEFAULT_CHUNK_SIZE;
         if (chunk_size < PAYLOAD_MIN_CHUNK_SIZE || chunk_size > PAYLOAD_MAX_CHUNK_SIZE ||

@@ -29,6 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "version.h"
+
 #define PAYLOAD_MAGIC "PIVOTPAY"         /* 8 bytes, no NUL */
 #define PAYLOAD_FORMAT_VERSION 1u
 #define PAYLOAD_HEADER_SIZE 32u
@@ -38,7 +40,7 @@
 #define PAYLOAD_MIN_CHUNK_SIZE (64u << 10)
 #define PAYLOAD_MAX_CHUNK_SIZE (4u << 20)
 #define PAYLOAD_DEFAULT_CHUNK_SIZE (1u << 20)
-#define PAYLOAD_MAX_VERSION_LEN 64u
+#define PAYLOAD_MAX_VERSION_LEN VERSION_MAX_LEN
 #define PAYLOAD_MAX_CMDLINE_LEN 4096u
 #define PAYLOAD_MAX_ROOTHASH_LEN 128u /* hex characters */
 
@@ -103,10 +105,6 @@ void payload_manifest_done(struct payload_manifest *m);
 
 const char *payload_image_name(enum payload_image_type type); /* "root", "kernel", "initrd" */
 
-/* Versions: dot-separated numbers with an optional "-prerelease" and "+build" (semver
- * precedence; missing numeric components count as 0, so "1.2" == "1.2.0"). Returns <0, 0, >0. */
-int payload_version_compare(const char *a, const char *b);
-bool payload_version_valid(const char *v);
 
 /* --- Keys and signatures (libcrypto) ------------------------------------------------------ */
 

@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "hex.h"
 #include "log.h"
 #include "server.h"
 #include "util.h"
@@ -324,8 +325,7 @@ static void upload_finish(struct server *srv, struct conn *c, struct MHD_Connect
         unsigned mdlen = 0;
         char hex[65];
         EVP_DigestFinal_ex(c->sha256, md, &mdlen);
-        for (unsigned i = 0; i < 32; i++)
-                sprintf(hex + 2 * i, "%02x", md[i]);
+        hex_encode(md, sizeof(md), hex);
         const char *want = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, "X-Pivot-SHA256");
         if (want && strcasecmp(want, hex) != 0) {
                 reply_error_json(out, 422, "upload corrupted: SHA-256 %s, expected %s", hex, want);

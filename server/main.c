@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hex.h"
 #include "http.h"
 #include "log.h"
 #include "omaha.h"
@@ -110,8 +111,7 @@ static int load_token(const char *dir, char token[65]) {
         uint8_t raw[32];
         if (getrandom(raw, sizeof(raw), 0) != sizeof(raw))
                 return log_error_errno(negative_errno(), "Cannot get random bytes: %m");
-        for (size_t i = 0; i < sizeof(raw); i++)
-                sprintf(token + 2 * i, "%02x", raw[i]);
+        hex_encode(raw, sizeof(raw), token);
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0) {
                 if (errno == EEXIST) /* another server created it just now */

@@ -6,8 +6,8 @@ EXTRA_CFLAGS_server += -Iserver $(call pkg-cflags,libxml-2.0 libmicrohttpd sqlit
 SERVER_LIBS = $(call pkg-libs,libxml-2.0 libmicrohttpd sqlite3 libpq jansson libcrypto) -lpthread
 SERVER_SRCS := server/main.c server/http.c server/omaha-handler.c server/admin-api.c server/dashboard.c \
 	server/metrics.c server/store.c server/store-sqlite.c server/store-postgres.c server/policy.c \
-	server/strbuf.c lib/omaha.c lib/log.c
-ADMIN_SRCS := server/admin/pivot-admin.c server/strbuf.c lib/log.c $(wildcard lib/payload.c)
+	server/strbuf.c lib/omaha.c lib/version.c lib/log.c
+ADMIN_SRCS := server/admin/pivot-admin.c server/strbuf.c lib/log.c lib/version.c $(wildcard lib/payload.c)
 ADMIN_LIBS = $(call pkg-libs,libcurl jansson libcrypto) $(if $(wildcard lib/payload.c),$(call pkg-libs,libzstd)) -lpthread
 
 BINS += $(OUT)/bin/pivot-server $(OUT)/bin/pivot-admin
@@ -22,7 +22,7 @@ $(OUT)/bin/pivot-admin: $(ADMIN_SRCS:%.c=$(OUT)/obj/%.o)
 
 # Unit tests of the pure parts (policy) and of the store against SQLite.
 UNIT_TESTS += $(OUT)/test/test-server-policy
-$(OUT)/test/test-server-policy: $(OUT)/obj-san/server/tests/test-policy.o $(OUT)/obj-san/server/policy.o \
+$(OUT)/test/test-server-policy: $(OUT)/obj-san/server/tests/test-policy.o $(OUT)/obj-san/server/policy.o $(OUT)/obj-san/lib/version.o \
 		$(OUT)/obj-san/server/store.o $(OUT)/obj-san/server/store-sqlite.o $(OUT)/obj-san/server/store-postgres.o \
 		$(OUT)/obj-san/lib/log.o $(OUT)/obj-san/lib/test/test-main.o
 	@mkdir -p $(@D)
@@ -48,6 +48,6 @@ $(SERVER_SRCS:%.c=$(OUT)/obj/%.o) $(ADMIN_SRCS:%.c=$(OUT)/obj/%.o): | server-dep
 $(addprefix $(OUT)/obj-san/server/,tests/test-policy.o policy.o store.o store-sqlite.o store-postgres.o): | server-deps
 
 # Test helper for the suites: a signed payload made with lib/payload.c.
-$(OUT)/test/mkpayload: $(OUT)/obj/server/tests/mkpayload.o $(OUT)/obj/lib/payload.o $(OUT)/obj/lib/log.o
+$(OUT)/test/mkpayload: $(OUT)/obj/server/tests/mkpayload.o $(OUT)/obj/lib/payload.o $(OUT)/obj/lib/version.o $(OUT)/obj/lib/log.o
 	@mkdir -p $(@D)
 	$(CC) -o $@ $^ $(call pkg-libs,libcrypto libzstd) -lpthread

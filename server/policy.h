@@ -13,10 +13,6 @@
 
 unsigned policy_bucket(const char *machine_id, const char *version);
 
-/* Dot-separated numeric versions ("1.10.2" > "1.9"), with a "-prerelease" sorting before the
- * release and "+build" ignored; non-numeric parts compare as strings. <0, 0, >0. */
-int policy_version_compare(const char *a, const char *b);
-
 enum policy_verdict {
         VERDICT_UPDATE,          /* offer the release */
         VERDICT_NO_RELEASE,      /* nothing published on the channel */

@@ -670,15 +670,15 @@ static int check_manifest(struct engine *e) {
                 return fail(e, -EBADMSG, UPDATE_ERROR_PAYLOAD_SIZE,
                             "%s: payload of %" PRIu64 " bytes, the server announced %" PRIu64,
                             p->source->name, m->payload_size, p->expect_size);
-        if (p->expect_version && payload_version_compare(p->expect_version, m->version) != 0)
+        if (p->expect_version && version_compare(p->expect_version, m->version) != 0)
                 return fail(e, -EBADMSG, UPDATE_ERROR_PAYLOAD_VERIFY,
                             "The server announced version %s but the payload is %s",
                             p->expect_version, m->version);
-        if (!p->allow_downgrade && payload_version_compare(m->version, p->running_version) < 0)
+        if (!p->allow_downgrade && version_compare(m->version, p->running_version) < 0)
                 return fail(e, -EPERM, UPDATE_ERROR_POLICY,
                             "Refusing %s: older than the running %s (downgrades must be allowed "
                             "explicitly)", m->version, p->running_version);
-        if (!p->ignore_min_version && payload_version_compare(p->running_version, m->min_version) < 0)
+        if (!p->ignore_min_version && version_compare(p->running_version, m->min_version) < 0)
                 return fail(e, -EPERM, UPDATE_ERROR_POLICY,
                             "Refusing %s: it updates from %s or later, this system runs %s",
                             m->version, m->min_version, p->running_version);

@@ -185,11 +185,11 @@ static int cmd_create(int argc, char **argv) {
                           "of --cmdline-file or --cmdline (see --help)");
                 return USAGE_ERROR;
         }
-        if (!payload_version_valid(p.version) ||
-            (p.min_version && !payload_version_valid(p.min_version)))
+        if (!version_valid(p.version) ||
+            (p.min_version && !version_valid(p.min_version)))
                 return log_error_errno(-EINVAL, "Versions look like 1.2.3 (digits first; letters, "
                                                 "digits and . - + _ ~ after)");
-        if (p.min_version && payload_version_compare(p.min_version, p.version) > 0)
+        if (p.min_version && version_compare(p.min_version, p.version) > 0)
                 return log_error_errno(-EINVAL, "--min-version %s is newer than --version %s",
                                        p.min_version, p.version);
         if (cmdline_file) {

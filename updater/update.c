@@ -879,7 +879,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
 
         /* An update is offered. */
         if (app->n_urls == 0 || app->n_packages == 0 || !app->manifest_version ||
-            !payload_version_valid(app->manifest_version) || !app->packages[0].name ||
+            !version_valid(app->manifest_version) || !app->packages[0].name ||
             app->packages[0].size == 0) {
                 ret->error_code = UPDATE_ERROR_OMAHA_INVALID;
                 status_set(u, "last_result", "error");
@@ -893,7 +893,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         ret->size = pkg->size;
         snprintf(ret->version, sizeof(ret->version), "%s", app->manifest_version);
         const char *running = u->target->running_version;
-        int cmp = payload_version_compare(app->manifest_version, running);
+        int cmp = version_compare(app->manifest_version, running);
         if (cmp == 0) {
                 log_info("The server offers %s, which runs already", app->manifest_version);
                 ret->update_available = false;

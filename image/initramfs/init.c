@@ -22,6 +22,7 @@
 #include "cmdline.h"
 #include "disk.h"
 #include "dm-verity.h"
+#include "hex.h"
 #include "kmod.h"
 #include "log.h"
 #include "util.h"
@@ -86,8 +87,7 @@ static void ensure_machine_id(void) {
                 return;
         if (getrandom(raw, sizeof(raw), 0) != sizeof(raw))
                 die("no randomness for the machine id: %m");
-        for (size_t i = 0; i < sizeof(raw); i++)
-                sprintf(hex + 2 * i, "%02x", raw[i]);
+        hex_encode(raw, sizeof(raw), hex);
         hex[32] = '\n';
         hex[33] = '\0';
         _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);

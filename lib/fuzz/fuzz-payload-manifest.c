@@ -46,12 +46,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (raw != img->size)
                         abort();
         }
-        if (!payload_version_valid(m.version) || !payload_version_valid(m.min_version) ||
+        if (!version_valid(m.version) || !version_valid(m.min_version) ||
             strlen(m.verity_roothash) < 64)
                 abort();
         /* The comparison must be total and antisymmetric on whatever versions get through. */
-        int a = payload_version_compare(m.version, m.min_version);
-        int b = payload_version_compare(m.min_version, m.version);
+        int a = version_compare(m.version, m.min_version);
+        int b = version_compare(m.min_version, m.version);
         if ((a > 0) != (b < 0) || (a == 0) != (b == 0))
                 abort();
         payload_manifest_done(&m);

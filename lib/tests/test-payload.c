@@ -118,24 +118,24 @@ static int make_payload(const char *out, size_t root_size, const char *version) 
 }
 
 TEST(version_compare) {
-        CHECK(payload_version_compare("1.2.3", "1.2.3") == 0);
-        CHECK(payload_version_compare("1.2", "1.2.0") == 0);
-        CHECK(payload_version_compare("1.2.3", "1.2.10") < 0);
-        CHECK(payload_version_compare("3815.2.0", "3760.2.0") > 0);
-        CHECK(payload_version_compare("1.2.3-rc1", "1.2.3") < 0);
-        CHECK(payload_version_compare("1.2.3", "1.2.3-rc1") > 0);
-        CHECK(payload_version_compare("1.2.3-rc.2", "1.2.3-rc.10") < 0);
-        CHECK(payload_version_compare("1.2.3-alpha", "1.2.3-alpha.1") < 0);
-        CHECK(payload_version_compare("1.2.3-1", "1.2.3-alpha") < 0);
-        CHECK(payload_version_compare("1.2.3+build5", "1.2.3+build7") == 0);
-        CHECK(payload_version_compare("010.0", "10.0") == 0);
-        CHECK(payload_version_compare("0.0.0", "0.0.1") < 0);
-        CHECK(payload_version_valid("1.2.3"));
-        CHECK(payload_version_valid("3815.2.0+dev_1"));
-        CHECK(!payload_version_valid(""));
-        CHECK(!payload_version_valid("v1.2"));
-        CHECK(!payload_version_valid("1.2 3"));
-        CHECK(!payload_version_valid("1.2/3"));
+        CHECK(version_compare("1.2.3", "1.2.3") == 0);
+        CHECK(version_compare("1.2", "1.2.0") == 0);
+        CHECK(version_compare("1.2.3", "1.2.10") < 0);
+        CHECK(version_compare("3815.2.0", "3760.2.0") > 0);
+        CHECK(version_compare("1.2.3-rc1", "1.2.3") < 0);
+        CHECK(version_compare("1.2.3", "1.2.3-rc1") > 0);
+        CHECK(version_compare("1.2.3-rc.2", "1.2.3-rc.10") < 0);
+        CHECK(version_compare("1.2.3-alpha", "1.2.3-alpha.1") < 0);
+        CHECK(version_compare("1.2.3-1", "1.2.3-alpha") < 0);
+        CHECK(version_compare("1.2.3+build5", "1.2.3+build7") == 0);
+        CHECK(version_compare("010.0", "10.0") == 0);
+        CHECK(version_compare("0.0.0", "0.0.1") < 0);
+        CHECK(version_valid("1.2.3"));
+        CHECK(version_valid("3815.2.0+dev_1"));
+        CHECK(!version_valid(""));
+        CHECK(!version_valid("v1.2"));
+        CHECK(!version_valid("1.2 3"));
+        CHECK(!version_valid("1.2/3"));
 }
 
 TEST(cmdline_roothash) {

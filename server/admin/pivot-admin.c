@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "hex.h"
 #include "log.h"
 #include "strbuf.h"
 #include "util.h"
@@ -277,21 +278,14 @@ static int hash_file(int fd, char sha1_hex[41], char sha256_hex[65], uint64_t *r
         if (r == 0) {
                 unsigned l;
                 EVP_DigestFinal_ex(a, md, &l);
-                for (unsigned i = 0; i < 20; i++)
-                        sprintf(sha1_hex + 2 * i, "%02x", md[i]);
+                hex_encode(md, 20, sha1_hex);
                 EVP_DigestFinal_ex(b, md, &l);
-                for (unsigned i = 0; i < 32; i++)
-                        sprintf(sha256_hex + 2 * i, "%02x", md[i]);
+                hex_encode(md, 32, sha256_hex);
                 *ret_size = total;
         }
         EVP_MD_CTX_free(a);
         EVP_MD_CTX_free(b);
         return r;
-}
-
-static void hex(const uint8_t *p, size_t n, char *out) {
-        for (size_t i = 0; i < n; i++)
-                sprintf(out + 2 * i, "%02x", p[i]);
 }
 
 /* What the signed manifest says, as JSON for the release record. */
@@ -313,7 +307,7 @@ static int read_manifest(const char *path, const char *key_path, char **ret_vers
         if (r < 0)
                 return log_error_errno(r, "%s is not a readable Pivot payload: %m", path);
         char kid[2 * PAYLOAD_KEY_ID_SIZE + 1], roothash[PAYLOAD_MAX_ROOTHASH_LEN + 1];
-        hex(m.key_id, PAYLOAD_KEY_ID_SIZE, kid);
+        hex_encode(m.key_id, PAYLOAD_KEY_ID_SIZE, kid);
         snprintf(roothash, sizeof(roothash), "%s", m.verity_roothash ? m.verity_roothash : "");
         json_t *j = json_object(), *images = json_object();
         json_object_set_new(j, "version", json_string(m.version));
@@ -326,7 +320,7 @@ static int read_manifest(const char *path, const char *key_path, char **ret_vers
         json_object_set_new(j, "payload_size", json_integer(m.payload_size));
         for (int i = 0; i < PAYLOAD_IMAGE_MAX; i++) {
                 char h[65];
-                hex(m.images[i].sha256, 32, h);
+                hex_encode(m.images[i].sha256, 32, h);
                 json_object_set_new(images, payload_image_name(i),
                                     json_pack("{s:I,s:s}", "size", (json_int_t)m.images[i].size, "sha256", h));
         }
