@@ -159,9 +159,16 @@ int store_open_with(const char *data_dir, const char *db_url, unsigned flags, st
         r = s->driver->exec_script(db, schema);
         /* Every check-in rewrites its machine's row. On PostgreSQL an update can stay on the
          * row's page, without new index entries, only when the page has room for the new
-         * version: leave a fifth of each page free (new pages only; SQLite updates in place). */
+         * version: leave a fifth of each page free (new pages only; SQLite updates in place).
+         * Set once, so that later starts take no table lock for it. */
         if (r >= 0 && db_url)
-                r = s->driver->exec_script(db, "ALTER TABLE machines SET (fillfactor = 80)");
+                r = s->driver->exec_script(
+                        db, "DO $$ BEGIN\n"
+                            "  IF NOT EXISTS (SELECT 1 FROM pg_class WHERE oid = 'machines'::regclass\n"
+                            "                 AND reloptions @> ARRAY['fillfactor=80']) THEN\n"
+                            "    ALTER TABLE machines SET (fillfactor = 80);\n"
+                            "  END IF;\n"
+                            "END $$");
         if (r >= 0)
                 r = Q(s, "INSERT INTO meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING", NULL,
                       DB_TEXT(SCHEMA_VERSION));
