@@ -35,12 +35,11 @@ enum {
         TAG_CHUNK_SIZE = 6,
         TAG_COMPRESSION = 7,
         TAG_IMAGE = 8,
-        TAG_CHUNKS = 9,
+        TAG_CHUNK_TABLE = 9, /* SHA-256 of the chunk table after the signature */
 };
 #define PAYLOAD_TAG_OPTIONAL 0x0001u
 #define RECORD_HEADER_SIZE 8u
 #define IMAGE_RECORD_SIZE 48u
-#define CHUNK_RECORD_SIZE 72u
 #define COMPRESSION_ZSTD 1u
 
 /* Upper bound for one compressed chunk: above zstd's own bound for incompressible input. */
@@ -162,9 +161,8 @@ int payload_manifest_parse(const void *buf, size_t len, struct payload_manifest 
 
         const uint8_t *q = p + PAYLOAD_HEADER_SIZE, *end = q + manifest_size;
         unsigned last_tag = 0, n_images = 0;
-        bool seen[TAG_CHUNKS + 1] = {0};
+        bool seen[TAG_CHUNK_TABLE + 1] = {0};
         uint8_t image_order[PAYLOAD_IMAGE_MAX];
-        const uint8_t *chunk_records = NULL;
         uint32_t compression = 0;
 
         while (q < end) {
@@ -176,7 +174,7 @@ int payload_manifest_parse(const void *buf, size_t len, struct payload_manifest 
                 if ((size_t)(end - v) < n)
                         return BAD("record %u longer than the manifest", tag);
                 q = v + n;
-                if (tag == 0 || tag > TAG_CHUNKS) {
+                if (tag == 0 || tag > TAG_CHUNK_TABLE) {
                         if (flags & PAYLOAD_TAG_OPTIONAL)
                                 continue;
                         log_debug("payload manifest: unknown critical record %u", tag);
@@ -254,20 +252,18 @@ int payload_manifest_parse(const void *buf, size_t len, struct payload_manifest 
                         image_order[n_images++] = (uint8_t)type;
                         break;
                 }
-                case TAG_CHUNKS:
-                        if (n % CHUNK_RECORD_SIZE) {
-                                r = BAD("chunk table of %u bytes", n);
-                                break;
-                        }
-                        chunk_records = v;
-                        m.n_chunks = n / CHUNK_RECORD_SIZE;
+                case TAG_CHUNK_TABLE:
+                        if (n != sizeof(m.chunk_table_sha256))
+                                r = BAD("chunk table hash of %u bytes", n);
+                        else
+                                memcpy(m.chunk_table_sha256, v, n);
                         break;
                 }
                 if (r < 0)
                         return r;
         }
 
-        for (unsigned t = TAG_VERSION; t <= TAG_CHUNKS; t++)
+        for (unsigned t = TAG_VERSION; t <= TAG_CHUNK_TABLE; t++)
                 if (!seen[t])
                         return BAD("record %u missing", t);
         if (n_images != PAYLOAD_IMAGE_MAX)
@@ -286,45 +282,77 @@ int payload_manifest_parse(const void *buf, size_t len, struct payload_manifest 
                 img->first_chunk = (uint32_t)total_chunks;
                 total_chunks += img->n_chunks;
         }
-        if (total_chunks != m.n_chunks)
-                return BAD("%u chunk records for %" PRIu64 " chunks", m.n_chunks, total_chunks);
-        m.chunks = calloc(m.n_chunks, sizeof(*m.chunks));
-        if (!m.chunks)
-                return -ENOMEM;
+        if (total_chunks > PAYLOAD_MAX_CHUNKS)
+                return BAD("%" PRIu64 " chunks", total_chunks);
+        m.n_chunks = (uint32_t)total_chunks;
         m.manifest_size = manifest_size;
-        m.data_offset = payload_prefix_size(manifest_size);
-        uint64_t offset = m.data_offset;
-        for (unsigned i = 0; i < n_images; i++) {
-                uint8_t type = image_order[i];
-                struct payload_image *img = &m.images[type];
-                for (uint32_t k = 0; k < img->n_chunks; k++) {
-                        uint32_t idx = img->first_chunk + k;
-                        struct payload_chunk *c = &m.chunks[idx];
-                        const uint8_t *rec = chunk_records + (size_t)idx * CHUNK_RECORD_SIZE;
-                        c->size = get32(rec);
-                        c->raw_size = get32(rec + 4);
-                        memcpy(c->sha256, rec + 8, 32);
-                        memcpy(c->raw_sha256, rec + 40, 32);
-                        c->image = type;
-                        c->image_offset = (uint64_t)k * m.chunk_size;
-                        c->offset = offset;
-                        uint64_t want = k + 1 < img->n_chunks ? m.chunk_size
-                                                              : img->size - c->image_offset;
-                        if (c->raw_size != want)
-                                return BAD("chunk %u: raw size %u, want %" PRIu64, idx,
-                                           c->raw_size, want);
-                        if (c->size == 0 || c->size > max_compressed(c->raw_size))
-                                return BAD("chunk %u: compressed size %u", idx, c->size);
-                        offset += c->size;
-                }
-        }
-        m.data_size = offset - m.data_offset;
-        if (m.data_size != header_data_size)
-                return BAD("chunks hold %" PRIu64 " bytes, header says %" PRIu64, m.data_size,
-                           header_data_size);
-        m.payload_size = offset;
+        m.table_offset = payload_prefix_size(manifest_size);
+        uint64_t table_size = (uint64_t)m.n_chunks * PAYLOAD_CHUNK_RECORD_SIZE;
+        /* After the table, at least a byte per chunk; at most what a 64-bit offset holds. */
+        if (header_data_size < table_size + m.n_chunks || header_data_size > (UINT64_C(1) << 62))
+                return BAD("%" PRIu64 " bytes after the signature for %u chunks",
+                           header_data_size, m.n_chunks);
+        m.data_offset = m.table_offset + table_size;
+        m.data_size = header_data_size - table_size;
+        m.payload_size = m.data_offset + m.data_size;
         *ret = m;
         m = (struct payload_manifest){0};
+        return 0;
+}
+
+int payload_chunk_record_parse(const struct payload_manifest *m, uint32_t index, uint64_t offset,
+                               const void *rec, struct payload_chunk *ret) {
+        const uint8_t *p = rec;
+        unsigned type = 0;
+        while (type < PAYLOAD_IMAGE_MAX &&
+               !(index >= m->images[type].first_chunk &&
+                 index - m->images[type].first_chunk < m->images[type].n_chunks))
+                type++;
+        if (type == PAYLOAD_IMAGE_MAX)
+                return BAD("chunk %u of %u", index, m->n_chunks);
+        const struct payload_image *img = &m->images[type];
+        uint32_t k = index - img->first_chunk;
+        struct payload_chunk c = {
+                .offset = offset,
+                .image_offset = (uint64_t)k * m->chunk_size,
+                .size = get32(p),
+                .raw_size = get32(p + 4),
+                .image = (uint8_t)type,
+        };
+        memcpy(c.sha256, p + 8, 32);
+        memcpy(c.raw_sha256, p + 40, 32);
+        uint64_t want = k + 1 < img->n_chunks ? m->chunk_size : img->size - c.image_offset;
+        if (c.raw_size != want)
+                return BAD("chunk %u: raw size %u, want %" PRIu64, index, c.raw_size, want);
+        if (c.size == 0 || c.size > max_compressed(c.raw_size))
+                return BAD("chunk %u: compressed size %u", index, c.size);
+        if (offset < m->data_offset || offset > m->payload_size ||
+            c.size > m->payload_size - offset)
+                return BAD("chunk %u runs past the end of the payload", index);
+        if (index + 1 == m->n_chunks && offset + c.size != m->payload_size)
+                return BAD("chunks hold %" PRIu64 " bytes, header says %" PRIu64,
+                           offset + c.size - m->data_offset, m->data_size);
+        *ret = c;
+        return 0;
+}
+
+int payload_chunk_table_parse(const struct payload_manifest *m, const void *table, size_t len,
+                              struct payload_chunk **ret) {
+        if (len != (uint64_t)m->n_chunks * PAYLOAD_CHUNK_RECORD_SIZE)
+                return BAD("chunk table of %zu bytes for %u chunks", len, m->n_chunks);
+        _cleanup_free_ struct payload_chunk *chunks = calloc(m->n_chunks, sizeof(*chunks));
+        if (!chunks)
+                return -ENOMEM;
+        uint64_t offset = m->data_offset;
+        for (uint32_t i = 0; i < m->n_chunks; i++) {
+                int r = payload_chunk_record_parse(
+                        m, i, offset, (const uint8_t *)table + (size_t)i * PAYLOAD_CHUNK_RECORD_SIZE,
+                        &chunks[i]);
+                if (r < 0)
+                        return r;
+                offset += chunks[i].size;
+        }
+        *ret = TAKE_PTR(chunks);
         return 0;
 }
 
@@ -495,6 +523,12 @@ bool payload_chunk_check(const struct payload_chunk *c, const void *in) {
         return memcmp(digest, c->sha256, 32) == 0;
 }
 
+bool payload_chunk_table_check(const struct payload_manifest *m, const void *table) {
+        uint8_t digest[32];
+        SHA256(table, (size_t)m->n_chunks * PAYLOAD_CHUNK_RECORD_SIZE, digest);
+        return memcmp(digest, m->chunk_table_sha256, 32) == 0;
+}
+
 bool payload_chunk_check_raw(const struct payload_chunk *c, const void *raw) {
         uint8_t digest[32];
         SHA256(raw, c->raw_size, digest);
@@ -556,6 +590,21 @@ static int write_full(int fd, const void *buf, size_t len, uint64_t offset) {
         return 0;
 }
 
+static int read_chunk_table(int fd, struct payload_manifest *m) {
+        size_t len = (size_t)m->n_chunks * PAYLOAD_CHUNK_RECORD_SIZE;
+        _cleanup_free_ uint8_t *table = malloc(len);
+        if (!table)
+                return -ENOMEM;
+        int r = read_full(fd, table, len, m->table_offset);
+        if (r < 0)
+                return r == -ENODATA ? -EBADMSG : r;
+        if (!payload_chunk_table_check(m, table)) {
+                log_debug("payload: the chunk table does not match its SHA-256");
+                return -EILSEQ;
+        }
+        return payload_chunk_table_parse(m, table, len, &m->chunks);
+}
+
 int payload_open_file(const char *path, const struct payload_key *key,
                       struct payload_manifest *ret, int *ret_fd) {
         uint8_t header[PAYLOAD_HEADER_SIZE];
@@ -596,6 +645,8 @@ int payload_open_file(const char *path, const struct payload_key *key,
                           (uint64_t)st.st_size, ret->payload_size);
                 r = -ENODATA;
         }
+        if (r == 0)
+                r = read_chunk_table(fd, ret);
         if (r < 0) {
                 payload_manifest_done(ret);
                 return r;
@@ -780,21 +831,19 @@ static size_t encode_manifest(uint8_t *buf, const struct payload_manifest *m) {
                 memcpy(v + 16, img->sha256, 32);
                 n += record(AT, TAG_IMAGE, v, IMAGE_RECORD_SIZE);
         }
-        uint32_t table = m->n_chunks * CHUNK_RECORD_SIZE;
-        if (buf) {
-                record(AT, TAG_CHUNKS, NULL, 0);
-                put32(buf + n + 4, table);
-                uint8_t *p = buf + n + RECORD_HEADER_SIZE;
-                for (uint32_t i = 0; i < m->n_chunks; i++, p += CHUNK_RECORD_SIZE) {
-                        put32(p, m->chunks[i].size);
-                        put32(p + 4, m->chunks[i].raw_size);
-                        memcpy(p + 8, m->chunks[i].sha256, 32);
-                        memcpy(p + 40, m->chunks[i].raw_sha256, 32);
-                }
-        }
-        n += RECORD_HEADER_SIZE + table;
+        n += record(AT, TAG_CHUNK_TABLE, m->chunk_table_sha256, sizeof(m->chunk_table_sha256));
 #undef AT
         return n;
+}
+
+/* Encodes the chunk table (m->chunks, in stored order) into buf. */
+static void encode_chunk_table(uint8_t *buf, const struct payload_manifest *m) {
+        for (uint32_t i = 0; i < m->n_chunks; i++, buf += PAYLOAD_CHUNK_RECORD_SIZE) {
+                put32(buf, m->chunks[i].size);
+                put32(buf + 4, m->chunks[i].raw_size);
+                memcpy(buf + 8, m->chunks[i].sha256, 32);
+                memcpy(buf + 40, m->chunks[i].raw_sha256, 32);
+        }
 }
 
 static void free_batch_buffers(struct create_chunk *chunks, unsigned n) {
@@ -853,7 +902,7 @@ static int create_data(const struct payload_create_params *p, int out_fd,
                                 .image_offset = (uint64_t)k * m->chunk_size,
                                 .chunk_size = m->chunk_size,
                                 .image_size = img->size,
-                                .level = p->level ? p->level : 6,
+                                .level = p->level ? p->level : PAYLOAD_DEFAULT_LEVEL,
                                 .chunks = chunks,
                                 .n = img->n_chunks - k < batch_n ? img->n_chunks - k : batch_n,
                         };
@@ -1013,14 +1062,15 @@ int payload_create(const struct payload_create_params *p) {
                 m.images[t].n_chunks = (uint32_t)((m.images[t].size - 1) / chunk_size + 1);
                 total_chunks += m.images[t].n_chunks;
         }
-        if (total_chunks > (PAYLOAD_MAX_MANIFEST - 4096) / CHUNK_RECORD_SIZE)
+        if (total_chunks > PAYLOAD_MAX_CHUNKS)
                 return -EFBIG;
         m.n_chunks = (uint32_t)total_chunks;
         m.chunks = chunks = calloc(m.n_chunks, sizeof(*m.chunks));
         if (!chunks)
                 return -ENOMEM;
         m.manifest_size = (uint32_t)encode_manifest(NULL, &m);
-        m.data_offset = payload_prefix_size(m.manifest_size);
+        m.table_offset = payload_prefix_size(m.manifest_size);
+        m.data_offset = m.table_offset + (uint64_t)m.n_chunks * PAYLOAD_CHUNK_RECORD_SIZE;
 
         char *t;
         if (asprintf(&t, "%s.tmp", p->out_path) < 0)
@@ -1033,15 +1083,19 @@ int payload_create(const struct payload_create_params *p) {
         if (r < 0)
                 return r;
 
+        /* Everything before chunk 0: the header, the manifest with the table's hash, the
+         * signature, the table. */
         prefix = calloc(1, m.data_offset);
         if (!prefix)
                 return -ENOMEM;
+        encode_chunk_table(prefix + m.table_offset, &m);
+        SHA256(prefix + m.table_offset, m.data_offset - m.table_offset, m.chunk_table_sha256);
         memcpy(prefix, PAYLOAD_MAGIC, 8);
         put32(prefix + 8, PAYLOAD_FORMAT_VERSION);
         put32(prefix + 12, PAYLOAD_HEADER_SIZE);
         put32(prefix + 16, m.manifest_size);
         put32(prefix + 20, PAYLOAD_SIGNATURE_SIZE);
-        put64(prefix + 24, m.data_size);
+        put64(prefix + 24, m.payload_size - m.table_offset);
         encode_manifest(prefix + PAYLOAD_HEADER_SIZE, &m);
         r = sign(p->key, prefix, PAYLOAD_HEADER_SIZE + m.manifest_size,
                  prefix + PAYLOAD_HEADER_SIZE + m.manifest_size);

@@ -29,6 +29,7 @@ static void usage(FILE *f) {
               "           --out FILE [--chunk-size BYTES] [--level N] [--threads N] [--quiet]\n"
               "           Writes a signed payload. The root hash defaults to the command line's\n"
               "           pivot.verity.roothash=; the same inputs and key give the same bytes.\n"
+              "           Defaults: 256K chunks, zstd level 9, a thread per CPU.\n"
               "  keygen   --out-private FILE --out-public FILE\n"
               "           Makes an Ed25519 key pair (PEM; the private file is mode 0600).\n"
               "  pubkey   --key PRIVATE.pem --out FILE\n"
@@ -321,8 +322,8 @@ static void print_manifest(const struct payload_manifest *m, bool json, const ch
                 printf("signed by key:    %s (%s)\n", id, signature);
                 printf("chunk size:       %u\n", m->chunk_size);
                 printf("chunks:           %u\n", m->n_chunks);
-                printf("payload size:     %" PRIu64 " (data from offset %" PRIu64 ")\n",
-                       m->payload_size, m->data_offset);
+                printf("payload size:     %" PRIu64 " (chunk table from offset %" PRIu64
+                       ", data from %" PRIu64 ")\n", m->payload_size, m->table_offset, m->data_offset);
                 for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++) {
                         hex_string(hash, m->images[t].sha256, 32);
                         printf("%-6s            %" PRIu64 " bytes, %u chunks from %u, sha256 %s\n",
@@ -340,8 +341,10 @@ static void print_manifest(const struct payload_manifest *m, bool json, const ch
         printf(",\"verity_roothash\":");
         json_string(stdout, m->verity_roothash);
         printf(",\"key_id\":\"%s\",\"signature\":\"%s\",\"chunk_size\":%u,\"chunks\":%u,"
-               "\"payload_size\":%" PRIu64 ",\"data_offset\":%" PRIu64 ",\"images\":{",
-               id, signature, m->chunk_size, m->n_chunks, m->payload_size, m->data_offset);
+               "\"payload_size\":%" PRIu64 ",\"table_offset\":%" PRIu64 ",\"data_offset\":%" PRIu64
+               ",\"images\":{",
+               id, signature, m->chunk_size, m->n_chunks, m->payload_size, m->table_offset,
+               m->data_offset);
         for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++) {
                 hex_string(hash, m->images[t].sha256, 32);
                 printf("%s\"%s\":{\"size\":%" PRIu64 ",\"sha256\":\"%s\",\"chunks\":%u}",

@@ -1,6 +1,6 @@
-/* Fuzz target for the payload manifest reader (lib/payload.c): every input is decoded as the
- * start of a payload file. Whatever decodes must be self-consistent: chunks tile the data area
- * without gaps, every image's chunks add up to its size.
+/* Fuzz target for the payload manifest and chunk table readers (lib/payload.c): every input is
+ * decoded as the start of a payload file. Whatever decodes must be self-consistent: chunks tile
+ * the data area without gaps, every image's chunks add up to its size.
  *
  * Built two ways (lib/module.mk): with clang -fsanitize=fuzzer as a real libFuzzer binary
  * (`make fuzz-payload-manifest`), and with lib/fuzz/fuzz-main.c as an ordinary test that runs
@@ -21,8 +21,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         if (payload_manifest_parse(data, size, &m) < 0)
                 return 0;
-        if (m.manifest_size != manifest_size || m.data_offset != payload_prefix_size(manifest_size))
+        if (m.manifest_size != manifest_size || m.table_offset != payload_prefix_size(manifest_size) ||
+            m.data_offset != m.table_offset + (uint64_t)m.n_chunks * PAYLOAD_CHUNK_RECORD_SIZE ||
+            m.payload_size != m.data_offset + m.data_size || m.data_size < m.n_chunks)
                 abort();
+        if (!version_valid(m.version) || !version_valid(m.min_version) ||
+            strlen(m.verity_roothash) < 64)
+                abort();
+        /* The comparison must be total and antisymmetric on whatever versions get through. */
+        int a = version_compare(m.version, m.min_version);
+        int b = version_compare(m.min_version, m.version);
+        if ((a > 0) != (b < 0) || (a == 0) != (b == 0))
+                abort();
+        /* The chunk table, when the input holds it. */
+        if (size < m.data_offset ||
+            payload_chunk_table_parse(&m, data + m.table_offset, m.data_offset - m.table_offset,
+                                      &m.chunks) < 0) {
+                payload_manifest_done(&m);
+                return 0;
+        }
         uint64_t offset = m.data_offset;
         for (uint32_t i = 0; i < m.n_chunks; i++) {
                 if (m.chunks[i].offset != offset || m.chunks[i].image >= PAYLOAD_IMAGE_MAX ||
@@ -30,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
                 offset += m.chunks[i].size;
         }
-        if (offset != m.payload_size || m.payload_size - m.data_offset != m.data_size)
+        if (offset != m.payload_size)
                 abort();
         for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++) {
                 const struct payload_image *img = &m.images[t];
@@ -46,14 +63,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 if (raw != img->size)
                         abort();
         }
-        if (!version_valid(m.version) || !version_valid(m.min_version) ||
-            strlen(m.verity_roothash) < 64)
-                abort();
-        /* The comparison must be total and antisymmetric on whatever versions get through. */
-        int a = version_compare(m.version, m.min_version);
-        int b = version_compare(m.min_version, m.version);
-        if ((a > 0) != (b < 0) || (a == 0) != (b == 0))
-                abort();
         payload_manifest_done(&m);
         return 0;
 }

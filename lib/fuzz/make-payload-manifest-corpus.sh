@@ -27,8 +27,8 @@ make_one() { # name root-bytes kernel-bytes initrd-bytes version min-version cmd
 make_one small 1000 100 100 1.0.0 0.0.0 "console=ttyS0" 64K
 make_one multi 300000 70000 140000 3815.2.0 3760.0.0 "console=ttyS0 quiet pivot.verity.roothash=$hash" 64K
 make_one prerelease 65536 65537 1 2.0.0-rc.1+build7 1.9.9 "root=/dev/mapper/root" 1M
-# Damaged: cut inside the manifest, a flipped magic, a bumped format version.
+# Damaged: cut inside the manifest, a flipped magic, a format version from the future.
 head -c 200 "$out/multi" >"$out/cut-manifest"
 { printf 'PIVOTPAX'; tail -c +9 "$out/small"; } >"$out/bad-magic"
-{ head -c 8 "$out/small"; printf '\002'; tail -c +10 "$out/small"; } >"$out/format-2"
+{ head -c 8 "$out/small"; printf '\003'; tail -c +10 "$out/small"; } >"$out/format-3"
 ls -l "$out"

@@ -151,7 +151,11 @@ TEST(header_rejects) {
         uint8_t h[PAYLOAD_HEADER_SIZE] = "PIVOTPAY";
         uint32_t n;
         CHECK_EQ(payload_header_parse(h, sizeof(h), &n), -EPROTONOSUPPORT);
-        h[8] = 1;
+        h[8] = 1; /* the format before the chunk table left the manifest */
+        CHECK_EQ(payload_header_parse(h, sizeof(h), &n), -EPROTONOSUPPORT);
+        h[8] = 3;
+        CHECK_EQ(payload_header_parse(h, sizeof(h), &n), -EPROTONOSUPPORT);
+        h[8] = 2;
         CHECK_EQ(payload_header_parse(h, sizeof(h), &n), -EBADMSG); /* sizes are 0 */
         h[12] = 32, h[20] = 64, h[16] = 8;
         CHECK_EQ(payload_header_parse(h, sizeof(h), &n), 0);
@@ -298,6 +302,58 @@ TEST(truncated_and_corrupt_files) {
         CHECK_EQ(payload_verify_data(fd, &m, NULL, NULL), -EILSEQ);
         close(fd);
         payload_manifest_done(&m);
+}
+
+/* The chunk table after the signature: bound to the signed manifest by its hash, and each
+ * record checked against the manifest as a streaming reader reaches it. */
+TEST(chunk_table) {
+        const char *out = path("table.payload");
+        struct payload_manifest m;
+        CHECK_EQ(make_payload(out, 200000, "1.2.3"), 0);
+        size_t n;
+        _cleanup_free_ uint8_t *buf = read_file(out, &n);
+        CHECK_EQ(payload_manifest_parse(buf, n, &m), 0);
+        CHECK_EQ(m.n_chunks, 2 + 1 + 4);
+        CHECK_EQ(m.table_offset, payload_prefix_size(m.manifest_size));
+        CHECK_EQ(m.data_offset, m.table_offset + 7 * PAYLOAD_CHUNK_RECORD_SIZE);
+        CHECK_EQ(m.payload_size, n);
+        const uint8_t *table = buf + m.table_offset;
+        CHECK(payload_chunk_table_check(&m, table));
+
+        /* Record by record, as the agent reads them, equals the whole table at once. */
+        struct payload_chunk *all = NULL;
+        CHECK_EQ(payload_chunk_table_parse(&m, table, m.data_offset - m.table_offset, &all), 0);
+        uint64_t offset = m.data_offset;
+        for (uint32_t i = 0; i < m.n_chunks; i++) {
+                struct payload_chunk c;
+                CHECK_EQ(payload_chunk_record_parse(&m, i, offset, table + i * PAYLOAD_CHUNK_RECORD_SIZE, &c), 0);
+                CHECK(memcmp(&c, &all[i], sizeof(c)) == 0);
+                offset += c.size;
+        }
+        CHECK_EQ(offset, m.payload_size);
+        CHECK_EQ(all[6].image, PAYLOAD_IMAGE_ROOT);
+        CHECK_EQ(all[6].raw_size, 200000 - 3 * 65536);
+        free(all);
+
+        struct payload_chunk c;
+        /* The last chunk must end where the file does; no chunk may run past it. */
+        CHECK_EQ(payload_chunk_record_parse(&m, 6, offset - 1, table + 6 * PAYLOAD_CHUNK_RECORD_SIZE, &c), -EBADMSG);
+        CHECK_EQ(payload_chunk_record_parse(&m, 0, m.payload_size - 1, table, &c), -EBADMSG);
+        CHECK_EQ(payload_chunk_record_parse(&m, 7, m.data_offset, table, &c), -EBADMSG);
+        /* A raw size that does not fit the image: the kernel's first chunk is a whole one. */
+        uint8_t rec[PAYLOAD_CHUNK_RECORD_SIZE];
+        memcpy(rec, table, sizeof(rec));
+        rec[4] ^= 1;
+        CHECK_EQ(payload_chunk_record_parse(&m, 0, m.data_offset, rec, &c), -EBADMSG);
+        CHECK(!payload_chunk_table_check(&m, buf) );
+        /* A bit flipped in the table: the signature still verifies, the table's hash does not. */
+        buf[m.table_offset + 100] ^= 0x01;
+        write_bytes(path("table-flip.payload"), buf, n);
+        payload_manifest_done(&m);
+        CHECK_EQ(payload_open_file(path("table-flip.payload"), pub_a, &m, NULL), -EILSEQ);
+        /* Cut inside the table. */
+        write_bytes(path("table-cut.payload"), buf, 600);
+        CHECK_EQ(payload_open_file(path("table-cut.payload"), NULL, &m, NULL), -ENODATA);
 }
 
 TEST(manifest_every_prefix) {

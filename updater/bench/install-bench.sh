@@ -47,8 +47,8 @@ fi
 [[ -f $B/key.pem ]] || out/bin/pivot-payload keygen --out-private "$B/key.pem" --out-public "$B/key.pub"
 mkdir -p "$B/www"
 payload=$B/www/bench-$MIB.payload
-if [[ ! -f $payload || $root -nt $payload ]]; then
-        echo "install-bench: making the payload (zstd level 6, 1 MiB chunks; once)"
+if [[ ! -f $payload || $root -nt $payload ]] || ! out/bin/pivot-payload show "$payload" >/dev/null 2>&1; then
+        echo "install-bench: making the payload (the default chunk size and zstd level; once)"
         out/bin/pivot-payload create --quiet --root "$root" --kernel "$B/vmlinuz" --initrd "$B/initrd" \
                 --cmdline "ro pivot.version=2.0.0 pivot.verity.roothash=$(printf bench | sha256sum | cut -c1-64)" \
                 --version 2.0.0 --key "$B/key.pem" --out "$payload"
@@ -177,7 +177,7 @@ done
 # Peak RSS does not grow with the image: the same install from a 256 MiB image, and an agent
 # run that finds no update (libraries and start-up alone).
 small=$B/www/bench-256.payload
-if [[ ! -f $small || $root -nt $small ]]; then
+if [[ ! -f $small || $root -nt $small ]] || ! out/bin/pivot-payload show "$small" >/dev/null 2>&1; then
         head -c $((256 << 20)) "$root" >"$B/root-256.img"
         out/bin/pivot-payload create --quiet --root "$B/root-256.img" --kernel "$B/vmlinuz" --initrd "$B/initrd" \
                 --cmdline "ro pivot.version=2.0.0 pivot.verity.roothash=$(printf bench | sha256sum | cut -c1-64)" \

@@ -203,11 +203,15 @@ bad_install() { # NAME PAYLOAD EXPECTED-MESSAGE [pivotctl args...]
 }
 size11=$(stat -c %s "$P11")
 dataoff=$($PAYLOAD show --json "$P11" | sed -E 's/.*"data_offset":([0-9]+).*/\1/')
-msize=$((dataoff - 32 - 64))
+tableoff=$($PAYLOAD show --json "$P11" | sed -E 's/.*"table_offset":([0-9]+).*/\1/')
 # A flipped bit in the signature.
 cp "$P11" "$WORK/badsig.payload"
-printf '\xff' | dd of="$WORK/badsig.payload" bs=1 seek=$((dataoff - 10)) conv=notrunc status=none
+printf '\xff' | dd of="$WORK/badsig.payload" bs=1 seek=$((tableoff - 10)) conv=notrunc status=none
 bad_install bad-signature "$WORK/badsig.payload" "bad signature"
+# A changed byte in the chunk table (which the signed manifest holds the hash of).
+cp "$P11" "$WORK/badtable.payload"
+printf '\xff' | dd of="$WORK/badtable.payload" bs=1 seek=$((dataoff - 10)) conv=notrunc status=none
+bad_install altered-chunk-table "$WORK/badtable.payload" "chunk table does not match"
 # A changed manifest byte (the version string), signature unchanged.
 cp "$P11" "$WORK/badmanifest.payload"
 printf '9' | dd of="$WORK/badmanifest.payload" bs=1 seek=$((32 + 8 + 2)) conv=notrunc status=none
