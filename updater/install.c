@@ -773,11 +773,12 @@ static int check_manifest(struct engine *e) {
                             target_slot_name(p->target, e->slot), e->part->size,
                             m->images[PAYLOAD_IMAGE_ROOT].size);
         struct statvfs sv;
-        uint64_t staged = m->images[PAYLOAD_IMAGE_KERNEL].size + m->images[PAYLOAD_IMAGE_INITRD].size;
+        uint64_t staged = m->images[PAYLOAD_IMAGE_KERNEL].size + m->images[PAYLOAD_IMAGE_INITRD].size +
+                          (m->data_offset - m->table_offset);
         if (statvfs(p->work_dir, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < staged + (1u << 20))
                 return fail(e, -ENOSPC, UPDATE_ERROR_WRITE,
-                            "%s is full: %" PRIu64 " bytes needed for the kernel and initrd",
-                            p->work_dir, staged);
+                            "%s is full: %" PRIu64 " bytes needed for the kernel, initrd and "
+                            "chunk table", p->work_dir, staged);
         snprintf(e->result->version, sizeof(e->result->version), "%s", m->version);
         return 0;
 }
