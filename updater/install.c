@@ -6,13 +6,16 @@
  *     read back a few records at a time: memory does not grow with the image), collects each
  *     chunk's compressed bytes, hashes the whole file and checks each chunk's compressed
  *     SHA-256, hands the chunk on with its table record;
- *   decompressor: decompresses each chunk into one of two aligned buffers;
- *   writer: writes them (slot: O_DIRECT, whole aligned chunks; boot files: staged), so that
- *     decompressing the next chunk overlaps the disk write of this one;
- *   verifier: reads each written chunk back from the disk and checks its uncompressed SHA-256,
- *     and writes the resume checkpoint now and then.
- * The hand-offs are small bounded queues, so memory is a few chunks whatever the image size,
- * and a slow disk slows the download rather than filling memory. */
+ *   decompressor: decompresses each chunk into a free chunk buffer (aligned);
+ *   writer: writes it (slot: O_DIRECT, whole aligned chunks; boot files: staged);
+ *   reader: reads the written chunk back from the disk into the same buffer;
+ *   verifier: checks its uncompressed SHA-256, frees the buffer, and writes the resume
+ *     checkpoint now and then.
+ * A chunk buffer goes round decompressor -> writer -> reader -> verifier, so the four of them
+ * work on four chunks at once with four buffers, and the disk's write and read-back of one
+ * chunk overlap the decompression of the next. The hand-offs are small bounded queues:
+ * memory is a few chunks whatever the image size, and a slow disk slows the download rather
+ * than filling memory. */
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_CTX: its state goes into the checkpoint */
 #include "install.h"
 
@@ -176,31 +179,31 @@ struct raw {
         struct payload_chunk c;
         uint32_t chunk;
         uint8_t *buf;        /* uncompressed, ALIGN-aligned, room for a whole padded chunk */
-        SHA256_CTX file_ctx;
+        SHA256_CTX file_ctx; /* whole-file hash after this chunk */
 };
 
-struct written {
-        struct payload_chunk c;
-        uint32_t chunk;
-        SHA256_CTX file_ctx;
+/* Chunk buffers: a megabyte's worth (four of the default 256 KiB chunks), at least two. More
+ * made no difference to the speed; two of them were 7% slower. */
+#define RAW_BYTES (1u << 20)
+#define MAX_RAWS 4
+
+/* A queue of chunk buffers between two threads; no more than MAX_RAWS exist. */
+struct raw_queue {
+        struct raw *item[MAX_RAWS];
+        size_t head, n;
 };
 
-/* A piece of a chunk as read back from the disk: chunks are read back in pieces of at most
- * READ_PIECE bytes, so that reading the next piece overlaps hashing this one with little
- * memory. */
-struct readback {
-        struct payload_chunk c;
-        uint32_t chunk;
-        uint32_t off, len;   /* within the chunk; len counts only the chunk's own bytes */
-        bool last;
-        uint8_t *buf;        /* as read back from the disk, ALIGN-aligned */
-        SHA256_CTX file_ctx; /* with last */
-};
+static void raw_queue_push(struct raw_queue *q, struct raw *r) {
+        q->item[(q->head + q->n++) % MAX_RAWS] = r;
+}
 
-#define N_RAW 2     /* decompressed chunks in flight */
-#define N_WRITTEN 4 /* written chunks waiting to be read back */
-#define N_READ 2    /* pieces read back, waiting to be hashed */
-#define READ_PIECE (256u << 10) /* 128 KiB: 10% slower, the disk answers smaller reads slower */
+static struct raw *raw_queue_pop(struct raw_queue *q) {
+        struct raw *r = q->item[q->head];
+        q->head = (q->head + 1) % MAX_RAWS;
+        q->n--;
+        return r;
+}
+
 #define THREAD_STACK (256u << 10)
 
 struct engine {
@@ -222,19 +225,13 @@ struct engine {
         /* One condition per thread: each waits on its own, producers wake just the consumer. */
         pthread_cond_t c_receiver, c_decompressor, c_writer, c_reader, c_verifier;
         size_t job_size, raw_size; /* bytes per compressed and per uncompressed buffer */
-        uint32_t read_size;        /* bytes per read-back buffer */
         struct job *jobs;
         size_t n_jobs;
         struct job **free_jobs, **full_jobs; /* stacks/rings of job pointers */
         size_t n_free, full_head, n_full;
-        struct raw raws[N_RAW];
-        struct raw *free_raws[N_RAW], *full_raws[N_RAW];
-        size_t n_free_raws, raw_head, n_full_raws;
-        struct written written[N_WRITTEN];
-        size_t written_head, n_written;
-        struct readback reads[N_READ];
-        struct readback *free_reads[N_READ], *full_reads[N_READ];
-        size_t n_free_reads, read_head, n_full_reads;
+        struct raw raws[MAX_RAWS];
+        size_t n_raws;
+        struct raw_queue free_raws, to_write, to_read, to_verify;
         bool receiving_done, decompressing_done, writing_done, reading_done, verifying_done;
         int error, error_code; /* the first failure */
         uint32_t verified;     /* chunks read back and checked, from 0 */
@@ -420,7 +417,10 @@ static void *decompressor_run(void *arg) {
         for (;;) {
                 pthread_mutex_lock(&e->lock);
                 uint64_t t0 = now_us();
-                while (!e->error && (e->n_full == 0 || e->n_free_raws == 0) &&
+                /* After a resume, the chunks already held are read back and checked first:
+                 * until then the reader needs the free buffers. */
+                while (!e->error && (e->n_full == 0 || e->free_raws.n == 0 ||
+                                     e->verified < e->first_chunk) &&
                        !(e->n_full == 0 && e->receiving_done))
                         pthread_cond_wait(&e->c_decompressor, &e->lock);
                 e->wait_decompressor_us += now_us() - t0;
@@ -431,29 +431,25 @@ static void *decompressor_run(void *arg) {
                 struct job *job = e->full_jobs[e->full_head];
                 e->full_head = (e->full_head + 1) % e->n_jobs;
                 e->n_full--;
-                struct raw *raw = e->free_raws[--e->n_free_raws];
+                struct raw *raw = raw_queue_pop(&e->free_raws);
                 pthread_mutex_unlock(&e->lock);
 
-                const struct payload_chunk *c = &job->c;
                 raw->c = job->c;
                 raw->chunk = job->chunk;
                 raw->file_ctx = job->file_ctx;
-                int r = payload_chunk_decompress(d, c, job->buf, raw->buf);
+                int r = payload_chunk_decompress(d, &raw->c, job->buf, raw->buf);
+                uint32_t chunk = raw->chunk;
 
                 /* The compressed bytes are done with: the receiver may fill the buffer again. */
                 pthread_mutex_lock(&e->lock);
                 e->free_jobs[e->n_free++] = job;
-                if (r == 0) {
-                        e->full_raws[(e->raw_head + e->n_full_raws) % N_RAW] = raw;
-                        e->n_full_raws++;
-                } else
-                        e->free_raws[e->n_free_raws++] = raw;
+                raw_queue_push(r == 0 ? &e->to_write : &e->free_raws, raw);
                 pthread_cond_signal(&e->c_receiver);
                 pthread_cond_signal(&e->c_writer);
                 pthread_mutex_unlock(&e->lock);
                 if (r < 0) {
                         fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
-                             "Chunk %u does not decompress although its hash matches", raw->chunk);
+                             "Chunk %u does not decompress although its hash matches", chunk);
                         break;
                 }
         }
@@ -465,16 +461,14 @@ static void *writer_run(void *arg) {
         for (;;) {
                 pthread_mutex_lock(&e->lock);
                 uint64_t t0 = now_us();
-                while (!e->error && e->n_full_raws == 0 && !e->decompressing_done)
+                while (!e->error && e->to_write.n == 0 && !e->decompressing_done)
                         pthread_cond_wait(&e->c_writer, &e->lock);
                 e->wait_writer_us += now_us() - t0;
-                if (e->error || e->n_full_raws == 0) {
+                if (e->error || e->to_write.n == 0) {
                         pthread_mutex_unlock(&e->lock);
                         break;
                 }
-                struct raw *raw = e->full_raws[e->raw_head];
-                e->raw_head = (e->raw_head + 1) % N_RAW;
-                e->n_full_raws--;
+                struct raw *raw = raw_queue_pop(&e->to_write);
                 pthread_mutex_unlock(&e->lock);
 
                 const struct payload_chunk *c = &raw->c;
@@ -496,22 +490,8 @@ static void *writer_run(void *arg) {
                 }
 
                 pthread_mutex_lock(&e->lock);
-                t0 = now_us();
-                while (!e->error && e->n_written == N_WRITTEN)
-                        pthread_cond_wait(&e->c_writer, &e->lock);
-                e->wait_writer_us += now_us() - t0;
-                if (e->error) {
-                        pthread_mutex_unlock(&e->lock);
-                        break;
-                }
-                struct written *w = &e->written[(e->written_head + e->n_written) % N_WRITTEN];
-                w->c = raw->c;
-                w->chunk = raw->chunk;
-                w->file_ctx = raw->file_ctx;
-                e->n_written++;
-                e->free_raws[e->n_free_raws++] = raw;
+                raw_queue_push(&e->to_read, raw);
                 pthread_cond_signal(&e->c_reader);
-                pthread_cond_signal(&e->c_decompressor);
                 pthread_mutex_unlock(&e->lock);
         }
         pthread_mutex_lock(&e->lock);
@@ -524,26 +504,26 @@ static void *writer_run(void *arg) {
 
 /* --- Reader and verifier ------------------------------------------------------------- */
 
-/* Reads len bytes at off of chunk i back from where they were written into buf (room for
- * READ_PIECE bytes). A buffered output is written out and dropped from the page cache for the
- * whole chunk at its first piece, so that every piece comes from the disk. */
-static int read_back_piece(struct engine *e, const struct payload_chunk *c, uint32_t i, uint32_t off,
-                           uint32_t len, uint8_t *buf) {
-        int fd, r = 0;
+/* Reads chunk raw->c back from where it was written into raw->buf, over what was written from
+ * there: pread_full() fills every byte or fails. A buffered output is written out and dropped
+ * from the page cache first, so that the bytes come from the disk. */
+static int read_back(struct engine *e, struct raw *raw) {
+        const struct payload_chunk *c = &raw->c;
+        int fd, r;
         uint64_t base;
         chunk_destination(e, c, &fd, &base);
         if (fd == e->slot_fd && e->direct)
                 /* Whole aligned blocks: the writer padded the chunk, the slot has room. */
-                r = pread_full(fd, buf, round_up(len, ALIGN), base + off);
+                r = pread_full(fd, raw->buf, round_up(c->raw_size, ALIGN), base);
         else {
-                if (off == 0)
-                        r = write_out_and_drop(fd, c->raw_size, base);
+                r = write_out_and_drop(fd, c->raw_size, base);
                 if (r == 0)
-                        r = pread_full(fd, buf, len, base + off);
+                        r = pread_full(fd, raw->buf, c->raw_size, base);
         }
         if (r < 0)
                 return fail(e, r, r == -ENODATA ? UPDATE_ERROR_ROOTFS_VERIFY : UPDATE_ERROR_WRITE,
-                            "Cannot read back %s chunk %u: %m", payload_image_name(c->image), i);
+                            "Cannot read back %s chunk %u: %m", payload_image_name(c->image),
+                            raw->chunk);
         return 0;
 }
 
@@ -556,83 +536,52 @@ static int sync_outputs(struct engine *e) {
         return 0;
 }
 
-/* The reader: each written chunk (after a resume, first the chunks already held) is read back
- * from the disk, piece by piece, into free read buffers and handed to the verifier, so that
- * reading the next piece overlaps hashing this one. */
+/* The reader: after a resume, first the chunks already held (into free buffers), then each
+ * written chunk, in order, read back from the disk and handed to the verifier. */
 static void *reader_run(void *arg) {
         struct engine *e = arg;
         struct table_reader table = {.fd = e->table_fd};
         uint32_t held = 0;
         uint64_t held_offset = e->m.data_offset;
         for (;;) {
-                struct written w = {0};
-                bool have = false, is_held = false;
+                struct raw *raw = NULL;
                 pthread_mutex_lock(&e->lock);
                 uint64_t t0 = now_us();
-                while (!e->error) {
-                        if (held < e->first_chunk) {
-                                w.chunk = held++;
-                                have = is_held = true;
+                for (;;) {
+                        if (e->error)
+                                break;
+                        if (held < e->first_chunk && e->free_raws.n > 0) {
+                                raw = raw_queue_pop(&e->free_raws);
+                                raw->chunk = held++;
                                 break;
                         }
-                        if (e->n_written > 0) {
-                                w = e->written[e->written_head];
-                                e->written_head = (e->written_head + 1) % N_WRITTEN;
-                                e->n_written--;
-                                pthread_cond_signal(&e->c_writer);
-                                have = true;
+                        if (held >= e->first_chunk && e->to_read.n > 0) {
+                                raw = raw_queue_pop(&e->to_read);
                                 break;
                         }
-                        if (e->writing_done)
+                        if (held >= e->first_chunk && e->writing_done)
                                 break;
                         pthread_cond_wait(&e->c_reader, &e->lock);
                 }
                 e->wait_reader_us += now_us() - t0;
                 pthread_mutex_unlock(&e->lock);
-                if (!have)
+                if (!raw)
                         break;
-                if (is_held) {
-                        int r = table_record(&e->m, &table, w.chunk, held_offset, &w.c);
+                if (raw->chunk < e->first_chunk) {
+                        int r = table_record(&e->m, &table, raw->chunk, held_offset, &raw->c);
                         if (r < 0) {
                                 fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
-                                     "Cannot read chunk %u from the chunk table: %m", w.chunk);
+                                     "Cannot read chunk %u from the chunk table: %m", raw->chunk);
                                 break;
                         }
-                        held_offset += w.c.size;
+                        held_offset += raw->c.size;
                 }
-
-                const struct payload_chunk *c = &w.c;
-                bool ok = true;
-                for (uint32_t off = 0; ok && off < c->raw_size;) {
-                        uint32_t len = c->raw_size - off < READ_PIECE ? c->raw_size - off : READ_PIECE;
-                        pthread_mutex_lock(&e->lock);
-                        t0 = now_us();
-                        while (!e->error && e->n_free_reads == 0)
-                                pthread_cond_wait(&e->c_reader, &e->lock);
-                        e->wait_reader_us += now_us() - t0;
-                        struct readback *rb = e->error ? NULL : e->free_reads[--e->n_free_reads];
-                        pthread_mutex_unlock(&e->lock);
-                        if (!rb)
-                                break;
-                        rb->c = *c;
-                        rb->chunk = w.chunk;
-                        rb->off = off;
-                        rb->len = len;
-                        rb->last = off + len == c->raw_size;
-                        rb->file_ctx = w.file_ctx;
-                        ok = read_back_piece(e, c, w.chunk, off, len, rb->buf) == 0;
-                        pthread_mutex_lock(&e->lock);
-                        if (ok) {
-                                e->full_reads[(e->read_head + e->n_full_reads) % N_READ] = rb;
-                                e->n_full_reads++;
-                                pthread_cond_signal(&e->c_verifier);
-                        } else
-                                e->free_reads[e->n_free_reads++] = rb;
-                        pthread_mutex_unlock(&e->lock);
-                        off += len;
-                }
-                if (!ok || current_error(e))
+                if (read_back(e, raw) < 0)
                         break;
+                pthread_mutex_lock(&e->lock);
+                raw_queue_push(&e->to_verify, raw);
+                pthread_cond_signal(&e->c_verifier);
+                pthread_mutex_unlock(&e->lock);
         }
         pthread_mutex_lock(&e->lock);
         e->reading_done = true;
@@ -645,59 +594,51 @@ static void *reader_run(void *arg) {
 static void *verifier_run(void *arg) {
         struct engine *e = arg;
         uint64_t since_ckpt = 0, last_ckpt_ms = now_ms();
-        SHA256_CTX chunk_ctx;
 
         for (;;) {
                 pthread_mutex_lock(&e->lock);
                 uint64_t t0 = now_us();
-                while (!e->error && e->n_full_reads == 0 && !e->reading_done)
+                while (!e->error && e->to_verify.n == 0 && !e->reading_done)
                         pthread_cond_wait(&e->c_verifier, &e->lock);
                 e->wait_verifier_us += now_us() - t0;
-                if (e->error || e->n_full_reads == 0) {
+                if (e->error || e->to_verify.n == 0) {
                         pthread_mutex_unlock(&e->lock);
                         break;
                 }
-                struct readback *rb = e->full_reads[e->read_head];
-                e->read_head = (e->read_head + 1) % N_READ;
-                e->n_full_reads--;
+                struct raw *raw = raw_queue_pop(&e->to_verify);
                 pthread_mutex_unlock(&e->lock);
 
-                const struct payload_chunk c_copy = rb->c, *c = &c_copy;
-                uint32_t chunk = rb->chunk;
-                bool last = rb->last;
-                if (rb->off == 0)
-                        SHA256_Init(&chunk_ctx);
-                SHA256_Update(&chunk_ctx, rb->buf, rb->len);
-                SHA256_CTX file_ctx;
-                if (last)
-                        file_ctx = rb->file_ctx;
-                pthread_mutex_lock(&e->lock);
-                e->free_reads[e->n_free_reads++] = rb;
-                pthread_cond_signal(&e->c_reader);
-                pthread_mutex_unlock(&e->lock);
-                if (!last)
-                        continue;
-
+                const struct payload_chunk c = raw->c;
+                uint32_t chunk = raw->chunk;
+                SHA256_CTX file_ctx = raw->file_ctx;
                 uint8_t digest[32];
+                SHA256_CTX chunk_ctx;
+                SHA256_Init(&chunk_ctx);
+                SHA256_Update(&chunk_ctx, raw->buf, c.raw_size);
                 SHA256_Final(digest, &chunk_ctx);
-                bool good = memcmp(digest, c->raw_sha256, 32) == 0;
+                bool good = memcmp(digest, c.raw_sha256, 32) == 0;
+
+                pthread_mutex_lock(&e->lock);
+                raw_queue_push(&e->free_raws, raw);
                 if (good) {
-                        pthread_mutex_lock(&e->lock);
                         e->verified = chunk + 1;
-                        e->verified_end = c->offset + c->size;
+                        e->verified_end = c.offset + c.size;
                         if (chunk >= e->first_chunk)
                                 e->verified_ctx = file_ctx;
-                        pthread_mutex_unlock(&e->lock);
-                } else {
+                }
+                pthread_cond_signal(&e->c_decompressor);
+                pthread_cond_signal(&e->c_reader);
+                pthread_mutex_unlock(&e->lock);
+                if (!good) {
                         fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
                              "%s chunk %u reads back different from what was written",
-                             payload_image_name(c->image), chunk);
+                             payload_image_name(c.image), chunk);
                         break;
                 }
                 if (chunk < e->first_chunk)
                         continue; /* held from before a resume: checked, nothing to record */
 
-                since_ckpt += c->raw_size;
+                since_ckpt += c.raw_size;
                 uint32_t next = chunk + 1;
                 uint64_t every = e->p->checkpoint_bytes ? e->p->checkpoint_bytes : CHECKPOINT_BYTES;
                 if (next < e->m.n_chunks && (since_ckpt >= every ||
@@ -709,7 +650,7 @@ static void *verifier_run(void *arg) {
                                 break;
                         }
                         e->ckpt.next_chunk = next;
-                        e->ckpt.next_offset = c->offset + c->size;
+                        e->ckpt.next_offset = c.offset + c.size;
                         e->ckpt.file_ctx = file_ctx;
                         r = checkpoint_save(e->p->work_dir, &e->ckpt);
                         if (r < 0)
@@ -842,7 +783,6 @@ static int start_threads(struct engine *e) {
         malloc_trim(0);
         e->job_size = round_up(e->m.chunk_size + e->m.chunk_size / 128 + 4096, ALIGN);
         e->raw_size = round_up(e->m.chunk_size, ALIGN);
-        e->read_size = e->m.chunk_size < READ_PIECE ? (uint32_t)e->raw_size : READ_PIECE;
         e->n_jobs = QUEUE_BYTES / e->m.chunk_size;
         e->n_jobs = e->n_jobs < 2 ? 2 : e->n_jobs > 4 ? 4 : e->n_jobs;
         e->jobs = calloc(e->n_jobs, sizeof(*e->jobs));
@@ -850,15 +790,12 @@ static int start_threads(struct engine *e) {
         e->full_jobs = calloc(e->n_jobs, sizeof(*e->full_jobs));
         if (!e->jobs || !e->free_jobs || !e->full_jobs)
                 return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-        for (size_t i = 0; i < N_RAW; i++) {
+        e->n_raws = RAW_BYTES / e->raw_size;
+        e->n_raws = e->n_raws < 2 ? 2 : e->n_raws > MAX_RAWS ? MAX_RAWS : e->n_raws;
+        for (size_t i = 0; i < e->n_raws; i++) {
                 if (!(e->raws[i].buf = buf_alloc(e->raw_size)))
                         return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-                e->free_raws[e->n_free_raws++] = &e->raws[i];
-        }
-        for (size_t i = 0; i < N_READ; i++) {
-                if (!(e->reads[i].buf = buf_alloc(e->read_size)))
-                        return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-                e->free_reads[e->n_free_reads++] = &e->reads[i];
+                raw_queue_push(&e->free_raws, &e->raws[i]);
         }
         for (size_t i = 0; i < e->n_jobs; i++) {
                 if (!(e->jobs[i].buf = buf_alloc(e->job_size)))
@@ -1185,12 +1122,12 @@ static int drain(struct engine *e) {
         int r = current_error(e);
         uint64_t total = now_us() - e->start_us;
         log_debug("install: %.2fs from the first byte; waiting: receiver %.2fs (for a free buffer), "
-                  "decompressor %.2fs, writer %.2fs, reader %.2fs, verifier %.2fs; %zu+%d chunk "
-                  "buffers of %u bytes, %d read-back buffers of %u, %s writes", (double)total / 1e6,
+                  "decompressor %.2fs, writer %.2fs, reader %.2fs, verifier %.2fs; %zu compressed "
+                  "and %zu uncompressed chunk buffers of %u bytes, %s writes", (double)total / 1e6,
                   (double)e->wait_receiver_us / 1e6, (double)e->wait_decompressor_us / 1e6,
                   (double)e->wait_writer_us / 1e6, (double)e->wait_reader_us / 1e6,
-                  (double)e->wait_verifier_us / 1e6, e->n_jobs, N_RAW, e->m.chunk_size, N_READ,
-                  e->read_size, e->direct ? "O_DIRECT" : "buffered");
+                  (double)e->wait_verifier_us / 1e6, e->n_jobs, e->n_raws, e->m.chunk_size,
+                  e->direct ? "O_DIRECT" : "buffered");
         /* One line a script can read: CPU seconds per thread. */
         log_debug("install cpu: receiver %.3f decompressor %.3f writer %.3f reader %.3f "
                   "verifier %.3f wall %.3f", (double)e->cpu_receiver_us / 1e6,
@@ -1221,13 +1158,9 @@ static void free_buffers(struct engine *e) {
         free(e->full_jobs);
         e->jobs = NULL;
         e->free_jobs = e->full_jobs = NULL;
-        for (size_t i = 0; i < N_RAW; i++) {
+        for (size_t i = 0; i < e->n_raws; i++) {
                 buf_free(e->raws[i].buf, e->raw_size);
                 e->raws[i].buf = NULL;
-        }
-        for (size_t i = 0; i < N_READ; i++) {
-                buf_free(e->reads[i].buf, e->read_size);
-                e->reads[i].buf = NULL;
         }
 }
 

@@ -10,7 +10,10 @@
 #             hashing and write, done by a shell pipeline; dd with conv=fsync, and with
 #             oflag=direct: the faster of the two counts)
 #   zstd      zstd -d > /dev/null on the compressed bytes: the upper bound
-# and the agent's peak RSS. Each is run RUNS times (default 3), interleaved; medians count, and
+# and the agent's peak RSS. Two more figures tell the disk's part: the agent installing into a
+# copy of the disk image on a RAM-backed file system (/dev/shm, when it has room), and the
+# disk's own floor for the write and read-back the agent must do (dd writing the image's size
+# into the slot and reading it back, both O_DIRECT in 256 KiB requests, at the same time). Each is run RUNS times (default 3), interleaved; medians count, and
 # the ratios are taken run by run (an agent run against the zstd run right after it) so that
 # other work on the machine weighs on both sides alike. The agent's CPU time per thread (its
 # debug log) gives the CPU seconds per GiB of each stage; /proc/stat around each run tells how
@@ -133,16 +136,24 @@ fi
 # --- Runs ---------------------------------------------------------------------------------------
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; } # user nice system irq softirq
 hz=$(getconf CLK_TCK)
-run_agent() { # prints: wall maxrss user sys others-cpu; the per-thread CPU line goes to agent.stages
+run_agent() { # [DISK [STAGES-FILE]]; prints: wall maxrss user sys others-cpu; the per-thread CPU
+        # line goes to agent.stages
         rm -rf "$B/state"
         local b0; b0=$(busy)
         /usr/bin/time -f "%e %M %U %S" -o "$B/time.out" out/bin/pivot-agent --once --quiet -v --no-mark-good \
-                --disk "$disk" --booted-slot A --state-dir "$B/state" --config "$B/update.conf" 2>"$B/agent.log" || {
+                --disk "${1:-$disk}" --booted-slot A --state-dir "$B/state" --config "$B/update.conf" 2>"$B/agent.log" || {
                 cat "$B/agent.log"; echo "install-bench: the agent failed"; exit 1; }
         local b1; b1=$(busy)
         read -r t m u s <"$B/time.out"
         echo "$t $m $u $s $(echo "$b0 $b1 $hz $u $s" | awk '{o = ($2 - $1) / $3 - $4 - $5; print o < 0 ? 0 : o}')"
-        sed -n 's/.*install cpu: //p' "$B/agent.log" >>"$B/agent.stages"
+        sed -n 's/.*install cpu: //p' "$B/agent.log" >>"${2:-$B/agent.stages}"
+}
+disk_floor() { # prints the wall time of writing and reading back the image's size in slot B
+        local n=$(((MIB << 20) / 262144)) at=$((slot_b_sector * 512))
+        /usr/bin/time -f "%e" -o "$B/time.out" bash -c "
+                dd if=/dev/zero of='$disk' bs=256K count=$n oflag=direct,seek_bytes seek=$at conv=notrunc status=none &
+                dd if='$disk' of=/dev/null bs=256K count=$n iflag=direct,skip_bytes skip=$at status=none; wait"
+        cat "$B/time.out"
 }
 run_pipeline() { # fsync|direct
         local flags="conv=notrunc,fsync"
@@ -161,6 +172,16 @@ run_zstd() { # prints: wall user sys others-cpu
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
+# The RAM-backed copy of the disk, when /dev/shm has room for it and some to spare.
+shm_disk=/dev/shm/pivot-bench-disk-$MIB.img
+rm -f "$shm_disk"
+if (( $(df -k --output=avail /dev/shm 2>/dev/null | tail -n 1 || echo 0) > ($(stat -c %s "$disk") >> 10) * 2 )); then
+        cp --sparse=never "$disk" "$shm_disk"
+        trap 'cleanup; rm -f "$shm_disk"' EXIT
+else
+        shm_disk=
+fi
+
 echo "install-bench: $RUNS runs each; payload $((size >> 20)) MiB for $((raw >> 20)) MiB of images"
 : >"$B/runs"; : >"$B/agent.stages"
 cat "$payload" "$B/data-$MIB.zst" >/dev/null # the page cache holds both sides' input
@@ -170,9 +191,13 @@ for i in $(seq "$RUNS"); do
         tf=$(run_pipeline fsync)
         td=$(run_pipeline direct)
         read -r zt zu zs zo < <(run_zstd)
-        echo "$t $rss $au $as $ao $tf $td $zt $zu $zs $zo" >>"$B/runs"
+        ts=0
+        [[ -n $shm_disk ]] && read -r ts _ < <(run_agent "$shm_disk" /dev/null)
+        tfloor=$(disk_floor)
+        echo "$t $rss $au $as $ao $tf $td $zt $zu $zs $zo $ts $tfloor" >>"$B/runs"
         echo "  run $i: agent ${t}s (peak RSS $((rss / 1024)) MiB, other processes ${ao} CPU-s meanwhile)," \
-             "pipeline ${tf}s / ${td}s (direct), zstd -d ${zt}s (others ${zo} CPU-s)"
+             "pipeline ${tf}s / ${td}s (direct), zstd -d ${zt}s (others ${zo} CPU-s)," \
+             "agent on RAM ${ts}s, disk write+read ${tfloor}s"
 done
 # Peak RSS does not grow with the image: the same install from a 256 MiB image, and an agent
 # run that finds no update (libraries and start-up alone).
@@ -204,7 +229,7 @@ raw = int(raw); rss256 = int(rss256) / 1024; rss0 = int(rss0) / 1024; ncpu = int
 runs = [list(map(float, l.split())) for l in open(runs_path) if l.strip()]
 med = lambda xs: statistics.median(xs)
 col = lambda i: [r[i] for r in runs]
-ta, rss, au, as_, ao, tf, td, tz, zu, zs, zo = (med(col(i)) for i in range(11))
+ta, rss, au, as_, ao, tf, td, tz, zu, zs, zo, ts, tfloor = (med(col(i)) for i in range(13))
 rss = max(col(1)) / 1024
 tp = min(tf, td)
 gib = raw / (1 << 30)
@@ -219,6 +244,13 @@ print(f"  agent / pipeline: {r1:.2f}x  (target >= 1.0x: {'met' if r1 >= 1.0 else
 r2 = med(per_run)
 print(f"  agent / zstd bound: {100 * r2:.0f}% (run by run: {', '.join(f'{100 * x:.0f}%' for x in per_run)})"
       f"  (target >= 70%: {'met' if r2 >= 0.70 else 'MISSED'})")
+if ts > 0:
+    per_run_ram = [r[7] / r[11] for r in runs]
+    print(f"    the same with the disk image on a RAM-backed file system: agent {ts:.2f} s,"
+          f" {100 * med(per_run_ram):.0f}% of zstd -d (run by run: {', '.join(f'{100 * x:.0f}%' for x in per_run_ram)})")
+print(f"    the disk alone, writing the image and reading it back as the agent does (dd, O_DIRECT,"
+      f" 256 KiB requests, both at once): {tfloor:.2f} s; an install on this disk that takes no"
+      f" longer than that would be {100 * med([r[7] / r[12] for r in runs]):.0f}% of the bound")
 print(f"  CPU: agent {au + as_:.2f} s ({(au + as_) / gib:.2f} s/GiB), zstd -d {zu + zs:.2f} s ({(zu + zs) / gib:.2f} s/GiB);"
       f" other processes took {ao:.2f} CPU-s during an agent run, {zo:.2f} during a zstd run; {ncpu} CPUs, load average {load}")
 stages = [dict(zip(l.split()[0::2], map(float, l.split()[1::2]))) for l in open(stages_path) if l.strip()]
