@@ -2,6 +2,7 @@
  *
  *   source (HTTP or file) -> header, manifest, signature: checked before anything is written
  *     -> passive slot to priority 0
+ *     -> the chunk table: to the state directory, checked against the signed manifest's hash
  *     -> per chunk: SHA-256 of the compressed bytes checked, then decompressed and written
  *        (root: into the slot with large aligned O_DIRECT writes; kernel, initrd: staged in the
  *        state directory), then read back from the disk and its uncompressed SHA-256 checked
@@ -10,8 +11,8 @@
  *        read-back, rename)
  *     -> the flip: the slot gets priority above the running one, `tries` tries, not successful.
  *
- * Three threads overlap receiving/hashing, decompressing/writing and reading back; memory is a
- * few chunks whatever the image size. Progress is checkpointed in the state directory: an
+ * Five threads overlap receiving and hashing, decompressing, writing, reading back and hashing
+ * again; memory is a few chunks whatever the image size. Progress is checkpointed in the state directory: an
  * interrupted install (dropped connection, or the agent restarted) resumes at a chunk boundary
  * with an HTTP Range request, after re-checking the chunks it already holds. */
 #pragma once
