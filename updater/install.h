@@ -11,8 +11,9 @@
  *        read-back, rename)
  *     -> the flip: the slot gets priority above the running one, `tries` tries, not successful.
  *
- * Five threads overlap receiving and hashing, decompressing, writing, reading back and hashing
- * again; memory is a few chunks whatever the image size. Progress is checkpointed in the state directory: an
+ * The receiving thread and four workers (each taking a chunk through decompression, the write,
+ * the read-back and the check) overlap the network, the CPUs and the disk; memory is a few
+ * chunks whatever the image size. Progress is checkpointed in the state directory: an
  * interrupted install (dropped connection, or the agent restarted) resumes at a chunk boundary
  * with an HTTP Range request, after re-checking the chunks it already holds. */
 #pragma once
