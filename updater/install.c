@@ -206,7 +206,6 @@ struct worker {
 
 #define THREAD_STACK (256u << 10)
 
-
 struct engine {
         const struct install_params *p;
         struct install_result *result;
@@ -576,9 +575,10 @@ static void *worker_run(void *arg) {
                         while (!e->error && e->n_free_decoders == 0)
                                 pthread_cond_wait(&e->c_worker, &e->lock);
                         w->wait_us += now_us() - t0;
+                        /* No decoder means an error elsewhere: give the job back and stop. */
                         struct payload_decoder *d = e->error ? NULL : e->decoders[--e->n_free_decoders];
                         pthread_mutex_unlock(&e->lock);
-                        r = d ? payload_chunk_decompress(d, &c, job->buf, w->buf) : -ECANCELED;
+                        r = d ? payload_chunk_decompress(d, &c, job->buf, w->buf) : 0;
                         /* The compressed bytes are done with: the receiver may fill the buffer
                          * again. */
                         pthread_mutex_lock(&e->lock);
@@ -590,7 +590,7 @@ static void *worker_run(void *arg) {
                         pthread_cond_signal(&e->c_receiver);
                         pthread_mutex_unlock(&e->lock);
                         t1 = thread_cpu_us(), w->cpu_decompress_us += t1 - t, t = t1;
-                        if (r == -ECANCELED)
+                        if (!d)
                                 break;
                         if (r < 0) {
                                 fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
@@ -604,13 +604,9 @@ static void *worker_run(void *arg) {
                 if (read_back(e, &c, chunk, w->buf) < 0)
                         break;
                 t1 = thread_cpu_us(), w->cpu_read_us += t1 - t, t = t1;
-                SHA256_CTX ctx;
-                uint8_t digest[32];
-                SHA256_Init(&ctx);
-                SHA256_Update(&ctx, w->buf, c.raw_size);
-                SHA256_Final(digest, &ctx);
+                bool good = payload_chunk_check_raw(&c, w->buf);
                 w->cpu_verify_us += thread_cpu_us() - t;
-                if (memcmp(digest, c.raw_sha256, 32) != 0) {
+                if (!good) {
                         fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
                              "%s chunk %u reads back different from what was written",
                              payload_image_name(c.image), chunk);
