@@ -42,11 +42,6 @@ enum {
 #define IMAGE_RECORD_SIZE 48u
 #define COMPRESSION_ZSTD 1u
 
-/* Upper bound for one compressed chunk: above zstd's own bound for incompressible input. */
-static inline uint64_t max_compressed(uint64_t raw) {
-        return raw + raw / 128 + 4096;
-}
-
 static inline uint16_t get16(const uint8_t *p) {
         return (uint16_t)(p[0] | p[1] << 8);
 }
@@ -324,7 +319,7 @@ int payload_chunk_record_parse(const struct payload_manifest *m, uint32_t index,
         uint64_t want = k + 1 < img->n_chunks ? m->chunk_size : img->size - c.image_offset;
         if (c.raw_size != want)
                 return BAD("chunk %u: raw size %u, want %" PRIu64, index, c.raw_size, want);
-        if (c.size == 0 || c.size > max_compressed(c.raw_size))
+        if (c.size == 0 || c.size > payload_max_compressed(c.raw_size))
                 return BAD("chunk %u: compressed size %u", index, c.size);
         if (offset < m->data_offset || offset > m->payload_size ||
             c.size > m->payload_size - offset)
@@ -669,7 +664,7 @@ int payload_verify_data(int fd, const struct payload_manifest *m,
                         void (*progress)(void *userdata, uint64_t done, uint64_t total),
                         void *userdata) {
         _cleanup_(payload_decoder_freep) struct payload_decoder *d = NULL;
-        _cleanup_free_ uint8_t *in = malloc(max_compressed(m->chunk_size));
+        _cleanup_free_ uint8_t *in = malloc(payload_max_compressed(m->chunk_size));
         _cleanup_free_ uint8_t *out = malloc(m->chunk_size);
         _cleanup_(md_set_done) struct md_set s = {0};
         int r;

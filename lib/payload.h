@@ -44,6 +44,11 @@
 #define PAYLOAD_MAX_CHUNKS (1u << 22)    /* 1 TiB of images in 256 KiB chunks */
 #define PAYLOAD_MIN_CHUNK_SIZE (64u << 10)
 #define PAYLOAD_MAX_CHUNK_SIZE (4u << 20)
+/* Upper bound for one compressed chunk of raw bytes: above zstd's own bound for incompressible
+ * input. A chunk record that claims more is refused. */
+static inline uint64_t payload_max_compressed(uint64_t raw) {
+        return raw + raw / 128 + 4096;
+}
 /* 256 KiB chunks at zstd level 9: a reader's buffers stay small (a few chunks in flight), and
  * the payload is within 2% of 1 MiB chunks at level 6 (a 1 GiB root file system: 403.4 MB
  * against 397.1 MB; 416.0 MB at level 6). Decompression costs the same. */
