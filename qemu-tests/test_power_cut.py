@@ -5,7 +5,8 @@ install of version 2 on a machine running 1. Started again, it boots a working s
   mid-download   early in the stream: little of slot B written
   mid-write      late in the stream: most of slot B written (download, check, decompress and
                  write are one stream)
-  esp-write      while the new kernel and initrd are being copied to the ESP
+  esp-write      while the new kernel and initrd are being copied to the ESP (which happens
+                 as soon as their chunks are verified, while the root image still streams)
   before-flip    the new kernel and initrd are on the ESP, the GPT is not flipped yet
   after-flip     the GPT says B, the machine has not rebooted yet
 

@@ -202,6 +202,7 @@ struct done_slot {
         bool done;
         uint64_t end;        /* where the next chunk's compressed bytes start */
         uint32_t raw_size;
+        uint8_t image;       /* enum payload_image */
         SHA256_CTX file_ctx; /* whole-file hash after this chunk */
 };
 
@@ -281,6 +282,13 @@ struct engine {
          * from the first byte. */
         uint64_t wait_receiver_us, start_us, cpu_receiver_us, cpu_receiver_start_us;
         bool prepared;         /* slot disabled, files opened, threads running */
+
+        /* The boot files (kernel, initrd, command line) go to the ESP in a thread of their
+         * own as soon as their chunks are verified. */
+        uint64_t boot_bytes, boot_verified; /* their size; how much of it is verified */
+        pthread_t boot_thread;
+        bool boot_started, boot_joined, boot_installed;
+        pthread_mutex_t progress_lock; /* progress comes from two threads then */
 };
 
 static uint64_t now_us(void) {
@@ -343,11 +351,13 @@ static void progress(struct engine *e, enum install_phase phase, uint64_t done, 
                      bool force) {
         if (!e->p->progress)
                 return;
+        pthread_mutex_lock(&e->progress_lock);
         uint64_t t = now_ms();
-        if (!force && t - e->last_progress_ms < 250)
-                return;
-        e->last_progress_ms = t;
-        e->p->progress(e->p->userdata, phase, done, total);
+        if (force || t - e->last_progress_ms >= 250) {
+                e->last_progress_ms = t;
+                e->p->progress(e->p->userdata, phase, done, total);
+        }
+        pthread_mutex_unlock(&e->progress_lock);
 }
 
 /* --- I/O helpers --------------------------------------------------------------------------- */
@@ -510,6 +520,110 @@ static int read_back(struct engine *e, const struct payload_chunk *c, uint32_t c
         return 0;
 }
 
+/* --- Boot files ---------------------------------------------------------------------------- */
+
+/* The staged kernel and initrd (each chunk of them verified) are checked against their whole
+ * image hashes, the command line is written beside them, and the three go to the slot's
+ * directory on the ESP. This runs in a thread of its own, started as soon as the last of their
+ * chunks is verified - they come first in a payload - while the root image streams on. The
+ * slot stays at priority 0 until the flip, which waits for this and for the root image: new
+ * boot files beside a half-written root are never booted. A failure stops the install like
+ * any other. */
+static int install_boot_files(struct engine *e) {
+        const struct install_params *p = e->p;
+        struct target *t = p->target;
+        uint8_t buf[32u << 10]; /* on the thread's stack: no heap of its own for this thread */
+        const size_t piece = sizeof(buf);
+        int r;
+
+        for (unsigned i = 0; i < PAYLOAD_IMAGE_MAX; i++) {
+                if (i == PAYLOAD_IMAGE_ROOT)
+                        continue;
+                uint8_t digest[32];
+                SHA256_CTX ctx;
+                SHA256_Init(&ctx);
+                for (uint64_t off = 0; off < e->m.images[i].size;) {
+                        size_t n = e->m.images[i].size - off < piece ? e->m.images[i].size - off : piece;
+                        r = pread_full(e->stage_fd[i], buf, n, off);
+                        if (r < 0)
+                                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot read %s: %m",
+                                            e->stage_path[i]);
+                        SHA256_Update(&ctx, buf, n);
+                        off += n;
+                }
+                SHA256_Final(digest, &ctx);
+                if (memcmp(digest, e->m.images[i].sha256, 32) != 0)
+                        return fail(e, -EILSEQ, UPDATE_ERROR_PAYLOAD_HASH,
+                                    "The staged %s does not match its SHA-256", payload_image_name(i));
+                if (ftruncate(e->stage_fd[i], (off_t)e->m.images[i].size) < 0)
+                        return fail(e, negative_errno(), UPDATE_ERROR_WRITE, "Cannot truncate %s: %m",
+                                    e->stage_path[i]);
+        }
+
+        char cmdline_path[4096];
+        snprintf(cmdline_path, sizeof(cmdline_path), "%s/cmdline", p->work_dir);
+        _cleanup_free_ char *cmdline = NULL;
+        if (asprintf(&cmdline, "%s\n", e->m.cmdline) < 0)
+                return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
+        r = write_file_atomic(cmdline_path, cmdline, strlen(cmdline));
+        if (r < 0)
+                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot write %s: %m", cmdline_path);
+
+        r = current_error(e);
+        if (r < 0)
+                return r;
+        progress(e, INSTALL_PHASE_BOOT_FILES, 0, 1, true);
+        if (!t->esp.image)
+                return fail(e, -ENOENT, UPDATE_ERROR_POSTINSTALL, "No ESP to put the boot files on");
+        struct esp_file files[] = {
+                /* The staged files were checked against these above. */
+                {"vmlinuz", e->stage_path[PAYLOAD_IMAGE_KERNEL], e->m.images[PAYLOAD_IMAGE_KERNEL].sha256},
+                {"initrd", e->stage_path[PAYLOAD_IMAGE_INITRD], e->m.images[PAYLOAD_IMAGE_INITRD].sha256},
+                {"cmdline", cmdline_path, NULL},
+        };
+        r = esp_install_slot_files(&t->esp, target_slot_name(t, e->slot), files, ELEMENTSOF(files));
+        if (r < 0)
+                return fail(e, r, UPDATE_ERROR_POSTINSTALL,
+                            "Cannot install the boot files of slot %s on the ESP",
+                            target_slot_name(t, e->slot));
+        progress(e, INSTALL_PHASE_BOOT_FILES, 1, 1, true);
+        pthread_mutex_lock(&e->lock);
+        e->boot_installed = true;
+        pthread_mutex_unlock(&e->lock);
+        return 0;
+}
+
+static void *boot_files_run(void *arg) {
+        install_boot_files(arg); /* its failure is the engine's error */
+        return NULL;
+}
+
+static int start_boot_files(struct engine *e) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, THREAD_STACK);
+        int r = pthread_create(&e->boot_thread, &attr, boot_files_run, e);
+        pthread_attr_destroy(&attr);
+        if (r != 0) {
+                pthread_mutex_lock(&e->lock);
+                e->boot_started = false;
+                pthread_mutex_unlock(&e->lock);
+                return fail(e, -r, UPDATE_ERROR_GENERIC, "Cannot start a thread: %m");
+        }
+        pthread_setname_np(e->boot_thread, "pivot-boot");
+        return 0;
+}
+
+/* Waits for the boot files' thread if it runs; from here on none starts. */
+static void join_boot_files(struct engine *e) {
+        pthread_mutex_lock(&e->lock);
+        bool running = e->boot_started && !e->boot_joined;
+        e->boot_joined = true;
+        pthread_mutex_unlock(&e->lock);
+        if (running)
+                pthread_join(e->boot_thread, NULL);
+}
+
 /* Chunk `chunk` is on the disk and checked: count it once every chunk before it is, and now
  * and then sync the outputs and record how far the download got (only what is on the disk may
  * be recorded as done). file_ctx is NULL for a chunk held from before a resume. */
@@ -524,6 +638,7 @@ static int chunk_done(struct engine *e, uint32_t chunk, const struct payload_chu
         slot->done = true;
         slot->end = c->offset + c->size;
         slot->raw_size = c->raw_size;
+        slot->image = (uint8_t)c->image;
         if (file_ctx)
                 slot->file_ctx = *file_ctx;
         bool advanced = false;
@@ -536,10 +651,16 @@ static int chunk_done(struct engine *e, uint32_t chunk, const struct payload_chu
                         e->verified_ctx = d->file_ctx;
                         e->since_ckpt += d->raw_size;
                 }
+                if (d->image != PAYLOAD_IMAGE_ROOT)
+                        e->boot_verified += d->raw_size;
                 e->verified_end = d->end;
                 e->verified++;
                 advanced = true;
         }
+        bool start_boot = !e->boot_started && !e->boot_joined && !e->error &&
+                          e->boot_verified == e->boot_bytes;
+        if (start_boot)
+                e->boot_started = true;
         if (advanced)
                 pthread_cond_broadcast(&e->c_worker); /* the window moved */
         if (advanced && !e->checkpointing && e->verified > e->first_chunk &&
@@ -554,6 +675,8 @@ static int chunk_done(struct engine *e, uint32_t chunk, const struct payload_chu
                 ckpt.file_ctx = e->verified_ctx;
         }
         pthread_mutex_unlock(&e->lock);
+        if (start_boot && start_boot_files(e) < 0)
+                return -ECANCELED;
         if (!save)
                 return 0;
 
@@ -820,6 +943,9 @@ static int start_threads(struct engine *e) {
                         return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
                 e->n_free_decoders++;
         }
+        for (unsigned i = 0; i < PAYLOAD_IMAGE_MAX; i++)
+                if (i != PAYLOAD_IMAGE_ROOT)
+                        e->boot_bytes += e->m.images[i].size;
         e->held_table = (struct table_reader){.fd = e->table_fd};
         e->next_held_offset = e->m.data_offset;
         e->last_ckpt_ms = now_ms();
@@ -1154,13 +1280,16 @@ static int drain(struct engine *e) {
 }
 
 static void stop_threads(struct engine *e) {
-        bool any = false;
+        pthread_mutex_lock(&e->lock);
+        bool any = e->boot_started && !e->boot_joined;
+        pthread_mutex_unlock(&e->lock);
         for (size_t i = 0; i < N_WORKERS; i++)
                 any |= e->workers[i].started;
         if (!any)
                 return;
         fail(e, -ECANCELED, UPDATE_ERROR_GENERIC, "Install cancelled");
         join_threads(e);
+        join_boot_files(e);
 }
 
 /* The pipeline's buffers, once its threads are gone. */
@@ -1195,59 +1324,18 @@ static int finish(struct engine *e) {
         if (r < 0)
                 return fail(e, r, UPDATE_ERROR_WRITE, "Cannot sync the slot: %m");
 
-        /* Boot files: staged kernel and initrd (whole-image hashes), the command line. */
-        for (unsigned i = 0; i < PAYLOAD_IMAGE_MAX; i++) {
-                if (i == PAYLOAD_IMAGE_ROOT)
-                        continue;
-                uint8_t digest[32];
-                SHA256_CTX ctx;
-                uint8_t *buf = e->workers[0].buf; /* the pipeline is done with it */
-                SHA256_Init(&ctx);
-                for (uint64_t off = 0; off < e->m.images[i].size;) {
-                        size_t n = e->m.images[i].size - off < e->raw_size ? e->m.images[i].size - off
-                                                                           : e->raw_size;
-                        r = pread_full(e->stage_fd[i], buf, n, off);
-                        if (r < 0)
-                                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot read %s: %m",
-                                            e->stage_path[i]);
-                        SHA256_Update(&ctx, buf, n);
-                        off += n;
-                }
-                SHA256_Final(digest, &ctx);
-                if (memcmp(digest, e->m.images[i].sha256, 32) != 0)
-                        return fail(e, -EILSEQ, UPDATE_ERROR_PAYLOAD_HASH,
-                                    "The staged %s does not match its SHA-256", payload_image_name(i));
-                if (ftruncate(e->stage_fd[i], (off_t)e->m.images[i].size) < 0)
-                        return fail(e, negative_errno(), UPDATE_ERROR_WRITE, "Cannot truncate %s: %m",
-                                    e->stage_path[i]);
-        }
-        /* What is left (ESP, GPT) needs none of the pipeline's memory. */
+        /* What is left (the boot files if they are not done yet, the GPT) needs none of the
+         * pipeline's memory. */
         free_buffers(e);
-
-        char cmdline_path[4096];
-        snprintf(cmdline_path, sizeof(cmdline_path), "%s/cmdline", p->work_dir);
-        _cleanup_free_ char *cmdline = NULL;
-        if (asprintf(&cmdline, "%s\n", e->m.cmdline) < 0)
-                return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
-        r = write_file_atomic(cmdline_path, cmdline, strlen(cmdline));
+        join_boot_files(e);
+        r = current_error(e);
         if (r < 0)
-                return fail(e, r, UPDATE_ERROR_WRITE, "Cannot write %s: %m", cmdline_path);
-
-        progress(e, INSTALL_PHASE_BOOT_FILES, 0, 1, true);
-        if (!t->esp.image)
-                return fail(e, -ENOENT, UPDATE_ERROR_POSTINSTALL, "No ESP to put the boot files on");
-        struct esp_file files[] = {
-                /* The staged files were checked against these above. */
-                {"vmlinuz", e->stage_path[PAYLOAD_IMAGE_KERNEL], e->m.images[PAYLOAD_IMAGE_KERNEL].sha256},
-                {"initrd", e->stage_path[PAYLOAD_IMAGE_INITRD], e->m.images[PAYLOAD_IMAGE_INITRD].sha256},
-                {"cmdline", cmdline_path, NULL},
-        };
-        r = esp_install_slot_files(&t->esp, target_slot_name(t, e->slot), files, ELEMENTSOF(files));
-        if (r < 0)
-                return fail(e, r, UPDATE_ERROR_POSTINSTALL,
-                            "Cannot install the boot files of slot %s on the ESP",
-                            target_slot_name(t, e->slot));
-        progress(e, INSTALL_PHASE_BOOT_FILES, 1, 1, true);
+                return r;
+        if (!e->boot_installed) { /* not started: a payload with its boot files last */
+                r = install_boot_files(e);
+                if (r < 0)
+                        return r;
+        }
 
         if (!p->no_flip) {
                 progress(e, INSTALL_PHASE_FLIP, 0, 1, true);
@@ -1293,6 +1381,7 @@ static void engine_done(struct engine *e) {
         pthread_mutex_destroy(&e->lock);
         pthread_cond_destroy(&e->c_receiver);
         pthread_cond_destroy(&e->c_worker);
+        pthread_mutex_destroy(&e->progress_lock);
 }
 
 int install_run(const struct install_params *p, struct install_result *ret) {
@@ -1305,6 +1394,7 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 .lock = PTHREAD_MUTEX_INITIALIZER,
                 .c_receiver = PTHREAD_COND_INITIALIZER,
                 .c_worker = PTHREAD_COND_INITIALIZER,
+                .progress_lock = PTHREAD_MUTEX_INITIALIZER,
         };
         int r;
 
