@@ -586,10 +586,12 @@ static int install_boot_files(struct engine *e) {
                 return fail(e, r, UPDATE_ERROR_POSTINSTALL,
                             "Cannot install the boot files of slot %s on the ESP",
                             target_slot_name(t, e->slot));
-        progress(e, INSTALL_PHASE_BOOT_FILES, 1, 1, true);
         pthread_mutex_lock(&e->lock);
         e->boot_installed = true;
+        r = e->error; /* stopped meanwhile: the install is not going on */
         pthread_mutex_unlock(&e->lock);
+        if (r == 0)
+                progress(e, INSTALL_PHASE_BOOT_FILES, 1, 1, true);
         return 0;
 }
 
