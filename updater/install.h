@@ -6,9 +6,10 @@
  *     -> per chunk: SHA-256 of the compressed bytes checked, then decompressed and written
  *        (root: into the slot with large aligned O_DIRECT writes; kernel, initrd: staged in the
  *        state directory), then read back from the disk and its uncompressed SHA-256 checked
+ *     -> once the kernel and initrd chunks are all checked (they come first), beside the rest
+ *        of the stream: the slot's kernel, initrd and command line go to the ESP (temporary
+ *        names, sync, read-back, rename)
  *     -> the whole file's SHA-256 and size checked against what the server announced
- *     -> the slot's kernel, initrd and command line go to the ESP (temporary names, sync,
- *        read-back, rename)
  *     -> the flip: the slot gets priority above the running one, `tries` tries, not successful.
  *
  * The receiving thread and four workers (each taking a chunk through decompression, the write,
