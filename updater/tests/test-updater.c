@@ -1,11 +1,12 @@
 /* Unit tests for the updater's small modules: configuration, maintenance windows, state files,
- * command-line values and child processes. The install engine, disks and the network are
- * covered end to end by updater/tests/run.sh. */
+ * command-line values, child processes and the ring of received chunks. The install engine,
+ * disks and the network are covered end to end by updater/tests/run.sh. */
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "chunk-ring.h"
 #include "config.h"
 #include "esp.h"
 #include "reboot.h"
@@ -219,4 +220,111 @@ TEST(child_processes) {
         CHECK_EQ(run_program(missing, 0, NULL, NULL, NULL, 10), -ENOENT);
         CHECK_EQ(run_shell("sleep 5", NULL, 1), -ETIMEDOUT);
         CHECK_EQ(run_shell("exit 0", NULL, 0), 0);
+}
+
+TEST(chunk_ring_basics) {
+        struct chunk_ring r;
+        chunk_ring_init(&r, 100);
+        CHECK_EQ(chunk_ring_reserve(&r, 0), -1);
+        CHECK_EQ(chunk_ring_reserve(&r, 101), -1);
+        int a = chunk_ring_reserve(&r, 60);
+        CHECK(a >= 0);
+        CHECK_EQ(chunk_ring_offset(&r, a), 0);
+        int b = chunk_ring_reserve(&r, 30);
+        CHECK(b >= 0);
+        CHECK_EQ(chunk_ring_offset(&r, b), 60);
+        CHECK_EQ(chunk_ring_reserve(&r, 20), -1); /* 10 left at the end, 0 at the start */
+        chunk_ring_release(&r, b);                /* not the oldest: no room back yet */
+        CHECK_EQ(chunk_ring_reserve(&r, 20), -1);
+        chunk_ring_release(&r, a); /* both gone: the ring starts over */
+        int c = chunk_ring_reserve(&r, 100);
+        CHECK(c >= 0);
+        CHECK_EQ(chunk_ring_offset(&r, c), 0);
+        chunk_ring_unreserve(&r);
+        int d = chunk_ring_reserve(&r, 70);
+        CHECK_EQ(chunk_ring_offset(&r, d), 0);
+        int e = chunk_ring_reserve(&r, 25); /* 70..95 */
+        chunk_ring_release(&r, d);
+        int f = chunk_ring_reserve(&r, 50); /* does not fit before the end: wraps to 0 */
+        CHECK(f >= 0);
+        CHECK_EQ(chunk_ring_offset(&r, f), 0);
+        CHECK_EQ(chunk_ring_reserve(&r, 21), -1); /* 50..70 is free, but not 21 bytes */
+        int g = chunk_ring_reserve(&r, 19);
+        CHECK_EQ(chunk_ring_offset(&r, g), 50);
+        (void)e;
+}
+
+/* Random arrivals, out-of-order releases and broken-off transfers against a model: the room of
+ * every entry not yet given back (in order of arrival) lies inside the ring and overlaps no
+ * other, an empty ring always has room, and at most CHUNK_RING_MAX entries are out. */
+TEST(chunk_ring_random) {
+        enum { SIZE = 1000, STEPS = 200000 };
+        struct chunk_ring r;
+        struct {
+                int idx;
+                size_t off, len;
+                bool released;
+        } model[CHUNK_RING_MAX];
+        unsigned n = 0; /* entries holding room, oldest first */
+        unsigned seed = 12345, failures = 0, wraps = 0;
+        chunk_ring_init(&r, SIZE);
+        for (unsigned step = 0; step < STEPS && failures < 10; step++) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned op = (seed >> 16) % 10;
+                if (op < 5) { /* a chunk arrives */
+                        size_t len = 1 + (seed >> 4) % (SIZE / 2);
+                        int idx = chunk_ring_reserve(&r, len);
+                        if (n == 0 && idx < 0) {
+                                test_fail(__FILE__, __LINE__, "an empty ring had no room");
+                                failures++;
+                        }
+                        if (idx < 0)
+                                continue;
+                        if (n == CHUNK_RING_MAX) {
+                                test_fail(__FILE__, __LINE__, "more than CHUNK_RING_MAX entries");
+                                failures++;
+                                continue;
+                        }
+                        size_t off = chunk_ring_offset(&r, idx);
+                        if (n > 0 && off < model[n - 1].off)
+                                wraps++;
+                        model[n].idx = idx, model[n].off = off, model[n].len = len;
+                        model[n].released = false;
+                        n++;
+                } else if (op < 9) { /* a worker is done with one of them */
+                        unsigned live = 0, pick;
+                        for (unsigned i = 0; i < n; i++)
+                                live += !model[i].released;
+                        if (live == 0)
+                                continue;
+                        pick = (seed >> 8) % live;
+                        for (unsigned i = 0; i < n; i++)
+                                if (!model[i].released && pick-- == 0) {
+                                        chunk_ring_release(&r, model[i].idx);
+                                        model[i].released = true;
+                                        break;
+                                }
+                        while (n > 0 && model[0].released) { /* room comes back in order */
+                                memmove(&model[0], &model[1], (n - 1) * sizeof(model[0]));
+                                n--;
+                        }
+                } else if (n > 0 && !model[n - 1].released) { /* a transfer breaks off */
+                        chunk_ring_unreserve(&r);
+                        n--;
+                }
+                for (unsigned i = 0; i < n; i++) {
+                        if (model[i].off + model[i].len > SIZE) {
+                                test_fail(__FILE__, __LINE__, "step %u: entry past the end", step);
+                                failures++;
+                        }
+                        for (unsigned j = i + 1; j < n; j++)
+                                if (model[i].off < model[j].off + model[j].len &&
+                                    model[j].off < model[i].off + model[i].len) {
+                                        test_fail(__FILE__, __LINE__, "step %u: entries overlap",
+                                                  step);
+                                        failures++;
+                                }
+                }
+        }
+        CHECK(wraps > 1000); /* the test did go round */
 }
