@@ -482,7 +482,8 @@ static int install_boot_files(struct engine *e) {
                 SHA256_CTX ctx;
                 SHA256_Init(&ctx);
                 for (uint64_t off = 0; off < e->m.images[i].size;) {
-                        size_t n = e->m.images[i].size - off < piece ? e->m.images[i].size - off : piece;
+                        uint64_t left = e->m.images[i].size - off;
+                        size_t n = left < piece ? (size_t)left : piece;
                         r = pread_full(e->stage_fd[i], buf, n, off);
                         if (r < 0)
                                 return fail(e, r, UPDATE_ERROR_WRITE, "Cannot read %s: %m",
@@ -514,10 +515,11 @@ static int install_boot_files(struct engine *e) {
         progress(e, INSTALL_PHASE_BOOT_FILES, 0, 1, true);
         if (!t->esp.image)
                 return fail(e, -ENOENT, UPDATE_ERROR_POSTINSTALL, "No ESP to put the boot files on");
+        const struct payload_image *images = e->m.images;
         struct esp_file files[] = {
                 /* The staged files were checked against these above. */
-                {"vmlinuz", e->stage_path[PAYLOAD_IMAGE_KERNEL], e->m.images[PAYLOAD_IMAGE_KERNEL].sha256},
-                {"initrd", e->stage_path[PAYLOAD_IMAGE_INITRD], e->m.images[PAYLOAD_IMAGE_INITRD].sha256},
+                {"vmlinuz", e->stage_path[PAYLOAD_IMAGE_KERNEL], images[PAYLOAD_IMAGE_KERNEL].sha256},
+                {"initrd", e->stage_path[PAYLOAD_IMAGE_INITRD], images[PAYLOAD_IMAGE_INITRD].sha256},
                 {"cmdline", cmdline_path, NULL},
         };
         r = esp_install_slot_files(&t->esp, target_slot_name(t, e->slot), files, ELEMENTSOF(files));
@@ -708,7 +710,8 @@ static void *worker_run(void *arg) {
                         /* No decoder means an error elsewhere: give the job back and stop. */
                         struct payload_decoder *d = e->error ? NULL : e->decoders[--e->n_free_decoders];
                         pthread_mutex_unlock(&e->lock);
-                        const uint8_t *in = e->ring_buf + chunk_ring_offset(&e->ring, (int)(job - e->jobs));
+                        int idx = (int)(job - e->jobs); /* its entry in the ring */
+                        const uint8_t *in = e->ring_buf + chunk_ring_offset(&e->ring, idx);
                         r = d ? payload_chunk_decompress(d, &c, in, w->buf) : 0;
                         /* The compressed bytes are done with: their room goes back to the
                          * receiver. */
@@ -717,7 +720,7 @@ static void *worker_run(void *arg) {
                                 e->decoders[e->n_free_decoders++] = d;
                                 pthread_cond_broadcast(&e->c_worker);
                         }
-                        chunk_ring_release(&e->ring, (int)(job - e->jobs));
+                        chunk_ring_release(&e->ring, idx);
                         pthread_cond_signal(&e->c_receiver);
                         pthread_mutex_unlock(&e->lock);
                         t1 = thread_cpu_us(), w->cpu_decompress_us += t1 - t, t = t1;
@@ -1046,7 +1049,8 @@ static int receive(void *userdata, const void *data, size_t len) {
                         pthread_mutex_lock(&e->lock);
                         uint64_t t0 = now_us();
                         int idx = -1;
-                        while (!e->error && (idx = chunk_ring_reserve(&e->ring, e->cur_chunk.size)) < 0)
+                        while (!e->error &&
+                               (idx = chunk_ring_reserve(&e->ring, e->cur_chunk.size)) < 0)
                                 pthread_cond_wait(&e->c_receiver, &e->lock);
                         e->wait_receiver_us += now_us() - t0;
                         if (e->error) {
@@ -1209,8 +1213,8 @@ static int drain(struct engine *e) {
                 rd += w->cpu_read_us, ver += w->cpu_verify_us;
         }
         log_debug("install: %.2fs from the first byte; waiting: receiver %.2fs (for a free buffer), "
-                  "%d workers %.2fs together (for a chunk); a ring of %zu KiB for compressed chunks and "
-                  "a buffer of %zu KiB per worker; %s writes", (double)total / 1e6,
+                  "%d workers %.2fs together (for a chunk); a ring of %zu KiB for compressed "
+                  "chunks and a buffer of %zu KiB per worker; %s writes", (double)total / 1e6,
                   (double)e->wait_receiver_us / 1e6, N_WORKERS, (double)wait / 1e6,
                   e->ring.size >> 10, e->raw_size >> 10, e->direct ? "O_DIRECT" : "buffered");
         /* One line a script can read: CPU seconds per step (the workers' added up). */
