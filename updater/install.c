@@ -1273,18 +1273,19 @@ static int finish(struct engine *e) {
         if (r < 0)
                 return fail(e, r, UPDATE_ERROR_WRITE, "Cannot sync the slot: %m");
 
-        /* What is left (the boot files if they are not done yet, the GPT) needs none of the
-         * pipeline's memory. */
+        /* What is left (waiting for the boot files, the GPT) needs none of the pipeline's
+         * memory. */
         free_buffers(e);
         join_boot_files(e);
         r = current_error(e);
         if (r < 0)
                 return r;
-        if (!e->boot_installed) { /* not started: a payload with its boot files last */
-                r = install_boot_files(e);
-                if (r < 0)
-                        return r;
-        }
+        /* The thread starts when the last kernel or initrd chunk is verified, and every chunk
+         * was: without an error, it has run. */
+        if (!e->boot_installed)
+                return fail(e, -EIO, UPDATE_ERROR_POSTINSTALL,
+                            "The boot files of slot %s were not installed",
+                            target_slot_name(t, e->slot));
 
         if (!p->no_flip) {
                 progress(e, INSTALL_PHASE_FLIP, 0, 1, true);
