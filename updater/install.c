@@ -207,6 +207,7 @@ struct worker {
         uint8_t *buf; /* uncompressed, ALIGN-aligned, room for a whole padded chunk */
         /* Where the time goes (debug log), in microseconds. */
         uint64_t wait_us, cpu_decompress_us, cpu_write_us, cpu_read_us, cpu_verify_us;
+        uint64_t runqueue_us; /* ready to run, waiting for a CPU */
 };
 
 #define THREAD_STACK (256u << 10)
@@ -275,6 +276,7 @@ struct engine {
         /* Where the time goes (debug log), in microseconds; the receiver's CPU time counts
          * from the first byte. */
         uint64_t wait_receiver_us, start_us, cpu_receiver_us, cpu_receiver_start_us;
+        uint64_t runqueue_receiver_us, runqueue_receiver_start_us;
         bool prepared;         /* slot disabled, files opened, threads running */
 
         /* The boot files (kernel, initrd, command line) go to the ESP in a thread of their
@@ -301,6 +303,16 @@ static uint64_t thread_cpu_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
         return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* How long this thread has been ready to run but waiting for a CPU, in microseconds; 0 when
+ * the kernel does not keep the figure. */
+static uint64_t thread_runqueue_us(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/thread-self/schedstat", "re");
+        unsigned long long on_cpu, waiting;
+        if (!f || fscanf(f, "%llu %llu", &on_cpu, &waiting) != 2)
+                return 0;
+        return waiting / 1000u;
 }
 
 /* Wakes every thread (errors, the end); called with the lock held. */
@@ -749,6 +761,7 @@ static void *worker_run(void *arg) {
                 if (chunk_done(e, chunk, &c, job ? &file_ctx : NULL) < 0)
                         break;
         }
+        w->runqueue_us = thread_runqueue_us();
         pthread_mutex_lock(&e->lock);
         e->workers_running--;
         pthread_cond_signal(&e->c_receiver);
@@ -1205,22 +1218,27 @@ static int drain(struct engine *e) {
         }
         join_threads(e);
         e->cpu_receiver_us = thread_cpu_us() - e->cpu_receiver_start_us;
+        e->runqueue_receiver_us = thread_runqueue_us() - e->runqueue_receiver_start_us;
         int r = current_error(e);
         uint64_t total = now_us() - e->start_us, wait = 0, dec = 0, wr = 0, rd = 0, ver = 0;
+        uint64_t runqueue = 0;
         for (size_t i = 0; i < N_WORKERS; i++) {
                 const struct worker *w = &e->workers[i];
                 wait += w->wait_us, dec += w->cpu_decompress_us, wr += w->cpu_write_us;
-                rd += w->cpu_read_us, ver += w->cpu_verify_us;
+                rd += w->cpu_read_us, ver += w->cpu_verify_us, runqueue += w->runqueue_us;
         }
         log_debug("install: %.2fs from the first byte; waiting: receiver %.2fs (for a free buffer), "
                   "%d workers %.2fs together (for a chunk); a ring of %zu KiB for compressed "
                   "chunks and a buffer of %zu KiB per worker; %s writes", (double)total / 1e6,
                   (double)e->wait_receiver_us / 1e6, N_WORKERS, (double)wait / 1e6,
                   e->ring.size >> 10, e->raw_size >> 10, e->direct ? "O_DIRECT" : "buffered");
-        /* One line a script can read: CPU seconds per step (the workers' added up). */
+        /* One line a script can read: CPU seconds per step (the workers' added up), then the
+         * seconds the receiver and the workers (together) were ready to run but had no CPU. */
         log_debug("install cpu: receiver %.3f decompressor %.3f writer %.3f reader %.3f "
-                  "verifier %.3f wall %.3f", (double)e->cpu_receiver_us / 1e6, (double)dec / 1e6,
-                  (double)wr / 1e6, (double)rd / 1e6, (double)ver / 1e6, (double)total / 1e6);
+                  "verifier %.3f wall %.3f runqueue_receiver %.3f runqueue_workers %.3f workers %d",
+                  (double)e->cpu_receiver_us / 1e6, (double)dec / 1e6, (double)wr / 1e6,
+                  (double)rd / 1e6, (double)ver / 1e6, (double)total / 1e6,
+                  (double)e->runqueue_receiver_us / 1e6, (double)runqueue / 1e6, N_WORKERS);
         if (r == 0 && e->verified != e->m.n_chunks)
                 return fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY, "Only %u of %u chunks verified",
                             e->verified, e->m.n_chunks);
@@ -1377,6 +1395,7 @@ int install_run(const struct install_params *p, struct install_result *ret) {
         SHA256_Init(&e.file_ctx);
         e.start_us = now_us();
         e.cpu_receiver_start_us = thread_cpu_us();
+        e.runqueue_receiver_start_us = thread_runqueue_us();
         e.resume_candidate = checkpoint_load(p->work_dir, &e.ckpt) &&
                              !strcmp(e.ckpt.slot_uuid, e.slot_uuid);
 

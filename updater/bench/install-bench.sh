@@ -269,6 +269,11 @@ if stages:
           f" threads ({busy / m['wall']:.2f} CPUs); with the {ncpu} CPUs to itself it would take about"
           f" max(decompressor, CPU-s / {ncpu}) = {alone:.2f} s, the run {run_alone:.2f} s, and zstd -d's"
           f" {zu + zs:.2f} CPU-s would be {100 * (zu + zs) / run_alone:.0f}% of it")
+    if "runqueue_workers" in stages[0]:
+        rq = {n: med([s[n] for s in stages]) for n in ("runqueue_receiver", "runqueue_workers", "workers")}
+        print(f"  ready to run but waiting for a CPU while streaming: the receiver {rq['runqueue_receiver']:.2f} s,"
+              f" each of the {rq['workers']:.0f} workers {rq['runqueue_workers'] / rq['workers']:.2f} s on average"
+              f" ({100 * rq['runqueue_workers'] / rq['workers'] / m['wall']:.0f}% of the streaming time)")
 print(f"  agent peak RSS: {rss:.1f} MiB  (target <= 16 MiB: {'met' if rss <= 16 else 'MISSED'})")
 print(f"    same install from a 256 MiB image: {rss256:.1f} MiB; an agent run without an install"
       f" (shared libraries, start-up): {rss0:.1f} MiB; the install's own share: {rss - rss0:.1f} MiB")
