@@ -618,7 +618,7 @@ static int chunk_done(struct engine *e, uint32_t chunk, const struct payload_chu
                 e->boot_started = true;
         if (advanced)
                 pthread_cond_broadcast(&e->c_worker); /* the window moved */
-        if (advanced && !e->checkpointing && e->verified > e->first_chunk &&
+        if (advanced && !e->error && !e->checkpointing && e->verified > e->first_chunk &&
             e->verified < e->m.n_chunks &&
             (e->since_ckpt >= every || now_ms() - e->last_ckpt_ms >= CHECKPOINT_SECONDS * 1000)) {
                 e->checkpointing = save = true;
@@ -1143,8 +1143,13 @@ static int fetch_all(struct engine *e) {
 
         for (;;) {
                 uint64_t from = e->pos, to = 0;
-                if (!e->have_manifest && e->resume_candidate)
-                        to = e->ckpt.head_size; /* prefix and table: then jump ahead */
+                /* A possible resume: the prefix and the table only, then a jump ahead. Also on a
+                 * retry inside them: the bytes after the table are not the ones to resume with.
+                 * table_complete() decides (and clears resume_candidate); a checkpoint whose
+                 * head is not this payload's cannot resume. */
+                if (e->resume_candidate && e->pos < e->ckpt.head_size &&
+                    (!e->have_manifest || e->ckpt.head_size == e->m.data_offset))
+                        to = e->ckpt.head_size;
                 uint64_t before = e->pos;
                 int http = 0;
                 int r = p->source->fetch(p->source, from, to, receive, e, &http);
@@ -1406,6 +1411,9 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 r = finish(&e);
         if (r < 0) {
                 ret->error_code = e.error_code ? e.error_code : UPDATE_ERROR_GENERIC;
+                /* The threads first: a worker finishing a chunk could otherwise still save a
+                 * checkpoint after the one below is discarded. */
+                stop_threads(&e);
                 /* A checkpoint stays for a transfer error (resume later); anything else means
                  * this payload or this slot is no good: start over next time. */
                 if (!p->source->retryable || (ret->error_code != UPDATE_ERROR_DOWNLOAD_TRANSFER &&

@@ -112,7 +112,7 @@ static int open_error(int r, const char *path, const struct payload_key *key) {
                 return log_error_errno(r, "%s: not a valid payload (malformed header or manifest)",
                                        path);
         if (r == -EPROTONOSUPPORT)
-                return log_error_errno(r, "%s: payload format too new for this tool", path);
+                return log_error_errno(r, "%s: payload format or field unknown to this tool", path);
         return log_error_errno(r, "%s: %m", path);
 }
 

@@ -486,6 +486,24 @@ if want resume-restart; then
         else notok resume-restart "exits $rc1/$rc2, checkpoint '$ckpt', B prio after failure $b1"; fi
 fi
 
+# A resume whose first request (the signed prefix and the chunk table, up to the saved point)
+# drops inside the table: the retry must still stop at the end of the table and jump to the
+# saved chunk, not take the bytes that follow the table for it.
+if want resume-drop-in-table; then
+        new_disk; agent_conf "download_retries = 0"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
+        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        mid=$($PAYLOAD show --json "$P11" | python3 -c "import json,sys; j=json.load(sys.stdin); print((j['table_offset'] + j['data_offset']) // 2)")
+        agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop-once\",\"drop_after\":$mid}"
+        agent --once >>"$WORK/last.log" 2>&1; rc2=$?
+        if [[ $rc1 == 1 && $rc2 == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
+                grep -q "retrying from the last chunk boundary" "$WORK/last.log" &&
+                slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
+                ok resume-drop-in-table
+        else notok resume-drop-in-table "exits $rc1/$rc2 (drop at byte $mid)"; fi
+fi
+
 if want resume-sigterm; then
         new_disk; agent_conf
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"rate\":300000}"
