@@ -452,7 +452,7 @@ static int write_pmbr(struct gpt *gpt, const struct gpt_io *io) {
 int gpt_write(struct gpt *gpt, const struct gpt_io *io) {
         uint32_t used = entries_bytes(&gpt->hdr);
         uint64_t secs;
-        bool primary_first;
+        bool primary_first, writing_primary;
         int r;
 
         r = check_layout(gpt, io);
@@ -469,15 +469,17 @@ int gpt_write(struct gpt *gpt, const struct gpt_io *io) {
          * primary is repaired first. */
         primary_first = !gpt->primary_valid && gpt->backup_valid;
 
-        r = write_copy(gpt, io, primary_first);
+        writing_primary = primary_first;
+        r = write_copy(gpt, io, writing_primary);
         if (r < 0)
                 goto fail;
-        if (primary_first)
+        if (writing_primary)
                 gpt->primary_valid = true;
         else
                 gpt->backup_valid = true;
 
-        r = write_copy(gpt, io, !primary_first);
+        writing_primary = !primary_first;
+        r = write_copy(gpt, io, writing_primary);
         if (r < 0)
                 goto fail;
         gpt->primary_valid = gpt->backup_valid = true;
@@ -502,8 +504,9 @@ int gpt_write(struct gpt *gpt, const struct gpt_io *io) {
         return 0;
 
 fail:
-        /* We cannot know how much of the copy being written reached the disk. */
-        if (primary_first)
+        /* We cannot know how much of the copy being written reached the disk; the other one
+         * is intact (untouched, or written in full just before). */
+        if (writing_primary)
                 gpt->primary_valid = false;
         else
                 gpt->backup_valid = false;

@@ -1,7 +1,9 @@
 /* A disk in memory behind a struct gpt_io, for the GPT and slot tests. It can "lose power":
  * with a write budget set, the write that would exceed it stops after the sectors that still
  * fit (each sector lands whole or not at all, as on a real disk that honours its atomic write
- * unit) and every later write or flush fails, until memdisk_power_on(). */
+ * unit) and every later write or flush fails, until memdisk_power_on(). It can also fail one
+ * write and carry on (an I/O error the caller survives): with fail_at set, the write that
+ * reaches that many more sectors stops there with -EIO, and later writes work. */
 #pragma once
 
 #include <errno.h>
@@ -17,6 +19,7 @@ struct memdisk {
         uint32_t sector_size;
         uint64_t n_sectors;
         long budget; /* sector writes left before the power goes; < 0: unlimited */
+        long fail_at; /* sector writes left before one write fails; < 0: none */
         bool dead;
         unsigned sector_writes; /* counts every sector written since power on */
 };
@@ -43,6 +46,12 @@ static inline int memdisk_write(void *ctx, uint64_t lba, const void *buf, size_t
                         d->dead = true;
                         return -EIO;
                 }
+                if (d->fail_at == 0) {
+                        d->fail_at = -1;
+                        return -EIO;
+                }
+                if (d->fail_at > 0)
+                        d->fail_at--;
                 if (d->budget > 0)
                         d->budget--;
                 memcpy(d->data + lba * d->sector_size + off, p + off, d->sector_size);
@@ -63,6 +72,7 @@ static inline void memdisk_init(struct memdisk *d, uint32_t sector_size, uint64_
         if (!d->data)
                 abort();
         d->budget = -1;
+        d->fail_at = -1;
         d->dead = false;
         d->sector_writes = 0;
 }

@@ -189,3 +189,59 @@ SCENARIO_TEST(grow_state_primary_header_damaged, .grow_to = FIX_BIG_DISK_BYTES,
               .damage = damage_primary_header, .change = grow_state)
 SCENARIO_TEST(grow_state_4k_sectors, .sector_size = 4096, .grow_to = FIX_BIG_DISK_BYTES,
               .change = grow_state)
+
+/* An I/O error in the middle of a write, which the caller survives, then - in the same boot,
+ * from the same in-memory table - the next write, cut by a power loss at every point. The
+ * first failure must leave the in-memory record of which copy is intact true to the disk, so
+ * that the second write does not start by overwriting the only good copy: after any cut a
+ * table must still be readable and name a slot to boot. (The selector does this: a failed
+ * write while spending a try, then marking a kernel bad.) */
+TEST(write_error_then_power_cut) {
+        struct memdisk base, d;
+        _cleanup_free_ struct gpt *g = calloc(1, sizeof(*g));
+        struct gpt_io io;
+        unsigned total_writes, cases = 0;
+
+        memdisk_init(&base, 512, FIX_DISK_BYTES / 512);
+        io = memdisk_io(&base);
+        CHECK_EQ(fixture_layout(g, &io, 128, slot_attrs(1, 0, true), slot_attrs(2, 2, false)), 0);
+        CHECK_EQ(gpt_write(g, &io), 0);
+        /* How many sector writes one change takes (on a copy: B keeps its two tries, so that
+         * spending one and then marking B bad are two different tables). */
+        memdisk_clone(&d, &base, base.n_sectors);
+        io = memdisk_io(&d);
+        CHECK_EQ(gpt_read(g, &io), 0);
+        CHECK_EQ(spend_try_b(g, &io), 0);
+        CHECK_EQ(gpt_write(g, &io), 0);
+        total_writes = d.sector_writes;
+        memdisk_free(&d);
+
+        for (unsigned e = 0; e < total_writes; e++) {
+                for (unsigned k = 0; k <= total_writes; k++) {
+                        struct slot slots[SLOT_MAX];
+                        struct slot_choice c;
+
+                        memdisk_clone(&d, &base, base.n_sectors);
+                        io = memdisk_io(&d);
+                        CHECK_EQ(gpt_read(g, &io), 0);
+                        d.fail_at = (long)e;
+                        CHECK_EQ(spend_try_b(g, &io), 0);
+                        if (gpt_write(g, &io) == 0)
+                                test_fail(__FILE__, __LINE__, "error after %u sectors not seen", e);
+                        d.budget = (long)k;
+                        CHECK_EQ(mark_b_bad(g, &io), 0);
+                        (void)gpt_write(g, &io);
+                        memdisk_power_on(&d);
+                        int r = gpt_read(g, &io);
+                        int n = r < 0 ? 0 : slot_policy_from_gpt(g, slots, SLOT_MAX);
+                        if (r < 0 || n != 2 || slot_policy_choose(slots, (size_t)n, &c) < 0)
+                                test_fail(__FILE__, __LINE__, "error after %u sectors, then power "
+                                          "cut after %u: gpt_read=%d, %d slots", e, k, r, n);
+                        memdisk_free(&d);
+                        cases++;
+                }
+        }
+        memdisk_free(&base);
+        printf("  write_error_then_power_cut: %u cases\n", cases);
+        CHECK(cases > 4);
+}
