@@ -102,6 +102,12 @@ static void sleep_for(long secs) {
         }
 }
 
+static unsigned long monotonic_seconds(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (unsigned long)ts.tv_sec;
+}
+
 /* After boot: report an update that came up or rolled back, and mark the running slot good
  * once healthy. A system that never gets healthy is rebooted, which spends its tries and
  * falls back to the old slot. */
@@ -121,15 +127,19 @@ static int boot_checks(struct updater *u, bool mark_good) {
         if (s->successful && out != BOOT_NEW_VERSION)
                 return 0;
         updater_set_status(u, "health-check", NULL);
-        unsigned waited = 0, step = 5;
+        /* The time the checks themselves take counts: a check that hangs until its own time
+         * limit must not stretch the whole wait to many times health_timeout. */
+        unsigned long start = monotonic_seconds(), waited;
+        unsigned step = 5;
         for (;;) {
                 int r = updater_health_check(u);
                 if (r == 0)
                         return updater_mark_good(u, false);
                 if (stop)
                         return -ECANCELED;
+                waited = monotonic_seconds() - start;
                 if (waited >= u->cfg.health_timeout) {
-                        log_error("The system is not healthy after %us: slot %s is not marked good",
+                        log_error("The system is not healthy after %lus: slot %s is not marked good",
                                   waited, s->name);
                         if (!s->successful && !t->offline) {
                                 updater_set_status(u, "unhealthy", NULL);
@@ -137,8 +147,7 @@ static int boot_checks(struct updater *u, bool mark_good) {
                         }
                         return r;
                 }
-                sleep_for(step);
-                waited += step;
+                sleep_for(u->cfg.health_timeout - waited < step ? u->cfg.health_timeout - waited : step);
         }
 }
 

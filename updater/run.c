@@ -54,6 +54,7 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
                unsigned timeout) {
         int out[2] = {-1, -1}, err[2] = {-1, -1};
         posix_spawn_file_actions_t fa;
+        posix_spawnattr_t attr;
         pid_t pid;
         int r;
 
@@ -66,7 +67,12 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
         posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
         posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
         posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-        r = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+        /* A process group of its own: on a timeout, what it started goes too (a shell's curl). */
+        posix_spawnattr_init(&attr);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+        posix_spawnattr_setpgroup(&attr, 0);
+        r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+        posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
         close(out[1]);
         close(err[1]);
@@ -85,7 +91,7 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
                 if (deadline) {
                         long left = deadline - now_ms();
                         if (left <= 0) {
-                                kill(pid, SIGKILL);
+                                kill(-pid, SIGKILL);
                                 timed_out = true;
                                 break;
                         }
@@ -121,12 +127,27 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
                         buf_append(i == 0 ? &bo : &be, chunk, (size_t)n);
                 }
         }
+        /* The output can end long before the child does (it closed or redirected both): the
+         * time limit holds for the wait too. */
         int status;
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR) {
+        for (;;) {
+                pid_t w = waitpid(pid, &status, deadline && !timed_out ? WNOHANG : 0);
+                if (w == pid)
+                        break;
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
                         status = -1;
                         break;
                 }
+                if (now_ms() >= deadline) {
+                        kill(-pid, SIGKILL);
+                        timed_out = true;
+                        continue;
+                }
+                struct timespec ts = {.tv_nsec = 10 * 1000000L};
+                nanosleep(&ts, NULL);
+        }
         if (ret_out) {
                 if (!bo.data)
                         bo.data = calloc(1, 1);

@@ -637,11 +637,9 @@ int updater_rollback(struct updater *u, bool force) {
         int r = target_slot_prefer(t, other, 1);
         if (r < 0)
                 return log_error_errno(r, "Cannot switch to slot %s: %m", s->name);
-        /* An installed update that has not booted yet is withdrawn by this. */
-        const char *pending = kv_get(&u->state, K_PENDING_SLOT);
-        if (pending && strcmp(pending, s->name) != 0) {
-                clear_pending(u);
-        }
+        /* An update on trial (running, not yet marked good) that is rolled back by hand counts
+         * as one that did not come up: its record stays, so that the next boot reports the
+         * rollback (error 44) and that version is not installed again. */
         log_info("Slot %s (version %s) boots next", s->name,
                  t->slot_versions[other] ? t->slot_versions[other] : "?");
         return 0;

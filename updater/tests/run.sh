@@ -401,6 +401,20 @@ for l in open('$RLOG'):
         else notok boot-success "exit $rc, previousversion '$prev'"; fi
 fi
 
+# The update came up but, before it was marked good, an admin rolled it back by hand: reported
+# as a rollback on the next boot, and that version is not taken again.
+if want boot-manual-rollback; then
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        agent --once --boot-id boot-1 >/dev/null 2>&1
+        agent --once --boot-id boot-2 --booted-slot B --no-mark-good >"$WORK/last.log" 2>&1
+        "$CTL" --disk "$DISK" --booted-slot B --state-dir "$WORK/state" rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        agent --once --boot-id boot-3 --booted-slot A >>"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rcr == 0 && $(events 3/0/44) == 1 && $rc == 3 && $(requests /payloads/u-1.1.0.payload) == 1 ]]; then
+                ok boot-manual-rollback
+        else notok boot-manual-rollback "rollback exit $rcr, agent exit $rc, 44 events: $(events 3/0/44), downloads: $(requests /payloads/u-1.1.0.payload)"; fi
+fi
+
 if want boot-rollback; then
         new_disk; agent_conf
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"

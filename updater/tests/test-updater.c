@@ -219,6 +219,12 @@ TEST(child_processes) {
         char *missing[] = {"/nonexistent/program", NULL};
         CHECK_EQ(run_program(missing, 0, NULL, NULL, NULL, 10), -ENOENT);
         CHECK_EQ(run_shell("sleep 5", NULL, 1), -ETIMEDOUT);
+        /* The limit holds when the child closes its output and goes on, and it ends what the
+         * child started. */
+        long t0 = (long)time(NULL);
+        CHECK_EQ(run_shell("exec >/dev/null 2>&1; sleep 5", NULL, 1), -ETIMEDOUT);
+        CHECK_EQ(run_shell("sleep 5 >/dev/null 2>&1 & wait", NULL, 1), -ETIMEDOUT);
+        CHECK((long)time(NULL) - t0 <= 4);
         CHECK_EQ(run_shell("exit 0", NULL, 0), 0);
 }
 
