@@ -219,6 +219,8 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
                 answer_updatecheck(srv, req, channel, &ms, now, host, ans, out);
 }
 
+#define MACHINE_ID_MAX 128
+
 void omaha_handle(struct server *srv, const char *body, size_t len, const char *host, struct reply *out) {
         _cleanup_(omaha_request_done) struct omaha_request req = {};
         int r = omaha_request_parse(body, len, &req);
@@ -228,6 +230,16 @@ void omaha_handle(struct server *srv, const char *body, size_t len, const char *
                              r == -EPROTO ? "unsupported Omaha protocol version\n" : "malformed Omaha request\n");
                 return;
         }
+
+        /* A machine id is 32 hex digits (update_engine sends /etc/machine-id); one far longer
+         * is no id at all: such a machine is answered like one without an id and not stored
+         * (it would not fit PostgreSQL's index, and would cost the batch it is written in). */
+        for (size_t i = 0; i < req.n_apps; i++)
+                if (req.apps[i].machineid && strlen(req.apps[i].machineid) > MACHINE_ID_MAX) {
+                        atomic_fetch_add(&srv->metrics.bad_requests, 1);
+                        free(req.apps[i].machineid);
+                        req.apps[i].machineid = NULL;
+                }
 
         int64_t now = time(NULL);
         struct app_answer answers[OMAHA_MAX_APPS] = {};

@@ -37,10 +37,8 @@ bool policy_decide_early(const struct policy_input *in, enum policy_verdict *ret
                 *ret = VERDICT_UP_TO_DATE;
         else if (in->halted)
                 *ret = VERDICT_HALTED;
-        else if (in->paused)
-                *ret = VERDICT_PAUSED;
         else
-                return false;
+                return false; /* a pause needs the machine's state: it spares those in flight */
         return true;
 }
 
@@ -52,6 +50,8 @@ enum policy_verdict policy_decide(const struct policy_input *in) {
          * must not be cut off by a lowered percentage. */
         if (!policy_starts_attempt(in))
                 return VERDICT_UPDATE;
+        if (in->paused)
+                return VERDICT_PAUSED;
         if (in->machine_target && strcmp(in->machine_target, in->release_version) == 0 && in->machine_state &&
             strcmp(in->machine_state, STATE_ROLLEDBACK) == 0)
                 return VERDICT_ROLLED_BACK;

@@ -453,15 +453,23 @@ int store_channel_set_release(struct store *s, const char *app, const char *name
         int r;
         if (percent > 100)
                 return -EINVAL;
+        /* A new release starts with a clean slate; the same one published again keeps its halt
+         * (only `resume` clears that). */
         if (percent < 0)
                 r = Q(s,
-                      "UPDATE channels SET release_version = $1, halted = 0, halt_reason = NULL, updated = $2"
+                      "UPDATE channels SET"
+                      " halted = CASE WHEN release_version = $1 THEN halted ELSE 0 END,"
+                      " halt_reason = CASE WHEN release_version = $1 THEN halt_reason ELSE NULL END,"
+                      " release_version = $1, updated = $2"
                       " WHERE app = $3 AND name = $4 RETURNING name",
                       &rows, DB_TEXT(version), DB_INT(time(NULL)), DB_TEXT(app), DB_TEXT(name));
         else
                 r = Q(s,
-                      "UPDATE channels SET release_version = $1, halted = 0, halt_reason = NULL, updated = $2,"
-                      " rollout_percent = $3 WHERE app = $4 AND name = $5 RETURNING name",
+                      "UPDATE channels SET"
+                      " halted = CASE WHEN release_version = $1 THEN halted ELSE 0 END,"
+                      " halt_reason = CASE WHEN release_version = $1 THEN halt_reason ELSE NULL END,"
+                      " release_version = $1, updated = $2, rollout_percent = $3"
+                      " WHERE app = $4 AND name = $5 RETURNING name",
                       &rows, DB_TEXT(version), DB_INT(time(NULL)), DB_DOUBLE(percent), DB_TEXT(app),
                       DB_TEXT(name));
         return changed(s, r, &rows);

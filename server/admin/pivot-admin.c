@@ -447,7 +447,13 @@ static int parse_output_flags(int argc, char **argv, const char **channel, const
                 case 'j': json_output = true; break;
                 case 'c': if (!channel) return -EINVAL; *channel = optarg; break;
                 case 'm': if (!machine) return -EINVAL; *machine = optarg; break;
-                case 'n': if (!limit) return -EINVAL; *limit = optarg; break;
+                case 'n':
+                        /* A number: it goes into a URL (and a format) as it is. */
+                        if (!limit || !*optarg || strspn(optarg, "0123456789") != strlen(optarg) ||
+                            strlen(optarg) > 9)
+                                return -EINVAL;
+                        *limit = optarg;
+                        break;
                 default: return -EINVAL;
                 }
         }

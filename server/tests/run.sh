@@ -228,11 +228,15 @@ for i in $(seq 100 399); do
 done
 check rollout_60_percent_share test "$n60" -ge 150 -a "$n60" -le 210
 
-# Pause: machines not yet in flight are told "noupdate"; resume lifts it.
+# Pause: machines not yet in flight are told "noupdate"; one already in flight keeps its offer;
+# resume lifts it.
 "${ADMIN[@]}" rollout stable 100 >/dev/null
+request "$(mid 1001)" 1.2.0 stable | omaha >/dev/null   # granted: in flight
 "${ADMIN[@]}" pause stable >/dev/null
 s=$(request "$(mid 1000)" 1.2.0 stable | omaha | check_status)
 check paused_noupdate test "$s" = noupdate
+s=$(request "$(mid 1001)" 1.2.0 stable | omaha | check_status)
+check paused_spares_in_flight test "$s" = ok
 "${ADMIN[@]}" resume stable >/dev/null
 s=$(request "$(mid 1000)" 1.2.0 stable | omaha | check_status)
 check resumed_update test "$s" = ok
@@ -258,6 +262,13 @@ check flatcar_request_answered test "$(check_status <<<"$out")" = ok
 request "$(mid 2000)" 1.2.0 stable | omaha >/dev/null
 out=$(request "$(mid 2000)" 1.2.0 stable 3:0:44 | omaha)
 check rolled_back_not_offered_again test "$(check_status <<<"$out")" = noupdate
+
+# A machine id far longer than any real one is treated as none: answered, not stored.
+long_id=$(printf 'f%.0s' $(seq 3000))
+s=$(request "$long_id" 1.2.0 stable | omaha | check_status)
+check long_machine_id_noupdate test "$s" = noupdate
+"${ADMIN[@]}" machines --json --limit 100000 >"$WORK/machines.json"
+check long_machine_id_not_stored test "$(json 'len([m for m in j["machines"] if len(m["id"]) > 128])' <"$WORK/machines.json")" = 0
 
 # In-flight limit on a fresh channel.
 "${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel beta --rollout 100 >/dev/null 2>&1
@@ -295,6 +306,10 @@ check halted_noupdate test "$s" = noupdate
 check status_shows_halt test $? -eq 0
 curl -s "$URL/metrics" >"$WORK/metrics"
 check metrics_safe_mode_halt grep -q '^pivot_safe_mode_halts_total 1$' "$WORK/metrics"
+# Publishing the same release again (a retried publish) does not lift the halt.
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel edge >/dev/null 2>&1
+halted=$("${ADMIN[@]}" status --json | json '[c for c in j["channels"] if c["name"]=="edge"][0]["rollout"]["halted"]')
+check republish_keeps_halt test "$halted" = true
 "${ADMIN[@]}" resume edge >/dev/null
 s=$(request "$(mid 4100)" 1.2.0 edge | omaha | check_status)
 check resume_after_halt test "$s" = ok

@@ -64,6 +64,10 @@ TEST(decide) {
         in = base();
         in.paused = true;
         CHECK_EQ(policy_decide(&in), VERDICT_PAUSED);
+        /* A pause spares machines already in flight for the release. */
+        in.machine_state = STATE_DOWNLOADING;
+        in.machine_target = "1.3.0";
+        CHECK_EQ(policy_decide(&in), VERDICT_UPDATE);
         in = base();
         in.halted = true;
         CHECK_EQ(policy_decide(&in), VERDICT_HALTED);
@@ -112,7 +116,7 @@ TEST(decide_early_needs_no_state) {
                                                         CHECK_EQ(full, early);
                                                 else
                                                         CHECK(full == VERDICT_UPDATE || full == VERDICT_NOT_IN_ROLLOUT ||
-                                                              full == VERDICT_ROLLED_BACK);
+                                                              full == VERDICT_ROLLED_BACK || full == VERDICT_PAUSED);
                                         }
                         }
         struct policy_input in = base();
