@@ -9,7 +9,7 @@ $(OUT)/bin/pivot-mkdisk: $(MKDISK_OBJS)
 	$(CC) -o $@ $^ $(call pkg-libs,fdisk libcrypto)
 
 # The initramfs's /init: static, so the initramfs needs no C library of its own.
-INIT_SRCS := $(wildcard image/initramfs/*.c) lib/log.c lib/gpt.c lib/crc32.c
+INIT_SRCS := $(wildcard image/initramfs/*.c) lib/log.c lib/gpt.c lib/gpt-fd.c lib/crc32.c
 $(OUT)/bin/pivot-init: $(INIT_SRCS:%.c=$(OUT)/obj/%.o)
 	@mkdir -p $(@D)
 	$(CC) -static -o $@ $^

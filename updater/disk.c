@@ -14,6 +14,7 @@
 #include <libfdisk.h>
 
 #include "fdisk-util.h"
+#include "gpt-fd.h"
 #include "gpt.h"
 #include "log.h"
 #include "util.h"
@@ -161,9 +162,36 @@ const struct disk_partition *disk_slot_partition(const struct disk *d, size_t sl
         return slot < d->n_slots ? &d->parts[d->slot_part[slot]] : NULL;
 }
 
+/* libfdisk, finding the primary table damaged, works from the backup but still writes the
+ * backup first: a power cut right then would leave no good copy. lib/gpt repairs the primary
+ * from the backup first (the copy it read from is written last), so that libfdisk starts from
+ * two good copies. A damaged backup needs nothing: libfdisk overwrites it first. */
+static int repair_primary_table(const struct disk *d) {
+        _cleanup_close_ int fd = open(d->path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        struct gpt_fd f;
+        struct gpt_io io;
+        int r = gpt_fd_io(&f, fd, &io);
+        if (r < 0)
+                return r;
+        _cleanup_free_ struct gpt *table = calloc(1, sizeof(*table));
+        if (!table)
+                return -ENOMEM;
+        r = gpt_read(table, &io); /* lib/gpt's codes are negative errnos */
+        if (r < 0 || table->primary_valid)
+                return r;
+        log_warning("The primary GPT of %s is damaged; repairing it from the backup first",
+                    d->path);
+        return gpt_write(table, &io);
+}
+
 int disk_update_slots(struct disk *d, const struct disk_slot_update *u, size_t n) {
         _cleanup_(fdisk_unref_contextp) struct fdisk_context *cxt = NULL;
-        int r = open_context(d->path, false, &cxt);
+        int r = repair_primary_table(d);
+        if (r < 0)
+                return r;
+        r = open_context(d->path, false, &cxt);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < n; i++) {

@@ -8,7 +8,7 @@ UPDATER_LIBS = $(call pkg-libs,libcurl libxml-2.0 fdisk blkid libcrypto libzstd)
 # What pivot-agent and pivotctl share: everything but their main().
 UPDATER_SRCS := updater/chunk-ring.c updater/config.c updater/disk.c updater/esp.c updater/http.c updater/install.c \
                 updater/reboot.c updater/run.c updater/state.c updater/target.c updater/update.c \
-                lib/payload.c lib/version.c lib/omaha.c lib/log.c lib/slot-policy.c lib/gpt.c lib/crc32.c
+                lib/payload.c lib/version.c lib/omaha.c lib/log.c lib/slot-policy.c lib/gpt.c lib/gpt-fd.c lib/crc32.c
 UPDATER_OBJS := $(UPDATER_SRCS:%.c=$(OUT)/obj/%.o)
 UPDATER_SAN_OBJS := $(UPDATER_SRCS:%.c=$(OUT)/obj-san/%.o)
 

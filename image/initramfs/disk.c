@@ -13,48 +13,21 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "gpt-fd.h"
 #include "gpt.h"
 #include "log.h"
 #include "util.h"
 
-static int fd_read(void *ctx, uint64_t lba, void *buf, size_t bytes) {
-        int fd = *(int *)ctx;
-        uint32_t ss;
-        if (ioctl(fd, BLKSSZGET, &ss) < 0)
-                ss = 512;
-        ssize_t n = pread(fd, buf, bytes, (off_t)(lba * ss));
-        return n == (ssize_t)bytes ? 0 : -EIO;
-}
-
-static int fd_write(void *ctx, uint64_t lba, const void *buf, size_t bytes) {
-        int fd = *(int *)ctx;
-        uint32_t ss;
-        if (ioctl(fd, BLKSSZGET, &ss) < 0)
-                ss = 512;
-        ssize_t n = pwrite(fd, buf, bytes, (off_t)(lba * ss));
-        return n == (ssize_t)bytes ? 0 : -EIO;
-}
-
-static int fd_flush(void *ctx) {
-        return fsync(*(int *)ctx) < 0 ? negative_errno() : 0;
-}
-
 /* One GPT, read once: static, it is 36 KiB. */
 static struct gpt table;
 
-static int read_table(const char *dev, int *fd, struct gpt_io *io) {
-        uint64_t bytes;
-        int ss;
-
+/* Opens dev and reads its GPT into table; *fd and *f back *io. */
+static int read_table(const char *dev, int *fd, struct gpt_fd *f, struct gpt_io *io) {
         *fd = open(dev, O_RDWR | O_CLOEXEC);
         if (*fd < 0)
                 return negative_errno();
-        if (ioctl(*fd, BLKGETSIZE64, &bytes) < 0 || ioctl(*fd, BLKSSZGET, &ss) < 0)
-                return negative_errno();
-        *io = (struct gpt_io){.ctx = fd, .sector_size = (uint32_t)ss,
-                              .n_sectors = bytes / (uint64_t)ss, .read = fd_read,
-                              .write = fd_write, .flush = fd_flush};
-        return gpt_read(&table, io);
+        int r = gpt_fd_io(f, *fd, io);
+        return r < 0 ? r : gpt_read(&table, io);
 }
 
 /* /dev/<child of disk> whose partition number is partno. */
@@ -93,6 +66,7 @@ static int scan_once(const struct gpt_guid *want, char *disk, size_t disk_size, 
                 return negative_errno();
         while ((de = readdir(d))) {
                 char dev[300];
+                struct gpt_fd f;
                 struct gpt_io io;
                 _cleanup_close_ int fd = -1;
 
@@ -100,7 +74,7 @@ static int scan_once(const struct gpt_guid *want, char *disk, size_t disk_size, 
                     !strncmp(de->d_name, "ram", 3) || !strncmp(de->d_name, "dm-", 3))
                         continue;
                 snprintf(dev, sizeof(dev), "/dev/%s", de->d_name);
-                if (read_table(dev, &fd, &io) < 0)
+                if (read_table(dev, &fd, &f, &io) < 0)
                         continue;
                 int idx = gpt_find_by_uuid(&table, want);
                 if (idx < 0)
@@ -132,11 +106,12 @@ int disk_find_partuuid(const char *partuuid, unsigned timeout_sec, char *disk, s
 int disk_find_and_grow(const char *disk, const char *label, bool grow, char *part,
                        size_t part_size, bool *grown) {
         _cleanup_close_ int fd = -1;
+        struct gpt_fd f;
         struct gpt_io io;
         int r, idx;
 
         *grown = false;
-        if ((r = read_table(disk, &fd, &io)) < 0)
+        if ((r = read_table(disk, &fd, &f, &io)) < 0)
                 return log_error_errno(r, "Cannot read the GPT of %s: %m", disk);
         idx = gpt_find_by_name(&table, label);
         if (idx < 0)

@@ -500,6 +500,38 @@ if want resume-restart; then
         else notok resume-restart "exits $rc1/$rc2, checkpoint '$ckpt', B prio after failure $b1"; fi
 fi
 
+# A damaged primary GPT (the backup intact) is repaired from the backup before any attribute is
+# changed, so that no power cut can leave the disk without a good copy; both copies are good
+# after.
+gpt_copies_ok() { # DISK: both GPT headers and entry arrays match their CRCs
+        python3 - "$1" <<'PY'
+import struct, sys, zlib
+f = open(sys.argv[1], "rb")
+def ok(lba):
+    f.seek(lba * 512); h = bytearray(f.read(512))
+    if h[:8] != b"EFI PART": return False
+    size, crc = struct.unpack_from("<II", h, 12)
+    ent_lba, n, esz, ecrc = struct.unpack_from("<QIII", h, 72)
+    alt = struct.unpack_from("<Q", h, 32)[0]
+    hh = bytearray(h[:size]); hh[16:20] = b"\0\0\0\0"
+    f.seek(ent_lba * 512)
+    return zlib.crc32(hh) == crc and zlib.crc32(f.read(n * esz)) == ecrc, alt
+good, alt = ok(1)
+sys.exit(0 if good and ok(alt)[0] else 1)
+PY
+}
+if want gpt-primary-repaired; then
+        new_disk
+        gpt_copies_ok "$DISK"; before=$?
+        printf '\x01' | dd of="$DISK" bs=1 seek=$((33 * 512 + 100)) conv=notrunc status=none
+        gpt_copies_ok "$DISK"; damaged=$?
+        "$CTL" --disk "$DISK" --booted-slot A rollback --force >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $before == 0 && $damaged != 0 && $rc == 0 ]] && gpt_copies_ok "$DISK" &&
+                grep -q "repairing it from the backup first" "$WORK/last.log" && [[ $(next_boot "$DISK") == B ]]; then
+                ok gpt-primary-repaired
+        else notok gpt-primary-repaired "before $before, damaged $damaged, exit $rc"; fi
+fi
+
 # A resume whose first request (the signed prefix and the chunk table, up to the saved point)
 # drops inside the table: the retry must still stop at the end of the table and jump to the
 # saved chunk, not take the bytes that follow the table for it.
