@@ -118,8 +118,17 @@ static int parse_bool(const char *s, bool *ret) {
         return 0;
 }
 
+/* 0-6 for "Sun".."Sat" or "Sunday".."Saturday" (any case); -1 for anything else. */
+static int day_index(const char *s) {
+        static const char *const days[] = {"sunday",   "monday", "tuesday", "wednesday",
+                                           "thursday", "friday", "saturday"};
+        for (int i = 0; i < 7; i++)
+                if ((strlen(s) == 3 && !strncasecmp(s, days[i], 3)) || !strcasecmp(s, days[i]))
+                        return i;
+        return -1;
+}
+
 int parse_reboot_window(const char *s, struct reboot_window *ret) {
-        static const char *const days[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
         struct reboot_window w = {0};
         char buf[128];
         if (strlen(s) >= sizeof(buf))
@@ -133,15 +142,9 @@ int parse_reboot_window(const char *s, struct reboot_window *ret) {
                 char *dsave = NULL;
                 for (char *d = strtok_r(tok, ",", &dsave); d; d = strtok_r(NULL, ",", &dsave)) {
                         char *dash = strchr(d, '-');
-                        int from = -1, to = -1;
                         if (dash)
                                 *dash = 0;
-                        for (int i = 0; i < 7; i++) {
-                                if (!strncasecmp(d, days[i], 3) && strlen(d) >= 3)
-                                        from = i;
-                                if (dash && !strncasecmp(dash + 1, days[i], 3) && strlen(dash + 1) >= 3)
-                                        to = i;
-                        }
+                        int from = day_index(d), to = dash ? day_index(dash + 1) : -1;
                         if (from < 0 || (dash && to < 0))
                                 return -EINVAL;
                         if (!dash)
@@ -164,8 +167,8 @@ int parse_reboot_window(const char *s, struct reboot_window *ret) {
         w.start = hh * 60 + mm;
         tok = strtok_r(NULL, " \t", &save);
         unsigned secs;
-        if (!tok || parse_duration(tok, &secs) < 0 || secs < 60 || secs > 7 * 86400)
-                return -EINVAL;
+        if (!tok || parse_duration(tok, &secs) < 0 || secs < 60 || secs > 7 * 86400 || secs % 60)
+                return -EINVAL; /* whole minutes */
         w.duration = secs / 60;
         if (strtok_r(NULL, " \t", &save))
                 return -EINVAL;
@@ -226,8 +229,17 @@ int config_set(struct config *c, const char *key, const char *value) {
                 {"debug_pause", &c->debug_pause},
         };
         for (size_t i = 0; i < ELEMENTSOF(durations); i++)
-                if (!strcmp(key, durations[i].key))
-                        return parse_duration(value, durations[i].field) < 0 ? -EINVAL : 0;
+                if (!strcmp(key, durations[i].key)) {
+                        unsigned v;
+                        if (parse_duration(value, &v) < 0)
+                                return -EINVAL;
+                        /* Intervals and time limits of 0 would mean a busy loop or none. */
+                        if (v == 0 && durations[i].field != &c->first_check_delay &&
+                            durations[i].field != &c->poll_jitter)
+                                return -EINVAL;
+                        *durations[i].field = v;
+                        return 0;
+                }
         for (size_t i = 0; i < ELEMENTSOF(strings); i++)
                 if (!strcmp(key, strings[i].key)) {
                         if (!*value && strings[i].field == &c->ca_file) {
@@ -300,11 +312,23 @@ int config_load(struct config *c, const char *path, bool must_exist) {
                                                lineno);
                 *eq = 0;
                 char *key = strip(s), *value = strip(eq + 1);
-                /* Values may be quoted to keep surrounding spaces or '#'. */
-                size_t n = strlen(value);
-                if (n >= 2 && value[0] == '"' && value[n - 1] == '"') {
-                        value[n - 1] = 0;
+                /* A '#' after a space starts a comment; values may be quoted to keep
+                 * surrounding spaces or such a '#'. */
+                if (value[0] == '"') {
+                        char *end = strchr(value + 1, '"');
+                        char *rest = end ? strip(end + 1) : NULL;
+                        if (!end || (*rest && *rest != '#'))
+                                return log_error_errno(-EINVAL, "%s:%u: unbalanced quotes", path,
+                                                       lineno);
+                        *end = 0;
                         value++;
+                } else {
+                        for (char *p = value; *p; p++)
+                                if (*p == '#' && (p == value || isspace((unsigned char)p[-1]))) {
+                                        *p = 0;
+                                        break;
+                                }
+                        value = strip(value);
                 }
                 int r = config_set(c, key, value);
                 if (r == -ENOENT)

@@ -53,6 +53,9 @@ TEST(config_file) {
                 "health_check = true\n"
                 "allow_downgrade = yes\n"
                 "ca_file = /etc/ssl/mine.pem\n"
+                "board = amd64-usr  # a comment after a value\n"
+                "app_id = \"{x}  # kept\"  # dropped\n"
+                "retry_interval = 2m # two minutes\n"
                 "no_such_key = 1\n");
         struct config c;
         config_init(&c);
@@ -71,6 +74,9 @@ TEST(config_file) {
         CHECK_STREQ(c.health_checks[0], "test -e /etc/hostname");
         CHECK(c.allow_downgrade);
         CHECK_STREQ(c.ca_file, "/etc/ssl/mine.pem");
+        CHECK_STREQ(c.board, "amd64-usr");
+        CHECK_STREQ(c.app_id, "{x}  # kept");
+        CHECK_EQ(c.retry_interval, 120);
         config_done(&c);
         unlink(p);
 }
@@ -78,7 +84,10 @@ TEST(config_file) {
 TEST(config_rejects) {
         const char *bad[] = {"tries = 0\n", "tries = 16\n", "poll_interval = soon\n",
                              "reboot_strategy = sometimes\n", "reboot_window = Sun\n",
-                             "no equals sign\n", "allow_downgrade = perhaps\n", "server =\n"};
+                             "no equals sign\n", "allow_downgrade = perhaps\n", "server =\n",
+                             "retry_interval = 0\n", "poll_interval = 0\n",
+                             "reboot_window = Sunflower 03:00 1h\n", "reboot_window = Sun 03:00 90s\n",
+                             "channel = \"beta\n", "channel = \"beta\" x\n"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 _cleanup_free_ char *p = tmpfile_with(bad[i]);
                 struct config c;
