@@ -288,6 +288,15 @@ for i in $(seq 3010 3014); do
 done
 check inflight_limit_frees_up test "$n" -eq 1
 
+# The limit holds for requests at the same moment.
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel burst --rollout 100 >/dev/null 2>&1
+"${ADMIN[@]}" policy burst --max-inflight 1 >/dev/null
+pids=()
+for i in $(seq 3500 3563); do request "$(mid "$i")" 1.2.0 burst | omaha >"$WORK/burst.$i" & pids+=($!); done
+wait "${pids[@]}"
+n=$(cat "$WORK"/burst.* | grep -c 'updatecheck status="ok"')
+check inflight_limit_concurrent test "$n" -eq 1
+
 # Safe mode (default: >= 5 failures and >= 20% of finished attempts) halts the rollout.
 "${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel edge --rollout 100 >/dev/null 2>&1
 for i in $(seq 4000 4019); do request "$(mid "$i")" 1.2.0 edge | omaha >/dev/null; done
@@ -365,7 +374,7 @@ fi
 # Restart: everything is in the database.
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
 start_server "$PORT"; SERVER_PID=$LAST_PID
-check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 4
+check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 5
 
 # PostgreSQL: a second process on the same database acts as the same server.
 if [[ $ENGINE == postgres ]]; then
