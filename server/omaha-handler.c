@@ -182,7 +182,8 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
         bool has_id = req->machineid && *req->machineid;
 
         /* Most check-ins are from machines the policy answers without their update state (up
-         * to date, nothing published, paused, halted) and carry no event: the check-in is
+         * to date, nothing published, halted; a pause needs the state: it spares machines in
+         * flight) and carry no event: the check-in is
          * then written without waiting for it, and the request never waits for the database. */
         if (req->n_events == 0) {
                 struct policy_input in = policy_input(req, ans, NULL);

@@ -165,7 +165,8 @@ const struct disk_partition *disk_slot_partition(const struct disk *d, size_t sl
 /* libfdisk, finding the primary table damaged, works from the backup but still writes the
  * backup first: a power cut right then would leave no good copy. lib/gpt repairs the primary
  * from the backup first (the copy it read from is written last), so that libfdisk starts from
- * two good copies. A damaged backup needs nothing: libfdisk overwrites it first. */
+ * two good copies. A damaged backup needs nothing: libfdisk overwrites it first. A table
+ * lib/gpt cannot read at all is left to libfdisk, as before (it refuses what it cannot read). */
 static int repair_primary_table(const struct disk *d) {
         _cleanup_close_ int fd = open(d->path, O_RDWR | O_CLOEXEC);
         if (fd < 0)
@@ -178,9 +179,13 @@ static int repair_primary_table(const struct disk *d) {
         _cleanup_free_ struct gpt *table = calloc(1, sizeof(*table));
         if (!table)
                 return -ENOMEM;
-        r = gpt_read(table, &io); /* lib/gpt's codes are negative errnos */
-        if (r < 0 || table->primary_valid)
-                return r;
+        r = gpt_read(table, &io);
+        if (r < 0 || table->primary_valid) {
+                if (r < 0)
+                        log_debug("lib/gpt cannot read the GPT of %s (%d); libfdisk decides",
+                                  d->path, r);
+                return 0;
+        }
         log_warning("The primary GPT of %s is damaged; repairing it from the backup first",
                     d->path);
         return gpt_write(table, &io);
