@@ -10,7 +10,7 @@ declare -A GROUP=(
   [efi]="gnu-efi binutils"
   [qemu]="qemu-system-x86 qemu-utils qemu-system-common ovmf iproute2 util-linux mtools fdisk python3"
   [server]="libmicrohttpd-dev libsqlite3-dev libpq-dev libjansson-dev postgresql"
-  [test]="clang libclang-rt-14-dev python3 fdisk curl openssl chromium fonts-dejavu-core mtools dosfstools squashfs-tools zstd"
+  [test]="clang libclang-rt-14-dev python3 fdisk curl openssl tzdata chromium fonts-dejavu-core mtools dosfstools squashfs-tools zstd"
   [bench]="hyperfine wrk nginx-light bc curl zstd mtools dosfstools fdisk python3"
 )
 

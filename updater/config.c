@@ -178,25 +178,32 @@ int parse_reboot_window(const char *s, struct reboot_window *ret) {
 
 long reboot_window_wait(const struct reboot_window *w, long now) {
         time_t t = (time_t)now;
-        struct tm tm;
-        localtime_r(&t, &tm);
-        long minute_of_week = tm.tm_wday * 1440L + tm.tm_hour * 60L + tm.tm_min;
+        struct tm today;
+        localtime_r(&t, &today);
         long best = -1;
-        /* Windows that opened up to 7 days ago may still be open; else the next one. */
+        /* Windows that opened up to 7 days ago may still be open; else the next one. Each
+         * opening is a local time turned into a moment by mktime(), so that the wait is in
+         * real seconds across a change to or from daylight saving time (counted in local
+         * minutes, a window at 03:00 is an hour off on those nights). */
         for (int d = -7; d <= 7; d++) {
-                int day = ((tm.tm_wday + d) % 7 + 7) % 7;
-                if (!(w->days & (1u << day)))
+                struct tm tm = {
+                        .tm_year = today.tm_year,
+                        .tm_mon = today.tm_mon,
+                        .tm_mday = today.tm_mday + d,
+                        .tm_hour = (int)(w->start / 60),
+                        .tm_min = (int)(w->start % 60),
+                        .tm_isdst = -1,
+                };
+                time_t open = mktime(&tm);
+                if (open == (time_t)-1 || !(w->days & (1u << tm.tm_wday)))
                         continue;
-                long open = (tm.tm_wday + d) * 1440L + (long)w->start;
-                long close = open + (long)w->duration;
-                if (open <= minute_of_week && minute_of_week < close)
+                time_t close = open + (time_t)w->duration * 60;
+                if (open <= t && t < close)
                         return 0;
-                if (open > minute_of_week && (best < 0 || open - minute_of_week < best))
-                        best = open - minute_of_week;
+                if (open > t && (best < 0 || open - t < best))
+                        best = (long)(open - t);
         }
-        if (best < 0)
-                return 7 * 86400L;
-        return best * 60 - tm.tm_sec;
+        return best < 0 ? 7 * 86400L : best;
 }
 
 int config_set(struct config *c, const char *key, const char *value) {

@@ -73,5 +73,6 @@ int parse_duration(const char *s, unsigned *ret);
 int parse_reboot_window(const char *s, struct reboot_window *ret);
 const char *reboot_strategy_name(enum reboot_strategy s);
 
-/* Seconds from `now` (a local time) until the window next opens; 0 when now is inside it. */
+/* Seconds from `now` until the window (given in local time) next opens; 0 when now is inside
+ * it. Real seconds, also across a change to or from daylight saving time. */
 long reboot_window_wait(const struct reboot_window *w, long now);

@@ -247,7 +247,7 @@ int main(int argc, char **argv) {
 
         long delay = jittered(u->cfg.first_check_delay, u->cfg.poll_jitter);
         unsigned backoff = 0;
-        time_t reboot_at = 0; /* 0: no reboot planned */
+        time_t reboot_retry_at = 0; /* after a busy reboot lock or a failed reboot command */
         for (;;) {
                 char next[32];
                 snprintf(next, sizeof(next), "%lld", (long long)(time(NULL) + delay));
@@ -259,31 +259,30 @@ int main(int argc, char **argv) {
                                 kv_done(&kv);
                         }
                 }
+                /* pivotctl may have installed an update, or sent a report, meanwhile. */
+                updater_reload_state(u);
+                bool reboot_waits = false;
                 if (updater_reboot_pending(u)) {
-                        long d = strategy->delay(&u->cfg, time(NULL));
-                        if (d >= 0 && (!reboot_at || time(NULL) + d < reboot_at))
-                                reboot_at = time(NULL) + d;
-                        if (d < 0)
-                                updater_set_status(u, "reboot-needed", "waiting for pivotctl reboot");
-                }
-                if (reboot_at) {
-                        long until = (long)(reboot_at - time(NULL));
-                        if (until <= 0) {
-                                int lr = lock->acquire(&u->cfg);
-                                if (lr == 0) {
+                        long until = reboot_wait(strategy, &u->cfg, time(NULL), reboot_retry_at);
+                        if (until == 0) {
+                                if (lock->acquire(&u->cfg) == 0)
                                         updater_reboot(u, "update installed");
-                                        reboot_at = 0;
-                                } else
-                                        reboot_at = time(NULL) + 60; /* lock busy: later */
+                                /* Still here: the lock is busy, or the reboot failed. */
+                                reboot_retry_at = time(NULL) + 60;
                                 until = 60;
                         }
-                        if (until < delay)
-                                delay = until;
+                        if (until < 0)
+                                updater_set_status(u, "reboot-needed", "waiting for pivotctl reboot");
+                        else {
+                                reboot_waits = true;
+                                if (until < delay)
+                                        delay = until;
+                        }
                 }
                 sleep_for(delay);
                 if (stop)
                         break;
-                if (reboot_at && time(NULL) >= reboot_at)
+                if (reboot_waits && reboot_wait(strategy, &u->cfg, time(NULL), reboot_retry_at) == 0)
                         continue;
 
                 struct check_result res;

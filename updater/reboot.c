@@ -26,6 +26,14 @@ const struct reboot_strategy_ops *reboot_strategy_get(enum reboot_strategy s) {
                                                                        : &strategies[0];
 }
 
+long reboot_wait(const struct reboot_strategy_ops *s, const struct config *c, time_t now,
+                 time_t retry_at) {
+        long wait = s->delay(c, now);
+        if (wait >= 0 && retry_at > now && (long)(retry_at - now) > wait)
+                wait = (long)(retry_at - now);
+        return wait;
+}
+
 static int lock_none(const struct config *c) {
         return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -129,6 +130,19 @@ int kv_save(const struct kv *kv, const char *path) {
         if (fclose(f) != 0)
                 return -ENOMEM;
         return write_file_atomic(path, buf ? buf : "", len);
+}
+
+int kv_lock(const char *path) {
+        _cleanup_free_ char *lock = NULL;
+        if (asprintf(&lock, "%s.lock", path) < 0)
+                return -ENOMEM;
+        _cleanup_close_ int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return negative_errno();
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return negative_errno();
+        return TAKE_FD(fd);
 }
 
 int mkdir_p(const char *path, bool private) {

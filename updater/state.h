@@ -17,6 +17,11 @@ struct kv {
 /* A missing file reads as empty. */
 int kv_load(struct kv *kv, const char *path);
 int kv_save(const struct kv *kv, const char *path);
+/* Serialises read-modify-write cycles of one state file between processes (pivotctl beside
+ * the daemon): an exclusive flock on PATH.lock, since the file itself is replaced by every
+ * save and cannot carry a lock. Waits for the holder. Returns the descriptor that holds the
+ * lock (close it to release) or a negative errno. */
+int kv_lock(const char *path);
 void kv_done(struct kv *kv);
 
 const char *kv_get(const struct kv *kv, const char *key); /* NULL when absent */

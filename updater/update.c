@@ -35,10 +35,42 @@
 #define K_ALEPH "aleph_version"
 #define K_MACHINE_ID "machine_id"
 
-static int save_state(struct updater *u) {
+/* update-state is shared between processes: pivotctl changes it while the daemon runs. So a
+ * change is a transaction (state_begin: lock, read the file again; change u->state;
+ * state_commit: save, unlock), and a process that keeps running reads the file again before it
+ * acts on it (updater_reload_state). Otherwise a copy read earlier would send a report that
+ * another process has sent already, or save over the install record another one wrote.
+ * Transactions nest; only the outermost reads, saves and locks. Pointers from kv_get() do not
+ * survive a state_begin(). */
+void updater_reload_state(struct updater *u) {
+        struct kv fresh;
+        int r = kv_load(&fresh, u->state_path);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot read %s again: %m", u->state_path);
+                return;
+        }
+        kv_done(&u->state);
+        u->state = fresh;
+}
+
+static void state_begin(struct updater *u) {
+        if (u->state_depth++ > 0)
+                return;
+        int fd = kv_lock(u->state_path);
+        if (fd < 0)
+                log_warning_errno(fd, "Cannot lock %s: %m", u->state_path);
+        u->state_lock_fd = fd;
+        updater_reload_state(u);
+}
+
+static int state_commit(struct updater *u) {
+        if (--u->state_depth > 0)
+                return 0;
         int r = kv_save(&u->state, u->state_path);
         if (r < 0)
                 log_warning_errno(r, "Cannot save %s: %m", u->state_path);
+        closep(&u->state_lock_fd);
+        u->state_lock_fd = -1;
         return r;
 }
 
@@ -82,6 +114,7 @@ int updater_open(const struct updater_options *o, struct updater **ret) {
         if (!u)
                 return log_error_errno(-ENOMEM, "Out of memory");
         u->lock_fd = -1;
+        u->state_lock_fd = -1;
         u->offline = o->disk != NULL;
         u->quiet = o->quiet;
         u->progress_tty = isatty(STDERR_FILENO);
@@ -138,8 +171,10 @@ int updater_open(const struct updater_options *o, struct updater **ret) {
 
         /* The version first installed on this machine (Omaha's alephversion). */
         if (!kv_get(&u->state, K_ALEPH)) {
-                kv_set(&u->state, K_ALEPH, u->target->running_version);
-                save_state(u);
+                state_begin(u);
+                if (!kv_get(&u->state, K_ALEPH))
+                        kv_set(&u->state, K_ALEPH, u->target->running_version);
+                state_commit(u);
         }
         *ret = TAKE_PTR(u);
         return 0;
@@ -307,19 +342,21 @@ static void on_progress(void *userdata, enum install_phase phase, uint64_t done,
 /* --- After an install ---------------------------------------------------------------------- */
 
 static void record_pending(struct updater *u, int slot, const char *version) {
+        state_begin(u);
         kv_set(&u->state, K_PENDING_SLOT, target_slot_name(u->target, slot));
         kv_set(&u->state, K_PENDING_VERSION, version);
         kv_set(&u->state, K_PREVIOUS_VERSION, u->target->running_version);
         kv_set(&u->state, K_PENDING_BOOT_ID, u->boot_id);
-        save_state(u);
+        state_commit(u);
 }
 
 static void clear_pending(struct updater *u) {
+        state_begin(u);
         kv_set(&u->state, K_PENDING_SLOT, NULL);
         kv_set(&u->state, K_PENDING_VERSION, NULL);
         kv_set(&u->state, K_PENDING_BOOT_ID, NULL);
         kv_set(&u->state, K_PREVIOUS_VERSION, NULL);
-        save_state(u);
+        state_commit(u);
 }
 
 bool updater_reboot_pending(struct updater *u) {
@@ -358,10 +395,12 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                 .userdata = &ps,
         };
         /* The slot about to be overwritten no longer holds an installed update. */
-        const char *pending = kv_get(&u->state, K_PENDING_SLOT);
         int target_slot = slot >= 0 ? slot : target_passive(u->target);
+        state_begin(u);
+        const char *pending = kv_get(&u->state, K_PENDING_SLOT);
         if (pending && target_slot >= 0 && !strcmp(pending, target_slot_name(u->target, target_slot)))
                 clear_pending(u);
+        state_commit(u);
         if (pkg) {
                 p.expect_size = pkg->size;
                 p.has_expect_sha256 = pkg->has_sha256;
@@ -550,7 +589,8 @@ static void queue_report(struct updater *u, int type, int result, int code, cons
         kv_set(&u->state, K_REPORT, buf);
 }
 
-enum boot_outcome updater_boot_outcome(struct updater *u) {
+/* Called within a state transaction. */
+static enum boot_outcome boot_outcome(struct updater *u) {
         const char *slot = kv_get(&u->state, K_PENDING_SLOT);
         if (!slot)
                 return BOOT_NORMAL;
@@ -570,6 +610,13 @@ enum boot_outcome updater_boot_outcome(struct updater *u) {
                 kv_set(&u->state, K_FAILED_VERSION, version);
         clear_pending(u);
         return BOOT_ROLLED_BACK;
+}
+
+enum boot_outcome updater_boot_outcome(struct updater *u) {
+        state_begin(u);
+        enum boot_outcome out = boot_outcome(u);
+        state_commit(u);
+        return out;
 }
 
 int updater_health_check(struct updater *u) {
@@ -612,12 +659,14 @@ int updater_mark_good(struct updater *u, bool check_health) {
                         return log_error_errno(r, "Cannot mark slot %s successful: %m", s->name);
                 log_info("Slot %s (version %s) marked successful", s->name, t->running_version);
         }
+        state_begin(u);
         const char *pending = kv_get(&u->state, K_PENDING_SLOT);
         if (pending && !strcmp(pending, s->name) && !updater_reboot_pending(u)) {
                 queue_report(u, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_SUCCESS_REBOOT, 0,
                              kv_get(&u->state, K_PREVIOUS_VERSION));
                 clear_pending(u);
         }
+        state_commit(u);
         return 0;
 }
 
@@ -669,15 +718,18 @@ static const char *machine_id(struct updater *u, char buf[33]) {
         _cleanup_fclose_ FILE *f = u->offline ? NULL : fopen("/etc/machine-id", "re");
         if (f && fgets(buf, 33, f) && strlen(buf) == 32)
                 return buf;
+        state_begin(u);
         const char *saved = kv_get(&u->state, K_MACHINE_ID);
         if (saved && strlen(saved) == 32)
-                return strcpy(buf, saved);
-        uint8_t raw[16];
-        if (RAND_bytes(raw, sizeof(raw)) != 1)
-                memset(raw, 0, sizeof(raw));
-        hex_string(buf, raw, sizeof(raw));
-        kv_set(&u->state, K_MACHINE_ID, buf);
-        save_state(u);
+                strcpy(buf, saved);
+        else {
+                uint8_t raw[16];
+                if (RAND_bytes(raw, sizeof(raw)) != 1)
+                        memset(raw, 0, sizeof(raw));
+                hex_string(buf, raw, sizeof(raw));
+                kv_set(&u->state, K_MACHINE_ID, buf);
+        }
+        state_commit(u);
         return buf;
 }
 
@@ -814,15 +866,17 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
 
         memset(ret, 0, sizeof(*ret));
         omaha_init();
+        updater_reload_state(u);
         updater_set_status(u, "checking", u->cfg.server);
         omaha_call_init(u, &c, interactive);
         c.app.ping = true;
         c.app.ping_active = 1;
         c.app.updatecheck = true;
         /* A boot result still to report goes with the check, as Flatcar does. */
-        const char *report = kv_get(&u->state, K_REPORT);
+        char report[128] = "";
+        snprintf(report, sizeof(report), "%s", kv_get(&u->state, K_REPORT) ?: "");
         int rt = 0, rr = 0, rc = 0;
-        if (report && sscanf(report, "%d %d %d %64s", &rt, &rr, &rc, report_prev) >= 3) {
+        if (sscanf(report, "%d %d %d %64s", &rt, &rr, &rc, report_prev) >= 3) {
                 omaha_call_event(&c, rt, rr, rc, report_prev[0] ? report_prev : NULL);
                 have_report = true;
         }
@@ -841,8 +895,11 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 return r;
         }
         if (have_report) {
-                kv_set(&u->state, K_REPORT, NULL);
-                save_state(u);
+                /* Sent: gone, unless another process queued a new one meanwhile. */
+                state_begin(u);
+                if (!strcmp(kv_get(&u->state, K_REPORT) ?: "", report))
+                        kv_set(&u->state, K_REPORT, NULL);
+                state_commit(u);
         }
         const struct omaha_app_response *app = find_app(&resp, u->cfg.app_id);
         if (!app) {
@@ -915,13 +972,6 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                         return 0;
                 }
         }
-        if (install) {
-                /* An attempt starts here: the passive slot is not bootable until it succeeds. */
-                int passive = target_passive(u->target);
-                if (passive >= 0 && (r = target_slot_disable(u->target, passive)) < 0)
-                        return log_error_errno(r, "Cannot set slot %s to priority 0: %m",
-                                               target_slot_name(u->target, passive));
-        }
         if (cmp < 0 && !u->cfg.allow_downgrade) {
                 ret->error_code = UPDATE_ERROR_POLICY;
                 status_set(u, "last_result", "refused");
@@ -981,6 +1031,15 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 log_info("Trying the next download location (%zu of %zu)", i + 2, app->n_urls);
         }
         drop_lock(u);
+        if (r < 0 && u->cancel && *u->cancel) {
+                /* Not a failed update: the agent was told to stop (a shutdown, a restart), and
+                 * the download resumes at its next start. Reported, it would count against the
+                 * rollout on the server. */
+                ret->error_code = res.error_code;
+                status_set(u, "last_result", "stopped");
+                updater_set_status(u, "stopped", "the download resumes at the next start");
+                return r;
+        }
         if (r < 0) {
                 ret->error_code = res.error_code;
                 status_set(u, "last_result", "error");

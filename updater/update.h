@@ -7,6 +7,7 @@
  *                  to report, versions that rolled back, the first version installed
  *   download/      staged kernel and initrd, resume checkpoint
  *   lock           held while an install runs
+ *   update-state.lock  held while a process changes update-state (read, change, save)
  * and, for pivotctl status, the agent's runtime status in run_dir/agent-status. */
 #pragma once
 
@@ -43,7 +44,9 @@ struct updater {
         char *work_dir;           /* state_dir/download */
         char *status_path;        /* run_dir/agent-status */
         char *boot_id;
-        struct kv state;
+        struct kv state;          /* update-state as last read; see state_begin() */
+        int state_lock_fd;        /* update-state.lock while a change is under way */
+        unsigned state_depth;     /* nested state_begin() calls */
         int lock_fd;
         bool quiet;
         bool progress_tty;
@@ -97,8 +100,11 @@ int updater_mark_good(struct updater *u, bool check_health);
 int updater_rollback(struct updater *u, bool force);
 /* Reboots through the configured command (refused offline). `reason` for the log. */
 int updater_reboot(struct updater *u, const char *reason);
-/* Whether an installed update waits for a reboot. */
+/* Whether an installed update waits for a reboot (as of the last reading of update-state). */
 bool updater_reboot_pending(struct updater *u);
+/* Reads update-state again: a long-running process (the daemon) calls it before it acts on
+ * the state, which pivotctl may have changed meanwhile. */
+void updater_reload_state(struct updater *u);
 
 /* Runtime status for pivotctl status (agent only; a no-op otherwise). */
 void updater_set_status(struct updater *u, const char *state, const char *detail);

@@ -415,6 +415,35 @@ if want boot-manual-rollback; then
         else notok boot-manual-rollback "rollback exit $rcr, agent exit $rc, 44 events: $(events 3/0/44), downloads: $(requests /payloads/u-1.1.0.payload)"; fi
 fi
 
+# The daemon and pivotctl share update-state: the daemon reads it again before it acts. Here
+# the daemon queues the rollback report at its start; before its first check, pivotctl sends
+# that report and installs 1.2.0. The report must go out once, the install record must stay,
+# and the daemon must see that an update waits for its reboot.
+if want daemon-shares-state; then
+        new_disk; agent_conf "first_check_delay = 4" "poll_interval = 600" "poll_jitter = 0" \
+                "reboot_command = touch $WORK/rebooted"
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        rm -f "$WORK/rebooted"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        sed -i "s|^reboot_command = .*|reboot_command = true|" "$WORK/update.conf"
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        sed -i "s|^reboot_command = .*|reboot_command = touch $WORK/rebooted|" "$WORK/update.conf"
+        responder '{"omaha":"noupdate"}'
+        agent_bg "$WORK/last.log" --boot-id boot-2 --booted-slot A
+        for ((i = 0; i < 100; i++)); do grep -q '^report=' "$WORK/state/update-state" 2>/dev/null && break; sleep 0.1; done
+        ctl=("$CTL" --disk "$DISK" --booted-slot A --boot-id boot-2 --state-dir "$WORK/state" --config "$WORK/update.conf")
+        "${ctl[@]}" check >>"$WORK/last.log" 2>&1; rcc=$?
+        "${ctl[@]}" install "$WORK/u-1.2.0.payload" >>"$WORK/last.log" 2>&1; rci=$?
+        # The daemon's own check (the third request), then its reboot.
+        for ((i = 0; i < 150; i++)); do (($(requests /v1/update/) >= 3)) && [[ -f $WORK/rebooted ]] && break; sleep 0.1; done
+        kill -TERM $APID; wait $APID; rc=$?
+        pending=$(sed -n 's/^pending_version=//p' "$WORK/state/update-state")
+        if [[ $rcc == 3 && $rci == 0 && $rc == 0 && $(events 3/0/44) == 1 && $pending == 1.2.0 && -f $WORK/rebooted ]] &&
+                [[ $(next_boot "$DISK") == B && $(slot "$DISK" B version) == 1.2.0 ]]; then
+                ok daemon-shares-state
+        else notok daemon-shares-state "check exit $rcc, install exit $rci, daemon exit $rc; 44 events: $(events 3/0/44); pending: '$pending'; rebooted: $([[ -f $WORK/rebooted ]] && echo yes || echo no)"; fi
+fi
+
 if want boot-rollback; then
         new_disk; agent_conf
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
@@ -456,6 +485,11 @@ bad_agent version-mismatch "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payloa
 bad_agent server-bad-signature "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$WORK/badsig.payload\"}" "bad signature" 3/0/18
 bad_agent server-other-key "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$WORK/other.payload\"}" "signed by another key" 3/0/18
 bad_agent server-older "{\"omaha\":\"update\",\"version\":\"0.9.0\",\"payload\":\"$WORK/old.payload\"}" "older than the running" 3/0/35
+if want server-older; then
+        # Refused before any attempt: B stays the successful fallback it was.
+        if [[ $(slot "$DISK" B priority) == 1 ]]; then ok server-older-keeps-fallback
+        else notok server-older-keeps-fallback "B priority $(slot "$DISK" B priority)"; fi
+fi
 bad_agent server-truncated "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$WORK/trunc-data.payload\"}" "announced" 3/0/11
 bad_agent payload-5xx "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"500\"}" "HTTP status 503" 3/0/2503
 bad_agent payload-stall "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"stall\",\"stall_seconds\":20}" "download failed" 3/0/9
@@ -557,12 +591,14 @@ if want resume-sigterm; then
         agent_bg "$WORK/last.log" --once
         sleep 2.5
         kill -TERM $APID; wait $APID; rc1=$?
+        # Stopped is not failed: no failure event (it would count against the rollout).
+        failures=$(events 3/0)
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
         agent --once >>"$WORK/last.log" 2>&1; rc2=$?
-        if [[ $rc1 == 1 && $rc2 == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
+        if [[ $rc1 == 1 && $rc2 == 0 && $failures == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
                 slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
                 ok resume-sigterm
-        else notok resume-sigterm "exits $rc1/$rc2"; fi
+        else notok resume-sigterm "exits $rc1/$rc2, failure events: $failures"; fi
 fi
 
 if want range-ignored; then

@@ -155,6 +155,49 @@ TEST(reboot_windows) {
         CHECK_EQ(parse_reboot_window("02:00 1h", &w), 0);
         CHECK_EQ(reboot_window_wait(&w, sunday_0230), 0);
         CHECK_EQ(reboot_window_wait(&w, sunday_0230 + 3600), 86400 - 3600 - 1800);
+
+        /* Nights when the clocks change: the wait is in real seconds. Counted in local
+         * minutes, it comes out an hour off, and a one-hour window is missed or entered an
+         * hour early. Europe/Berlin: 2024-03-31 02:00 CET becomes 03:00 CEST; 2024-10-27
+         * 03:00 CEST becomes 02:00 CET. */
+        setenv("TZ", "Europe/Berlin", 1);
+        tzset();
+        CHECK_EQ(parse_reboot_window("Sun 03:00 1h", &w), 0);
+        long spring_0100 = 1711843200; /* 2024-03-31 00:00 UTC = 01:00 CET */
+        CHECK_EQ(reboot_window_wait(&w, spring_0100), 3600);
+        CHECK_EQ(reboot_window_wait(&w, spring_0100 + 3600), 0); /* 03:00 CEST */
+        CHECK_EQ(reboot_window_wait(&w, spring_0100 + 7200), 7 * 86400 - 3600); /* 04:00 CEST */
+        long autumn_0100 = 1729983600; /* 2024-10-26 23:00 UTC = 01:00 CEST */
+        CHECK_EQ(reboot_window_wait(&w, autumn_0100), 3 * 3600);
+        CHECK_EQ(reboot_window_wait(&w, autumn_0100 + 2 * 3600), 3600); /* 02:00 CET */
+        CHECK_EQ(reboot_window_wait(&w, autumn_0100 + 3 * 3600), 0);    /* 03:00 CET */
+        setenv("TZ", "UTC", 1);
+        tzset();
+}
+
+/* The daemon asks again when it wakes: a clock stepped past the window since it went to
+ * sleep means the next window, not a reboot now. */
+TEST(reboot_waits) {
+        setenv("TZ", "UTC", 1);
+        tzset();
+        struct config c;
+        config_init(&c);
+        c.reboot_strategy = REBOOT_STRATEGY_WINDOW;
+        CHECK_EQ(parse_reboot_window("Sun 03:00 2h", &c.window), 0);
+        const struct reboot_strategy_ops *s = reboot_strategy_get(c.reboot_strategy);
+        time_t sunday_0100 = 1704589200; /* 2024-01-07 01:00 UTC, a Sunday */
+        CHECK_EQ(reboot_wait(s, &c, sunday_0100, 0), 2 * 3600);
+        /* Asleep until 03:00, but the clock was stepped to 06:00 meanwhile. */
+        CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 5 * 3600, 0), 7 * 86400 - 3 * 3600);
+        CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 2 * 3600, 0), 0);
+        /* A retry after a busy lock waits for its time, also inside the window. */
+        CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 2 * 3600, sunday_0100 + 2 * 3600 + 60), 60);
+        CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 2 * 3600 + 61, sunday_0100 + 2 * 3600 + 60), 0);
+        CHECK(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_OFF), &c, sunday_0100, 0) < 0);
+        CHECK(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_OFF), &c, sunday_0100,
+                          sunday_0100 + 60) < 0);
+        CHECK_EQ(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_REBOOT), &c, sunday_0100, 0), 0);
+        config_done(&c);
 }
 
 TEST(reboot_strategies) {
