@@ -1311,6 +1311,8 @@ static int finish(struct engine *e) {
                             target_slot_name(t, e->slot));
 
         if (!p->no_flip) {
+                if (p->before_flip)
+                        p->before_flip(p->userdata, e->slot, e->m.version);
                 progress(e, INSTALL_PHASE_FLIP, 0, 1, true);
                 r = target_slot_flip(t, e->slot, p->tries ? p->tries : 1);
                 if (r < 0)

@@ -91,6 +91,10 @@ struct install_params {
         volatile int *cancel;          /* set non-zero (e.g. by SIGTERM) to stop; resumable */
         uint64_t checkpoint_bytes;     /* 0: 64 MiB between resume checkpoints */
         void (*progress)(void *userdata, enum install_phase phase, uint64_t done, uint64_t total);
+        /* Right before the flip, with the slot written and verified: the caller records the
+         * update as installed. Recorded after the flip, a power cut between the two would boot
+         * the new slot with no record of it, and how it boots would never be reported. */
+        void (*before_flip)(void *userdata, int slot, const char *version);
         void *userdata;
 };
 

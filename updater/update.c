@@ -280,6 +280,7 @@ static void drop_lock(struct updater *u) {
 
 struct progress_state {
         struct updater *u;
+        bool recorded; /* before_flip wrote the install record */
         uint64_t start_ms;
         int last_pct;
         enum install_phase last_phase;
@@ -316,6 +317,8 @@ static void on_progress(void *userdata, enum install_phase phase, uint64_t done,
                 debug_pause_point(u, "boot-files");
         if (phase == INSTALL_PHASE_FLIP && done == 0)
                 debug_pause_point(u, "flip");
+        if (phase == INSTALL_PHASE_FLIP && done == total)
+                debug_pause_point(u, "events");
         int pct = total ? (int)(done * 100 / total) : 100;
         char detail[128];
         if (phase == INSTALL_PHASE_DOWNLOAD) {
@@ -359,6 +362,12 @@ static void clear_pending(struct updater *u) {
         state_commit(u);
 }
 
+static void before_flip(void *userdata, int slot, const char *version) {
+        struct progress_state *ps = userdata;
+        record_pending(ps->u, slot, version);
+        ps->recorded = true;
+}
+
 bool updater_reboot_pending(struct updater *u) {
         const char *b = kv_get(&u->state, K_PENDING_BOOT_ID);
         return kv_get(&u->state, K_PENDING_SLOT) && b && !strcmp(b, u->boot_id);
@@ -392,6 +401,7 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                 .source = src,
                 .cancel = u->cancel,
                 .progress = on_progress,
+                .before_flip = before_flip,
                 .userdata = &ps,
         };
         /* The slot about to be overwritten no longer holds an installed update. */
@@ -410,8 +420,12 @@ static int run_install(struct updater *u, struct install_source *src, const stru
         if (!u->quiet && u->progress_tty && ps.last_pct >= 0 &&
             !(ps.last_phase == INSTALL_PHASE_FLIP && ps.last_pct == 100))
                 fputc('\n', stderr);
-        if (r < 0)
+        if (r < 0) {
+                /* The flip failed after the record was written: nothing waits for a reboot. */
+                if (ps.recorded)
+                        clear_pending(u);
                 return r;
+        }
         uint64_t secs = (mono_ms() - ps.start_ms) / 1000;
         if (p.no_flip)
                 log_info("Version %s written to slot %s and verified in %" PRIu64 "s (not "
@@ -421,7 +435,6 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                 log_info("Version %s installed in slot %s in %" PRIu64 "s; it boots next "
                          "(%u %s)", res->version, target_slot_name(u->target, res->slot), secs,
                          u->cfg.tries, u->cfg.tries == 1 ? "try" : "tries");
-                record_pending(u, res->slot, res->version);
                 updater_set_status(u, "reboot-needed", res->version);
         }
         return 0;
@@ -599,9 +612,21 @@ static enum boot_outcome boot_outcome(struct updater *u) {
         struct target *t = u->target;
         if (!strcmp(slot, target_slot_name(t, t->booted)))
                 return BOOT_NEW_VERSION;
+        const char *version = kv_get(&u->state, K_PENDING_VERSION);
+        int index = disk_slot_index(t->disk, slot);
+        if (index >= 0 && t->disk->slots[index].priority == 0) {
+                /* The record is written right before the flip, and the flip gives the slot a
+                 * priority that nothing takes away after (a failed boot spends tries only):
+                 * the power went before the flip. The update never became bootable, so
+                 * nothing rolled back; the next check installs it again. */
+                log_warning("Version %s in slot %s was installed but the switch to it did not "
+                            "happen (interrupted); it is installed again", version ? version : "?",
+                            slot);
+                clear_pending(u);
+                return BOOT_NORMAL;
+        }
         /* Rebooted, and the old slot runs: the new one did not come up (or was rolled back
          * by hand). Report it once, and do not take that version again. */
-        const char *version = kv_get(&u->state, K_PENDING_VERSION);
         log_warning("Version %s in slot %s did not come up; running %s from slot %s (rolled back)",
                     version ? version : "?", slot, t->running_version, target_slot_name(t, t->booted));
         queue_report(u, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR, UPDATE_ERROR_ROLLED_BACK,

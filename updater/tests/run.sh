@@ -415,6 +415,37 @@ if want boot-manual-rollback; then
         else notok boot-manual-rollback "rollback exit $rcr, agent exit $rc, 44 events: $(events 3/0/44), downloads: $(requests /payloads/u-1.1.0.payload)"; fi
 fi
 
+# Power cuts around the flip (the agent stopped for good at a debug_pause point, then killed).
+# The install record is written right before the flip: cut after the flip, the new slot boots
+# and its success is reported; cut before it, nothing rolled back and the update is taken again.
+paused_agent() { # POINT BOOT-ID: install 1.1.0 and stop at POINT, then cut the power
+        agent_conf "debug_pause = $1"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        : >"$WORK/last.log"
+        agent_bg "$WORK/last.log" --once --boot-id "$2"
+        for ((i = 0; i < 300; i++)); do grep -q "debug_pause: stopped" "$WORK/last.log" && break; sleep 0.1; done
+        kill -KILL $APID; wait $APID 2>/dev/null
+        agent_conf
+}
+if want power-cut-after-flip; then
+        new_disk; paused_agent events boot-1
+        responder '{"omaha":"noupdate"}'
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 3 && $(events 3/2) == 1 && $(slot "$DISK" B successful) == true ]]; then
+                ok power-cut-after-flip
+        else notok power-cut-after-flip "exit $rc, success reports: $(events 3/2)"; fi
+fi
+if want power-cut-before-flip; then
+        new_disk; paused_agent flip boot-1
+        b=$(slot "$DISK" B priority)
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        agent --once --boot-id boot-2 --booted-slot A >>"$WORK/last.log" 2>&1; rc=$?
+        if [[ $b == 0 && $rc == 0 && $(events 3/0/44) == 0 && $(next_boot "$DISK") == B ]] &&
+                grep -q "switch to it did not happen" "$WORK/last.log"; then
+                ok power-cut-before-flip
+        else notok power-cut-before-flip "B priority after the cut $b, exit $rc, 44 events: $(events 3/0/44)"; fi
+fi
+
 # The daemon and pivotctl share update-state: the daemon reads it again before it acts. Here
 # the daemon queues the rollback report at its start; before its first check, pivotctl sends
 # that report and installs 1.2.0. The report must go out once, the install record must stay,
