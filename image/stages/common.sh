@@ -16,6 +16,19 @@ stage() {
 # sha256 of its arguments and stdin, shortened: names cache entries.
 cache_key() { { printf '%s\n' "$@"; cat; } | sha256sum | cut -c1-16; }
 
+# Builds that share a cache (the QEMU tests build several images at once) fill an entry one at
+# a time: cache_lock NAME waits for the lock on it, the entry is checked again after, and
+# cache_unlock lets the next builder in (or the build's exit does).
+cache_lock() {
+  exec {CACHE_LOCK_FD}>"$CACHE/.$1.lock"
+  flock "$CACHE_LOCK_FD"
+}
+cache_unlock() {
+  [[ -n ${CACHE_LOCK_FD:-} ]] || return 0
+  exec {CACHE_LOCK_FD}>&-
+  CACHE_LOCK_FD=
+}
+
 # The package list without comments and blanks, one name per line, sorted.
 package_names() { sed -e 's/#.*//' -e 's/[[:space:]]//g' "$PACKAGES" | grep -v '^$' | LC_ALL=C sort -u; }
 

@@ -36,6 +36,7 @@ build_initramfs() {
   modules=$(resolve_modules $INITRAMFS_MODULES)
   key=$( (cat "$OUT/bin/pivot-init"; printf '%s\n' "$modules") | cache_key initrd-v1 "$KERNEL_DIR")
   INITRD=$CACHE/initrd-$key.cpio.zst
+  [[ -f $INITRD ]] || cache_lock initrd
   if [[ ! -f $INITRD ]]; then
     local dir=$work/initramfs m
     rm -rf "$dir"
@@ -53,6 +54,7 @@ build_initramfs() {
       cpio --quiet -o -H newc -R 0:0 --reproducible) | zstd -q -19 -T1 >"$INITRD.tmp"
     mv "$INITRD.tmp" "$INITRD"
   fi
+  cache_unlock
   cp "$INITRD" "$work/initrd"
   cp "$KERNEL_IMAGE" "$work/vmlinuz"
   note "initramfs: $(printf '%s\n' "$modules" | grep -c .) modules, $(($(stat -c %s "$work/initrd") / 1024)) KiB"

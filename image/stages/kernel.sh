@@ -21,12 +21,14 @@ fetch_kernel() {
   local key
   key=$(cache_key kernel-v1 "$KERNEL_FLAVOUR" "$SUITE" "$MIRROR" </dev/null)
   KERNEL_DIR=$CACHE/kernel-$key
+  [[ -f $KERNEL_DIR/.done ]] || cache_lock kernel
   if [[ ! -f $KERNEL_DIR/.done ]]; then
     note "kernel: fetching linux-image-$KERNEL_FLAVOUR"
     rm -rf "$KERNEL_DIR"
     build_kernel_dir "$KERNEL_DIR"
     touch "$KERNEL_DIR/.done"
   fi
+  cache_unlock
   KERNEL_VERSION=$(ls "$KERNEL_DIR/lib/modules")
   KERNEL_IMAGE=$(ls "$KERNEL_DIR"/boot/vmlinuz-*)
   note "kernel: $KERNEL_VERSION"

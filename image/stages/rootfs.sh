@@ -20,7 +20,9 @@ build_rootfs_tarball() {
   local key
   key=$(package_names | cache_key rootfs-v1 "$SUITE" "$MIRROR")
   ROOTFS_TAR=$CACHE/rootfs-$key.tar
+  [[ -f $ROOTFS_TAR ]] || cache_lock rootfs
   if [[ -f $ROOTFS_TAR ]]; then
+    cache_unlock
     note "rootfs: cached ($ROOTFS_TAR)"
     return
   fi
@@ -37,4 +39,5 @@ build_rootfs_tarball() {
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
     "$SUITE" "$ROOTFS_TAR.part.tar" "deb $MIRROR $SUITE main"
   mv "$ROOTFS_TAR.part.tar" "$ROOTFS_TAR"
+  cache_unlock
 }
