@@ -221,7 +221,7 @@ static void handle_events(struct server *srv, const char *app, const char *machi
         _cleanup_rows_ struct db_rows rows = {};
         int r = Q(srv->store,
                   "SELECT machine, channel, version, target_version, type, result, error_code, previous_version, time"
-                  " FROM events WHERE app = $1 AND ($2 = '' OR machine = $2) ORDER BY time DESC LIMIT $3",
+                  " FROM events WHERE app = $1 AND ($2 = '' OR machine = $2) ORDER BY time DESC, id DESC LIMIT $3",
                   &rows, DB_TEXT(app), DB_TEXT(machine ? machine : ""), DB_INT(query_limit(limit, 100)));
         if (r < 0)
                 return reply_store_error(out, r, "events");

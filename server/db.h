@@ -46,6 +46,9 @@ struct db_driver {
         const char *name;
         bool shared;  /* one connection for all threads (it locks inside), not one per thread */
         bool single_process; /* the database is this process's alone: every write goes through it */
+        /* The column definition of an integer key the engine numbers itself, ascending in the
+         * order rows are inserted. */
+        const char *serial_key;
         /* target: a directory (sqlite) or a postgres:// URL. */
         int (*open)(const char *target, struct db **ret);
         void (*close)(struct db *db);

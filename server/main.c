@@ -35,11 +35,18 @@ static void usage(FILE *f) {
                 "  --public-url URL     base URL machines reach this server at, for the payload\n"
                 "                       URLs it hands out (default: from the request's Host header)\n"
                 "  --threads N          worker threads (default: 2 per CPU)\n"
+                "  --event-retention DAYS\n"
+                "                       delete the events machines reported after DAYS days\n"
+                "                       (default: %d; 0: keep them whatever their age)\n"
+                "  --events-per-machine N\n"
+                "                       keep the N newest events of each machine, delete older\n"
+                "                       ones (default: %d; 0: no limit)\n"
                 "  --verbose            log debug messages\n"
                 "  --help               show this help\n"
                 "\n"
                 "The admin token is created at first start in DIR/admin.token (mode 0600).\n"
-                "Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime failure, 2 on a usage error.\n");
+                "Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime failure, 2 on a usage error.\n",
+                EVENT_RETENTION_DAYS, EVENTS_PER_MACHINE);
 }
 
 bool safe_name(const char *s) {
@@ -126,6 +133,17 @@ static int load_token(const char *dir, char token[65]) {
         return 0;
 }
 
+/* A whole decimal number in [min, max], nothing after it. */
+static int parse_number(const char *s, long min, long max, long *ret) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (errno != 0 || end == s || *end || v < min || v > max)
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 static int parse_listen(const char *s, struct sockaddr_storage *ss) {
         char host[128];
         const char *colon;
@@ -172,26 +190,39 @@ int main(int argc, char **argv) {
                 { "db", required_argument, NULL, 'D' },
                 { "public-url", required_argument, NULL, 'u' },
                 { "threads", required_argument, NULL, 't' },
+                { "event-retention", required_argument, NULL, 'R' },
+                { "events-per-machine", required_argument, NULL, 'E' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *listen_addr = NULL, *db_url = NULL;
         static struct server srv;
-        long threads = 0;
+        long threads = 0, retention_days = EVENT_RETENTION_DAYS, per_machine = EVENTS_PER_MACHINE;
         int c, r;
 
         log_set_program("pivot-server");
-        while ((c = getopt_long(argc, argv, "l:d:D:u:t:vh", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "l:d:D:u:t:R:E:vh", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'l': listen_addr = optarg; break;
                 case 'd': srv.data_dir = optarg; break;
                 case 'D': db_url = optarg; break;
                 case 'u': srv.public_url = optarg; break;
                 case 't':
-                        threads = strtol(optarg, NULL, 10);
-                        if (threads < 1 || threads > 256) {
+                        if (parse_number(optarg, 1, 256, &threads) < 0) {
                                 log_error("--threads must be 1 to 256");
+                                return 2;
+                        }
+                        break;
+                case 'R':
+                        if (parse_number(optarg, 0, 36500, &retention_days) < 0) {
+                                log_error("--event-retention takes a number of days, 0 to 36500");
+                                return 2;
+                        }
+                        break;
+                case 'E':
+                        if (parse_number(optarg, 0, 100000000, &per_machine) < 0) {
+                                log_error("--events-per-machine takes a number, 0 to 100000000");
                                 return 2;
                         }
                         break;
@@ -229,6 +260,16 @@ int main(int argc, char **argv) {
         r = store_open(srv.data_dir, db_url, &srv.store);
         if (r < 0)
                 return 1;
+        const struct event_retention retention = {
+                .max_age = (int64_t)retention_days * 86400,
+                .per_machine = per_machine,
+        };
+        r = store_events_prune_start(srv.store, &retention);
+        if (r < 0) {
+                log_error_errno(r, "Cannot start pruning events: %m");
+                store_close(srv.store);
+                return 1;
+        }
 
         /* Block the signals in every thread; the main thread waits for them. */
         sigset_t mask;

@@ -155,6 +155,7 @@ static int pg_sync(struct db *db) {
 
 const struct db_driver db_postgres_driver = {
         .name = "postgres",
+        .serial_key = "BIGSERIAL PRIMARY KEY",
         .open = pg_open,
         .close = pg_close,
         .query = pg_query,

@@ -483,6 +483,7 @@ const struct db_driver db_sqlite_driver = {
         .name = "sqlite",
         .shared = true,
         .single_process = true,
+        .serial_key = "INTEGER PRIMARY KEY", /* the rowid: the largest so far + 1 */
         .open = sqlite_open,
         .close = sqlite_close,
         .query = sqlite_query,

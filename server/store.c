@@ -2,6 +2,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,10 +14,13 @@
 #include "policy.h"
 #include "util.h"
 
-#define SCHEMA_VERSION "1"
+/* The schema's version, in meta ('schema'): a database of an older version is brought up to
+ * this one at start (migrations below), one of a newer version is refused. */
+#define SCHEMA_VERSION 2
+
+static const char meta_table[] = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
 static const char schema[] =
-        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
         "CREATE TABLE IF NOT EXISTS apps (\n"
         "  id TEXT PRIMARY KEY, name TEXT NOT NULL, created BIGINT NOT NULL);\n"
         "CREATE TABLE IF NOT EXISTS releases (\n"
@@ -43,13 +47,38 @@ static const char schema[] =
         "  app TEXT NOT NULL, channel TEXT NOT NULL, version TEXT NOT NULL, machine TEXT NOT NULL,\n"
         "  state TEXT NOT NULL, failed INTEGER NOT NULL DEFAULT 0, error_code INTEGER,\n"
         "  started BIGINT NOT NULL, updated BIGINT NOT NULL,\n"
-        "  PRIMARY KEY (app, channel, version, machine));\n"
-        "CREATE TABLE IF NOT EXISTS events (\n"
-        "  app TEXT NOT NULL, channel TEXT, machine TEXT NOT NULL, version TEXT, target_version TEXT,\n"
-        "  type INTEGER NOT NULL, result INTEGER NOT NULL, error_code INTEGER NOT NULL,\n"
-        "  previous_version TEXT, time BIGINT NOT NULL);\n"
-        "CREATE INDEX IF NOT EXISTS events_time ON events (time);\n"
-        "CREATE INDEX IF NOT EXISTS events_machine ON events (app, machine, time);\n";
+        "  PRIMARY KEY (app, channel, version, machine));\n";
+
+/* The events, with the id each engine numbers itself (the driver's serial_key, %s): the order
+ * they were recorded, which the per-machine limit keeps the newest of, and a key that batched
+ * deletes find rows by. events_time serves the age limit and the dashboard's last 24 hours,
+ * events_machine the per-machine limit and a machine's listing. */
+#define EVENTS_TABLE                                                                                \
+        "CREATE TABLE IF NOT EXISTS events (\n"                                                     \
+        "  id %s,\n"                                                                                \
+        "  app TEXT NOT NULL, channel TEXT, machine TEXT NOT NULL, version TEXT,\n"                 \
+        "  target_version TEXT, type INTEGER NOT NULL, result INTEGER NOT NULL,\n"                  \
+        "  error_code INTEGER NOT NULL, previous_version TEXT, time BIGINT NOT NULL);\n"            \
+        "CREATE INDEX IF NOT EXISTS events_time ON events (time);\n"                                \
+        "CREATE INDEX IF NOT EXISTS events_machine ON events (app, machine, id);\n"
+
+/* Version 1 to 2: events get their id. Neither engine adds a key to a filled table in place
+ * the same way, so the table is made anew and the rows copied, oldest first (their ids follow
+ * their times), in one transaction: a failure leaves the database as it was. The old indexes
+ * go first, as PostgreSQL would keep their names on the renamed table. */
+#define MIGRATE_1_TO_2                                                                              \
+        "BEGIN;\n"                                                                                  \
+        "DROP INDEX IF EXISTS events_time;\n"                                                       \
+        "DROP INDEX IF EXISTS events_machine;\n"                                                    \
+        "ALTER TABLE events RENAME TO events_v1;\n"                                                 \
+        EVENTS_TABLE                                                                                \
+        "INSERT INTO events (app, channel, machine, version, target_version, type, result,\n"       \
+        "  error_code, previous_version, time)\n"                                                   \
+        "  SELECT app, channel, machine, version, target_version, type, result, error_code,\n"      \
+        "  previous_version, time FROM events_v1 ORDER BY time;\n"                                  \
+        "DROP TABLE events_v1;\n"                                                                   \
+        "UPDATE meta SET value = '2' WHERE key = 'schema';\n"                                       \
+        "COMMIT;\n"
 
 /* A channel row as the Omaha path reads it: shared, read-only, freed by its last user. */
 struct channel_snapshot {
@@ -74,8 +103,10 @@ struct store {
         struct channel_snapshot *cache[CHANNEL_CACHE_SLOTS];
         unsigned cache_next;   /* the slot a new channel takes when all are used */
         struct checkin_writer *writer; /* batched check-ins, for engines without a write queue */
+        struct event_pruner *pruner;   /* the thread that deletes old events */
 };
 
+static void pruner_stop(struct store *s);
 static void writer_stop(struct store *s);
 static int writer_start(struct store *s);
 static int writer_queue(struct store *s, const struct machine_checkin *c);
@@ -129,6 +160,45 @@ static void db_rowsp(struct db_rows *r) {
 }
 #define _cleanup_rows_ _cleanup_(db_rowsp)
 
+/* Brings a database of an older schema version up to this one, then creates what is missing. */
+static int schema_setup(struct store *s, struct db *db) {
+        _cleanup_rows_ struct db_rows rows = {};
+        _cleanup_free_ char *events = NULL, *migration = NULL;
+        char version_text[16];
+
+        int r = s->driver->exec_script(db, meta_table);
+        if (r >= 0)
+                r = store_query(s, "SELECT value FROM meta WHERE key = 'schema'", NULL, 0, &rows);
+        if (r < 0)
+                return r;
+        /* Without a version the database is new, and made as this version's. */
+        const char *v = db_cell(&rows, 0, 0);
+        long version = v ? strtol(v, NULL, 10) : SCHEMA_VERSION;
+        if (version > SCHEMA_VERSION) {
+                log_error("The database is of schema version %ld, newer than this pivot-server's (%d)", version,
+                          SCHEMA_VERSION);
+                return -EPROTONOSUPPORT;
+        }
+        if (asprintf(&events, EVENTS_TABLE, s->driver->serial_key) < 0)
+                return -ENOMEM;
+        if (version == 1) {
+                log_info("updating the %s database from schema version 1 to 2 (events get an id)", s->driver->name);
+                if (asprintf(&migration, MIGRATE_1_TO_2, s->driver->serial_key) < 0)
+                        return -ENOMEM;
+                r = s->driver->exec_script(db, migration);
+                if (r < 0)
+                        return r;
+        }
+        r = s->driver->exec_script(db, schema);
+        if (r >= 0)
+                r = s->driver->exec_script(db, events);
+        if (r < 0)
+                return r;
+        snprintf(version_text, sizeof(version_text), "%d", SCHEMA_VERSION);
+        return Q(s, "INSERT INTO meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING", NULL,
+                 DB_TEXT(version_text));
+}
+
 int store_open(const char *data_dir, const char *db_url, struct store **ret) {
         return store_open_with(data_dir, db_url, 0, ret);
 }
@@ -156,7 +226,7 @@ int store_open_with(const char *data_dir, const char *db_url, unsigned flags, st
         /* Several processes may start at once on one PostgreSQL: serialize the schema setup. */
         if (db_url)
                 (void)s->driver->exec_script(db, "SELECT pg_advisory_lock(7201)");
-        r = s->driver->exec_script(db, schema);
+        r = schema_setup(s, db);
         /* Every check-in rewrites its machine's row. On PostgreSQL an update can stay on the
          * row's page, without new index entries, only when the page has room for the new
          * version: leave a fifth of each page free (new pages only; SQLite updates in place).
@@ -170,9 +240,6 @@ int store_open_with(const char *data_dir, const char *db_url, unsigned flags, st
                             "  END IF;\n"
                             "END $$");
         if (r >= 0)
-                r = Q(s, "INSERT INTO meta (key, value) VALUES ('schema', $1) ON CONFLICT (key) DO NOTHING", NULL,
-                      DB_TEXT(SCHEMA_VERSION));
-        if (r >= 0)
                 r = store_app_create(s, DEFAULT_APP_ID, "Pivot");
         if (r == -EEXIST)
                 r = 0;
@@ -181,8 +248,9 @@ int store_open_with(const char *data_dir, const char *db_url, unsigned flags, st
         if (r >= 0 && (!s->driver->defer || (flags & STORE_BATCHED_CHECKINS)))
                 r = writer_start(s);
         if (r < 0) {
+                const char *engine = s->driver->name;
                 store_close(s);
-                return log_error_errno(r, "Failed to set up the %s database: %m", s->driver->name);
+                return log_error_errno(r, "Failed to set up the %s database: %m", engine);
         }
         *ret = s;
         return 0;
@@ -193,6 +261,7 @@ static void snapshot_unref(struct channel_snapshot *c);
 void store_close(struct store *s) {
         if (!s)
                 return;
+        pruner_stop(s);
         writer_stop(s);
         for (size_t i = 0; i < CHANNEL_CACHE_SLOTS; i++)
                 if (s->cache[i])
@@ -1038,4 +1107,237 @@ int store_event(struct store *s, const struct event_record *e, bool *ret_halted)
         if (r < 0 || !failed)
                 return r;
         return apply_safe_mode(s, e, ret_halted);
+}
+
+/* --- event retention ---
+ *
+ * The events table is the log of what machines reported, kept for people: the admin API lists
+ * it (pivot-admin events) and the dashboard charts its last 24 hours. Nothing the server
+ * decides reads it. store_event() moves, in the same call, the machine's row (state,
+ * last_error) and its attempt (state, and the failed flag and error code, which stick), and
+ * every decision reads those rows: safe mode counts the failed and finished attempts at the
+ * channel's release (apply_safe_mode()), the in-flight limit counts machines by state
+ * (store_count_inflight()), a machine that rolled back is not offered the release again
+ * because of its own row (policy_decide()), and the status, the dashboard's rollout chart and
+ * the metrics count attempts and machines. So deleting an event, however recent and whichever
+ * rollout it belongs to, never changes whether a rollout halts, what a machine is offered or
+ * what the rollout counts show: a failure gone from the log still counts towards the halt of
+ * its release for as long as that release is the channel's. What retention has to leave is
+ * what people read: the dashboard's last 24 hours, which is why the age limit is in whole days.
+ *
+ * Two limits, each optional:
+ * - age: events older than max_age go, oldest first (events_time);
+ * - per machine: a machine keeps its per_machine newest events (by id: the order they were
+ *   recorded). The Omaha endpoint takes events from anyone, up to 32 per <app> and 16 apps a
+ *   request, so without this limit one client could fill the disk well within the age limit.
+ *   A pass looks only at the machines that recorded events since the previous pass
+ *   (events_time again) and walks at most per_machine + 1 of each one's events
+ *   (events_machine) to find the newest beyond the limit: its cost follows the events
+ *   recorded since, not the size of the table. Between two passes a machine may go beyond
+ *   the limit; an honest one stays far below it (an update is 4 or 5 events). A client that
+ *   makes up a new machine id for each request is held by the age limit alone (and the
+ *   machines it creates by nothing): that calls for a rate limit in front of the server.
+ *
+ * Deletes go PRUNE_BATCH rows a statement: on SQLite a statement holds the process's one
+ * connection, and requests wait for a batch, never for a whole pass. Every process runs a
+ * pass every interval; on a PostgreSQL that several share, the first one claims it in meta
+ * ('events_pruned': when the last pass started) and the others skip it. The next pass looks
+ * for machines from that time on (less PRUNE_MARGIN), so a restart or another process
+ * misses none. */
+
+#define PRUNE_BATCH 1000
+/* Seconds: how much earlier than a pass's start the events it did not see yet may be timed (a
+ * request takes its time when it starts), and how far the clocks of the processes sharing a
+ * PostgreSQL may disagree. */
+#define PRUNE_MARGIN 300
+
+struct event_pruner {
+        pthread_mutex_t lock;
+        pthread_cond_t wake;
+        atomic_bool stop;
+        pthread_t thread;
+        struct event_retention retention;
+};
+
+static bool pruner_stopping(struct store *s) {
+        return s->pruner && atomic_load(&s->pruner->stop);
+}
+
+static int64_t prune_interval_ms(const struct event_retention *r) {
+        return r->interval_ms > 0 ? r->interval_ms : EVENT_PRUNE_INTERVAL_MS;
+}
+
+/* Runs sql, a DELETE that returns the rows it deletes, until one deletes fewer than
+ * PRUNE_BATCH; adds them up in *count. A statement deletes a range of the index it searches,
+ * up to the row at OFFSET PRUNE_BATCH - 1 (its last parameter): with a list of ids instead
+ * ("id IN (SELECT id ... LIMIT)") PostgreSQL scans the whole table to join them whenever that
+ * looks cheaper than a thousand lookups. */
+static int prune_batches(struct store *s, const char *sql, const struct db_param *params, size_t n,
+                         uint64_t *count) {
+        while (!pruner_stopping(s)) {
+                _cleanup_rows_ struct db_rows rows = {};
+                int r = store_query(s, sql, params, n, &rows);
+                if (r < 0)
+                        return r;
+                *count += rows.n_rows;
+                if (rows.n_rows < PRUNE_BATCH)
+                        break;
+                /* A lock let go and taken again at once is seldom taken by a waiting thread in
+                 * between: give the requests waiting for SQLite's connection their turn. */
+                nanosleep(&(struct timespec){ .tv_nsec = 1000000 }, NULL);
+        }
+        return 0;
+}
+
+int store_events_prune(struct store *s, const struct event_retention *r, int64_t now, bool force,
+                       struct event_prune_stats *ret) {
+        _cleanup_rows_ struct db_rows last = {}, claim = {}, over = {};
+        char now_text[24];
+        int k;
+
+        *ret = (struct event_prune_stats){};
+        k = store_query(s, "SELECT value FROM meta WHERE key = 'events_pruned'", NULL, 0, &last);
+        if (k < 0)
+                return k;
+        const char *prev = db_cell(&last, 0, 0);
+        int64_t prev_time = prev ? strtoll(prev, NULL, 10) : 0;
+        /* (A clock set back does not stop the passes.) */
+        if (!force && prev && prev_time <= now && now - prev_time < prune_interval_ms(r) / 1000) {
+                ret->skipped = true;
+                return 0;
+        }
+        snprintf(now_text, sizeof(now_text), "%" PRId64, now);
+        if (prev)
+                k = Q(s, "UPDATE meta SET value = $1 WHERE key = 'events_pruned' AND value = $2 RETURNING key", &claim,
+                      DB_TEXT(now_text), DB_TEXT(prev));
+        else
+                k = Q(s, "INSERT INTO meta (key, value) VALUES ('events_pruned', $1) ON CONFLICT (key) DO NOTHING"
+                         " RETURNING key",
+                      &claim, DB_TEXT(now_text));
+        if (k < 0)
+                return k;
+        if (!claim.n_rows && !force) {
+                ret->skipped = true; /* another process claimed it just now */
+                return 0;
+        }
+
+        if (r->max_age > 0) {
+                /* (Events of the same second as the last of a batch go with it.) */
+                const struct db_param p[] = { DB_INT(now - r->max_age), DB_INT(PRUNE_BATCH - 1) };
+                k = prune_batches(s,
+                                  "DELETE FROM events WHERE time <= COALESCE((SELECT time FROM events"
+                                  " WHERE time < $1 ORDER BY time LIMIT 1 OFFSET $2), $1 - 1) RETURNING id",
+                                  p, ELEMENTSOF(p), &ret->expired);
+                if (k < 0)
+                        return k;
+        }
+        if (r->per_machine <= 0)
+                return 0;
+        /* The machines with events since the previous pass, each with the newest of its events
+         * beyond the limit, when there is one. The first pass ever looks at all of them (once
+         * in a database's life; about a second per million events). The events since are
+         * found by time (events_time), apart (MATERIALIZED): otherwise SQLite scans all of
+         * events_machine, which is in the order DISTINCT wants. */
+        int64_t since = prev ? (prev_time < now ? prev_time : now) - PRUNE_MARGIN : 0;
+        k = Q(s,
+              "WITH recent AS MATERIALIZED (SELECT app, machine FROM events WHERE time >= $1)"
+              " SELECT app, machine, beyond FROM (SELECT a.app, a.machine,"
+              " (SELECT e.id FROM events e WHERE e.app = a.app AND e.machine = a.machine"
+              " ORDER BY e.id DESC LIMIT 1 OFFSET $2) AS beyond"
+              " FROM (SELECT DISTINCT app, machine FROM recent) AS a) AS c"
+              " WHERE beyond IS NOT NULL",
+              &over, DB_INT(since), DB_INT(r->per_machine));
+        if (k < 0)
+                return k;
+        for (size_t i = 0; i < over.n_rows && !pruner_stopping(s); i++) {
+                const struct db_param p[] = {
+                        DB_TEXT(db_cell(&over, i, 0)), DB_TEXT(db_cell(&over, i, 1)), DB_INT(db_cell_int(&over, i, 2)),
+                        DB_INT(PRUNE_BATCH - 1),
+                };
+                k = prune_batches(s,
+                                  "DELETE FROM events WHERE app = $1 AND machine = $2 AND id <= COALESCE((SELECT id"
+                                  " FROM events WHERE app = $1 AND machine = $2 AND id <= $3 ORDER BY id"
+                                  " LIMIT 1 OFFSET $4), $3) RETURNING id",
+                                  p, ELEMENTSOF(p), &ret->capped);
+                if (k < 0)
+                        return k;
+        }
+        return 0;
+}
+
+static void *pruner_main(void *userdata) {
+        struct store *s = userdata;
+        struct event_pruner *p = s->pruner;
+        const struct event_retention *r = &p->retention;
+        int64_t interval = prune_interval_ms(r);
+
+        /* The first pass at once, whenever the last one was: a process that starts catches up
+         * with what piled up while none ran, and with an age limit made shorter (a smaller
+         * per-machine limit applies to a machine when it next reports). */
+        for (bool first = true;; first = false) {
+                struct event_prune_stats st;
+                int k = store_events_prune(s, r, time(NULL), first, &st);
+                if (k < 0)
+                        log_warning_errno(k, "Could not prune events, trying again in %" PRId64 " ms: %m", interval);
+                else if (st.expired || st.capped)
+                        log_info("pruned events: %" PRIu64 " older than %" PRId64 " days, %" PRIu64
+                                 " beyond the newest %" PRId64 " of their machine",
+                                 st.expired, r->max_age / 86400, st.capped, r->per_machine);
+
+                pthread_mutex_lock(&p->lock);
+                if (!atomic_load(&p->stop)) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_sec += interval / 1000;
+                        ts.tv_nsec += (interval % 1000) * 1000000L;
+                        if (ts.tv_nsec >= 1000000000L) {
+                                ts.tv_sec++;
+                                ts.tv_nsec -= 1000000000L;
+                        }
+                        pthread_cond_timedwait(&p->wake, &p->lock, &ts);
+                }
+                bool stop = atomic_load(&p->stop);
+                pthread_mutex_unlock(&p->lock);
+                if (stop)
+                        break;
+        }
+        return NULL;
+}
+
+int store_events_prune_start(struct store *s, const struct event_retention *r) {
+        if (s->pruner)
+                return -EBUSY;
+        if (r->max_age <= 0 && r->per_machine <= 0)
+                return 0; /* everything is kept */
+        struct event_pruner *p = calloc(1, sizeof(*p));
+        if (!p)
+                return -ENOMEM;
+        pthread_mutex_init(&p->lock, NULL);
+        pthread_cond_init(&p->wake, NULL);
+        p->retention = *r;
+        s->pruner = p;
+        if (pthread_create(&p->thread, NULL, pruner_main, s) != 0) {
+                s->pruner = NULL;
+                pthread_cond_destroy(&p->wake);
+                pthread_mutex_destroy(&p->lock);
+                free(p);
+                return -EAGAIN;
+        }
+        return 0;
+}
+
+/* Stops the thread, within a batch when a pass is running. */
+static void pruner_stop(struct store *s) {
+        struct event_pruner *p = s->pruner;
+        if (!p)
+                return;
+        pthread_mutex_lock(&p->lock);
+        atomic_store(&p->stop, true);
+        pthread_cond_signal(&p->wake);
+        pthread_mutex_unlock(&p->lock);
+        pthread_join(p->thread, NULL);
+        pthread_cond_destroy(&p->wake);
+        pthread_mutex_destroy(&p->lock);
+        free(p);
+        s->pruner = NULL;
 }

@@ -155,6 +155,31 @@ int store_event(struct store *s, const struct event_record *e, bool *ret_halted)
 /* Maps an event to the state it means, or NULL when it changes nothing. */
 const char *event_state(int type, int result, int error_code);
 
+/* --- event retention (see store.c for what may be deleted, and why) --- */
+#define EVENT_RETENTION_DAYS 90
+#define EVENTS_PER_MACHINE 1000
+#define EVENT_PRUNE_INTERVAL_MS (60 * 1000)
+
+struct event_retention {
+        int64_t max_age;      /* seconds; 0: events are kept whatever their age */
+        int64_t per_machine;  /* the newest events kept per machine; 0: no limit */
+        int64_t interval_ms;  /* between passes; 0: EVENT_PRUNE_INTERVAL_MS */
+};
+
+struct event_prune_stats {
+        uint64_t expired;     /* older than max_age */
+        uint64_t capped;      /* beyond a machine's per_machine newest */
+        bool skipped;         /* another process passed within the interval */
+};
+
+/* One pass at time now. Without force it is skipped when a pass (by any process on the same
+ * database) started within the interval. */
+int store_events_prune(struct store *s, const struct event_retention *r, int64_t now, bool force,
+                       struct event_prune_stats *ret);
+/* Starts the thread that prunes: a pass at once, then one every interval. store_close() stops
+ * it. */
+int store_events_prune_start(struct store *s, const struct event_retention *r);
+
 /* --- queries for status, dashboard and metrics (all return rows; see store.c) --- */
 int store_query(struct store *s, const char *sql, const struct db_param *params, size_t n,
                 struct db_rows *ret);

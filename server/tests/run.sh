@@ -371,10 +371,67 @@ else
         notok dashboard_screenshot "chromium is not installed (tools/deps.sh test)"
 fi
 
-# Restart: everything is in the database.
+# Event retention options: whole numbers in range, else a usage error.
+for bad in "--event-retention 1.5" "--event-retention -1" "--events-per-machine x" "--events-per-machine 100000001"; do
+        # shellcheck disable=SC2086
+        timeout 10 "$SERVER" --listen 127.0.0.1:1 --data "$WORK/unused" $bad >/dev/null 2>&1; rc=$?
+        [[ $rc == 2 ]] || break
+done
+check retention_options_checked test "$rc" = 2
+"$SERVER" --help | grep -q -- '--event-retention DAYS'
+check retention_options_in_help test $? -eq 0
+
+# Events for the retention tests below: some to be made old, some recent, 96 from one machine
+# (errorcode: the order they were sent in), and two failures of a rollout, safe mode at 3.
+for i in 1 2 3; do
+        NOCHECK=1 request "$(mid 8000)" 1.2.0 stable "3:9:$i" | omaha >/dev/null
+        NOCHECK=1 request "$(mid 8001)" 1.2.0 stable "3:9:$i" | omaha >/dev/null
+done
+for k in 0 1 2; do
+        NOCHECK=1 request "$(mid 8002)" 1.2.0 stable $(seq -f '3:9:%g' $((k * 32 + 1)) $((k * 32 + 32))) | omaha >/dev/null
+done
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel aged --rollout 100 >/dev/null 2>&1
+"${ADMIN[@]}" policy aged --safe-min-failures 3 --safe-failure-ratio 0.1 >/dev/null
+for i in $(seq 8100 8105); do request "$(mid "$i")" 1.2.0 aged | omaha >/dev/null; done
+for i in 8100 8101; do NOCHECK=1 request "$(mid "$i")" 1.2.0 aged 3:0:10 | omaha >/dev/null; done
+events_of() { # events_of MACHINE: the error codes of its events, newest first ("-": none)
+        "${ADMIN[@]}" events --json --limit 1000 --machine "$1" |
+                json '" ".join(str(e["error_code"]) for e in j["events"]) or "-"'
+}
+check retention_events_recorded test "$(events_of "$(mid 8002)" | wc -w)" = 96
+
+# sql STATEMENT: runs it on the server's database (the server stopped).
+sql() {
+        if [[ $ENGINE == postgres ]]; then
+                psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c "$1"
+        else
+                python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(sys.argv[2]); c.commit()' \
+                        "$DATA/pivot.sqlite" "$1"
+        fi
+}
+
+# Restart: everything is in the database. Meanwhile the events of 8000 and the two failures
+# grow 40 days old; the server starts again keeping 30 days and 50 events a machine, and
+# prunes at once.
 kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
-start_server "$PORT"; SERVER_PID=$LAST_PID
-check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 5
+sql "UPDATE events SET time = time - 40 * 86400 WHERE machine IN ('$(mid 8000)', '$(mid 8100)', '$(mid 8101)')"
+start_server "$PORT" --event-retention 30 --events-per-machine 50; SERVER_PID=$LAST_PID
+check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 6
+for _ in $(seq 50); do
+        [[ $(events_of "$(mid 8000)") == - && $(events_of "$(mid 8002)" | wc -w) == 50 ]] && break
+        sleep 0.1
+done
+check retention_old_events_deleted test "$(events_of "$(mid 8000)")" = -
+check retention_recent_events_kept test "$(events_of "$(mid 8001)")" = "3 2 1"
+check retention_per_machine_limit test "$(events_of "$(mid 8002)")" = "$(seq -s ' ' 96 -1 47)"
+check retention_old_failures_deleted test "$(events_of "$(mid 8100)") $(events_of "$(mid 8101)")" = "- -"
+# Safe mode still counts the two failures whose events are gone: the third one halts.
+NOCHECK=1 request "$(mid 8102)" 1.2.0 aged 3:0:10 | omaha >/dev/null
+"${ADMIN[@]}" status --json >"$WORK/aged.json"
+check retention_keeps_safe_mode_inputs test \
+        "$(json '[c for c in j["channels"] if c["name"]=="aged"][0]["rollout"]["halted"]' <"$WORK/aged.json")" = true
+check retention_keeps_failure_counts test \
+        "$(json '[c for c in j["channels"] if c["name"]=="aged"][0]["attempts"]["failed"]' <"$WORK/aged.json")" = 3
 
 # PostgreSQL: a second process on the same database acts as the same server.
 if [[ $ENGINE == postgres ]]; then
@@ -395,6 +452,49 @@ if [[ $ENGINE == postgres ]]; then
         check first_process_obeys_halt test "$s" = noupdate
         unset OMAHA_URL
 fi
+
+# A database of schema version 1 (events without an id) is brought up to date at start, its
+# events kept and in order; one of a newer version is refused.
+V1=$WORK/v1
+mkdir -p "$V1"
+v1_schema="CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('schema', '1');
+CREATE TABLE events (
+  app TEXT NOT NULL, channel TEXT, machine TEXT NOT NULL, version TEXT, target_version TEXT,
+  type INTEGER NOT NULL, result INTEGER NOT NULL, error_code INTEGER NOT NULL,
+  previous_version TEXT, time BIGINT NOT NULL);
+CREATE INDEX events_time ON events (time);
+CREATE INDEX events_machine ON events (app, machine, time);
+INSERT INTO events VALUES ('$APP', 'stable', '$(mid 9000)', '1.2.0', NULL, 3, 9, 2, '', $(($(date +%s) - 200))),
+  ('$APP', 'stable', '$(mid 9000)', '1.2.0', NULL, 3, 9, 1, '', $(($(date +%s) - 300))),
+  ('$APP', 'stable', '$(mid 9000)', '1.2.0', NULL, 3, 9, 3, '', $(($(date +%s) - 100)));"
+if [[ $ENGINE == postgres ]]; then
+        psql "$PG_URL" -qAt -c "CREATE DATABASE pivotv1" && V1_URL=${PG_URL%/*}/pivotv1 &&
+                psql "$V1_URL" -qAt -v ON_ERROR_STOP=1 -c "$v1_schema"
+        V1_ARGS=(--db "$V1_URL")
+        v1_sql() { psql "$V1_URL" -qAt -v ON_ERROR_STOP=1 -c "$1"; }
+else
+        python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()' \
+                "$V1/pivot.sqlite" "$v1_schema"
+        V1_ARGS=()
+        v1_sql() {
+                python3 -c 'import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); r = c.execute(sys.argv[2]).fetchone(); c.commit(); r and print(r[0])' \
+                        "$V1/pivot.sqlite" "$1"
+        }
+fi
+V1_PORT=$(free_port)
+start_server "$V1_PORT" --data "$V1" "${V1_ARGS[@]}"; V1_PID=$LAST_PID
+V1_ADMIN=("$ADMIN_BIN" --server "http://127.0.0.1:$V1_PORT" --token-file "$V1/admin.token")
+"${V1_ADMIN[@]}" channel-create stable >/dev/null
+NOCHECK=1 OMAHA_URL=http://127.0.0.1:$V1_PORT request "$(mid 9000)" 1.2.0 stable 3:9:4 | OMAHA_URL=http://127.0.0.1:$V1_PORT omaha >/dev/null
+codes=$("${V1_ADMIN[@]}" events --json --machine "$(mid 9000)" | json '" ".join(str(e["error_code"]) for e in j["events"])')
+check schema_1_migrated_events_kept test "$codes" = "4 3 2 1"
+check schema_1_migrated_version test "$(v1_sql "SELECT value FROM meta WHERE key = 'schema'")" = 2
+check schema_1_migrated_ids test "$(v1_sql "SELECT COUNT(DISTINCT id) FROM events")" = 4
+kill "$V1_PID"; wait "$V1_PID" 2>/dev/null
+v1_sql "UPDATE meta SET value = '3' WHERE key = 'schema'" >/dev/null
+timeout 20 "$SERVER" --listen "127.0.0.1:$V1_PORT" --data "$V1" "${V1_ARGS[@]}" >"$WORK/newer.log" 2>&1; rc=$?
+check newer_schema_refused test "$rc" = 1 -a -n "$(grep 'newer than this' "$WORK/newer.log")"
 
 grep -E 'AddressSanitizer|runtime error|Segmentation' "$WORK"/server-*.log && notok server_log_clean || ok server_log_clean
 echo "$PASS passed, $FAIL failed"

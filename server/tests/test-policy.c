@@ -1,7 +1,10 @@
 /* Unit tests for server/policy.c and, against SQLite in a scratch directory, server/store.c. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "policy.h"
 #include "version.h"
@@ -441,4 +444,257 @@ TEST(store_batched_checkins) {
         char cmd[128];
         snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
         CHECK_EQ(system(cmd), 0);
+}
+
+/* --- event retention --- */
+
+#define DAY 86400
+
+static void event_at(struct store *s, const char *machine, const char *channel, const char *target, int type,
+                     int result, int code, int64_t now) {
+        struct event_record e = { .app = DEFAULT_APP_ID, .channel = channel, .machine = machine, .version = "1.2.0",
+                                  .target_version = target, .type = type, .result = result, .error_code = code,
+                                  .now = now };
+        bool halted = false;
+        CHECK_EQ(store_event(s, &e, &halted), 0);
+}
+
+/* A machine's events (all machines' with ""), and the smallest error code among them. */
+static int64_t count_events(struct store *s, const char *machine, int64_t *ret_min_code) {
+        struct db_rows rows = {};
+        const struct db_param p[] = { DB_TEXT(DEFAULT_APP_ID), DB_TEXT(machine) };
+        CHECK_EQ(store_query(s, "SELECT COUNT(*), MIN(error_code) FROM events WHERE app = $1 AND ($2 = '' OR machine = $2)",
+                             p, 2, &rows),
+                 0);
+        int64_t n = db_cell_int(&rows, 0, 0);
+        if (ret_min_code)
+                *ret_min_code = db_cell_int(&rows, 0, 1);
+        db_rows_done(&rows);
+        return n;
+}
+
+static void remove_dir(const char *dir) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK_EQ(system(cmd), 0);
+}
+
+/* The age limit and the per-machine limit, pass by pass. */
+TEST(store_event_retention_on_sqlite) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        struct store *s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        const int64_t now = 1700000000;
+        const struct event_retention r = { .max_age = 90 * DAY, .per_machine = 100 };
+        struct event_prune_stats st;
+        int64_t min_code = 0;
+
+        for (int i = 0; i < 5; i++) {
+                event_at(s, "old", NULL, NULL, 3, 9, i, now - 100 * DAY + i);
+                event_at(s, "recent", NULL, NULL, 3, 9, i, now - DAY + i);
+        }
+        event_at(s, "edge", NULL, NULL, 3, 9, 0, now - 90 * DAY - 1); /* just too old */
+        event_at(s, "edge", NULL, NULL, 3, 9, 1, now - 90 * DAY);     /* just young enough */
+        /* Past the limit, in several batches, many within one second: the newest 100 stay. */
+        for (int i = 0; i < 2500; i++)
+                event_at(s, "noisy", NULL, NULL, 3, 9, i, now - 2 * DAY + i / 10);
+
+        CHECK_EQ(store_events_prune(s, &r, now, false, &st), 0); /* the first pass ever */
+        CHECK(!st.skipped);
+        CHECK_EQ(st.expired, 6);
+        CHECK_EQ(st.capped, 2400);
+        CHECK_EQ(count_events(s, "old", NULL), 0);
+        CHECK_EQ(count_events(s, "recent", NULL), 5);
+        CHECK_EQ(count_events(s, "edge", &min_code), 1);
+        CHECK_EQ(min_code, 1);
+        CHECK_EQ(count_events(s, "noisy", &min_code), 100);
+        CHECK_EQ(min_code, 2400);
+
+        /* Within the interval a pass is skipped, unless forced; after it, one runs. */
+        CHECK_EQ(store_events_prune(s, &r, now + 10, false, &st), 0);
+        CHECK(st.skipped);
+        CHECK_EQ(store_events_prune(s, &r, now + 20, true, &st), 0);
+        CHECK(!st.skipped);
+        CHECK_EQ(st.expired, 1); /* "edge" is too old now */
+        CHECK_EQ(st.capped, 0);
+        CHECK_EQ(store_events_prune(s, &r, now + 20 + EVENT_PRUNE_INTERVAL_MS / 1000, false, &st), 0);
+        CHECK(!st.skipped);
+
+        /* A machine at its limit that goes on: the limit holds, its newest stay. */
+        for (int i = 0; i < 50; i++)
+                event_at(s, "noisy", NULL, NULL, 3, 9, 2500 + i, now + 100);
+        CHECK_EQ(store_events_prune(s, &r, now + 200, false, &st), 0);
+        CHECK_EQ(st.capped, 50);
+        CHECK_EQ(count_events(s, "noisy", &min_code), 100);
+        CHECK_EQ(min_code, 2450);
+
+        /* Time passes: "recent" ages out as well. Without limits nothing goes. */
+        const struct event_retention none = {};
+        CHECK_EQ(store_events_prune(s, &none, now + 100 * DAY, false, &st), 0);
+        CHECK_EQ(st.expired + st.capped, 0);
+        CHECK_EQ(count_events(s, "", NULL), 105);
+        CHECK_EQ(store_events_prune(s, &r, now + 100 * DAY, true, &st), 0);
+        CHECK_EQ(st.expired, 105);
+        CHECK_EQ(count_events(s, "", NULL), 0);
+        store_close(s);
+        remove_dir(dir);
+}
+
+/* Safe mode counts failures whose events retention deleted, by age or by a machine's limit:
+ * it reads the attempts, which retention leaves alone. */
+TEST(store_retention_keeps_safe_mode_on_sqlite) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        struct store *s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        const int64_t now = 1700000000, then = now - 100 * DAY;
+        struct release rel = {
+                .app = DEFAULT_APP_ID, .version = "1.3.0", .package_name = "update.payload", .size = 5,
+                .sha1 = "b233d57e86fd769845c554b52a8fa2fe98bacfba",
+                .sha256 = "d6386c59a6bcfcb1e4ced6beeb4594757afaa891ac805388076d0c83d2f5260a",
+        };
+        CHECK_EQ(store_release_add(s, &rel), 0);
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
+        char id[10][40];
+        for (int i = 0; i < 10; i++) {
+                snprintf(id[i], sizeof(id[i]), "%032x", i);
+                struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id[i], .channel = "stable",
+                                              .version = "1.2.0", .now = then };
+                CHECK_EQ(store_machine_checkin(s, &ci, NULL), 0);
+                CHECK_EQ(store_grant(s, DEFAULT_APP_ID, "stable", id[i], "1.3.0", then), 0);
+        }
+        /* Three failures 100 days ago, one yesterday followed by a flood from that machine. */
+        for (int i = 0; i < 3; i++)
+                event_at(s, id[i], "stable", "1.3.0", 3, 0, 10, then);
+        event_at(s, id[3], "stable", "1.3.0", 3, 0, 44, now - DAY);
+        for (int i = 0; i < 30; i++)
+                event_at(s, id[3], "stable", "1.3.0", 3, 9, 0, now - DAY + 1);
+        const struct event_retention r = { .max_age = 90 * DAY, .per_machine = 20 };
+        struct event_prune_stats st;
+        CHECK_EQ(store_events_prune(s, &r, now, false, &st), 0);
+        CHECK_EQ(st.expired, 3);
+        CHECK_EQ(st.capped, 11);
+        int64_t min_code = -1;
+        CHECK_EQ(count_events(s, id[3], &min_code), 20);
+        CHECK_EQ(min_code, 0); /* its failure (44) is gone from the log */
+        CHECK_EQ(count_events(s, "", NULL), 20);
+
+        /* The fifth failure: 5 of 5 finished attempts, the rollout halts. */
+        struct channel c = {};
+        CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
+        CHECK(!c.policy.halted);
+        channel_done(&c);
+        struct event_record e = { .app = DEFAULT_APP_ID, .channel = "stable", .machine = id[4], .version = "1.2.0",
+                                  .target_version = "1.3.0", .type = 3, .result = 0, .error_code = 10, .now = now };
+        bool halted = false;
+        CHECK_EQ(store_event(s, &e, &halted), 0);
+        CHECK(halted);
+        CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
+        CHECK(c.policy.halted);
+        CHECK(c.halt_reason && strstr(c.halt_reason, "5 of 5 finished"));
+        channel_done(&c);
+        store_close(s);
+        remove_dir(dir);
+}
+
+/* The thread: a pass at start, then one every interval. */
+TEST(store_event_pruner_thread_on_sqlite) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX";
+        CHECK(mkdtemp(dir) != NULL);
+        struct store *s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        int64_t now = time(NULL);
+        event_at(s, "a", NULL, NULL, 3, 9, 0, now - 31 * DAY);
+        event_at(s, "a", NULL, NULL, 3, 9, 1, now);
+        const struct event_retention r = { .max_age = 30 * DAY, .per_machine = 5, .interval_ms = 20 };
+        CHECK_EQ(store_events_prune_start(s, &r), 0);
+        CHECK_EQ(store_events_prune_start(s, &r), -EBUSY);
+        for (int i = 0; i < 500 && count_events(s, "a", NULL) != 1; i++)
+                usleep(10000);
+        CHECK_EQ(count_events(s, "a", NULL), 1);
+        /* Later events, older ones and too many: the next passes take them. */
+        event_at(s, "a", NULL, NULL, 3, 9, 2, now - 40 * DAY);
+        for (int i = 0; i < 10; i++)
+                event_at(s, "b", NULL, NULL, 3, 9, i, now);
+        int64_t min_code = 0;
+        for (int i = 0; i < 500 && (count_events(s, "a", NULL) != 1 || count_events(s, "b", NULL) != 5); i++)
+                usleep(10000);
+        CHECK_EQ(count_events(s, "a", &min_code), 1);
+        CHECK_EQ(min_code, 1);
+        CHECK_EQ(count_events(s, "b", &min_code), 5);
+        CHECK_EQ(min_code, 5);
+        store_close(s); /* stops the thread */
+        remove_dir(dir);
+}
+
+/* A database of schema version 1 (events without an id) is brought up to date at start, its
+ * events kept in their order; one newer than this server is refused. */
+TEST(store_schema_migration_on_sqlite) {
+        char dir[] = "/tmp/pivot-store-test-XXXXXX", path[64];
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "%s/pivot.sqlite", dir);
+        sqlite3 *db = NULL;
+        CHECK_EQ(sqlite3_open(path, &db), SQLITE_OK);
+        CHECK_EQ(sqlite3_exec(db,
+                              "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);\n"
+                              "INSERT INTO meta VALUES ('schema', '1');\n"
+                              "CREATE TABLE events (\n"
+                              "  app TEXT NOT NULL, channel TEXT, machine TEXT NOT NULL, version TEXT, target_version TEXT,\n"
+                              "  type INTEGER NOT NULL, result INTEGER NOT NULL, error_code INTEGER NOT NULL,\n"
+                              "  previous_version TEXT, time BIGINT NOT NULL);\n"
+                              "CREATE INDEX events_time ON events (time);\n"
+                              "CREATE INDEX events_machine ON events (app, machine, time);\n"
+                              "INSERT INTO events VALUES ('" DEFAULT_APP_ID "', 'stable', 'm', '1.2.0', NULL, 3, 9, 2, '', 2000),\n"
+                              "  ('" DEFAULT_APP_ID "', 'stable', 'm', '1.2.0', NULL, 3, 9, 1, '', 1000),\n"
+                              "  ('" DEFAULT_APP_ID "', 'stable', 'm', '1.2.0', NULL, 3, 9, 3, '', 3000);\n",
+                              NULL, NULL, NULL),
+                 SQLITE_OK);
+        sqlite3_close(db);
+
+        struct store *s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        struct db_rows rows = {};
+        CHECK_EQ(store_query(s, "SELECT id, error_code FROM events ORDER BY id", NULL, 0, &rows), 0);
+        CHECK_EQ(rows.n_rows, 3);
+        for (size_t i = 0; i < rows.n_rows; i++) /* ids in the order of the times */
+                CHECK_EQ(db_cell_int(&rows, i, 1), (int64_t)i + 1);
+        db_rows_done(&rows);
+        CHECK_EQ(store_query(s, "SELECT value FROM meta WHERE key = 'schema'", NULL, 0, &rows), 0);
+        CHECK_STREQ(db_cell(&rows, 0, 0), "2");
+        db_rows_done(&rows);
+        CHECK_EQ(store_query(s, "SELECT sql FROM sqlite_master WHERE name = 'events_machine'", NULL, 0, &rows), 0);
+        CHECK(db_cell(&rows, 0, 0) && strstr(db_cell(&rows, 0, 0), "(app, machine, id)"));
+        db_rows_done(&rows);
+        /* New events get the next ids, and the limits work on the migrated table. */
+        event_at(s, "m", NULL, NULL, 3, 9, 4, 4000);
+        const struct event_retention r = { .per_machine = 2 };
+        struct event_prune_stats st;
+        CHECK_EQ(store_events_prune(s, &r, 5000, false, &st), 0);
+        CHECK_EQ(st.capped, 2);
+        int64_t min_code = 0;
+        CHECK_EQ(count_events(s, "m", &min_code), 2);
+        CHECK_EQ(min_code, 3);
+        store_close(s);
+
+        /* Opening it again changes nothing; a newer version is refused. */
+        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        if (!s)
+                return;
+        CHECK_EQ(count_events(s, "m", NULL), 2);
+        CHECK_EQ(store_query(s, "UPDATE meta SET value = '3' WHERE key = 'schema'", NULL, 0, NULL), 0);
+        store_close(s);
+        s = NULL;
+        CHECK_EQ(store_open(dir, NULL, &s), -EPROTONOSUPPORT);
+        CHECK(s == NULL);
+        remove_dir(dir);
 }
