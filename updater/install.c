@@ -1311,8 +1311,10 @@ static int finish(struct engine *e) {
                             target_slot_name(t, e->slot));
 
         if (!p->no_flip) {
-                if (p->before_flip)
-                        p->before_flip(p->userdata, e->slot, e->m.version);
+                if (p->before_flip && (r = p->before_flip(p->userdata, e->slot, e->m.version)) < 0)
+                        return fail(e, r, UPDATE_ERROR_POSTINSTALL, "Cannot record the install in "
+                                    "the state directory: slot %s is not switched to",
+                                    target_slot_name(t, e->slot));
                 progress(e, INSTALL_PHASE_FLIP, 0, 1, true);
                 r = target_slot_flip(t, e->slot, p->tries ? p->tries : 1);
                 if (r < 0)

@@ -93,8 +93,9 @@ struct install_params {
         void (*progress)(void *userdata, enum install_phase phase, uint64_t done, uint64_t total);
         /* Right before the flip, with the slot written and verified: the caller records the
          * update as installed. Recorded after the flip, a power cut between the two would boot
-         * the new slot with no record of it, and how it boots would never be reported. */
-        void (*before_flip)(void *userdata, int slot, const char *version);
+         * the new slot with no record of it, and how it boots would never be reported. A
+         * negative errno (the record could not be saved) stops the install before the flip. */
+        int (*before_flip)(void *userdata, int slot, const char *version);
         void *userdata;
 };
 

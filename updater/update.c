@@ -36,41 +36,61 @@
 #define K_MACHINE_ID "machine_id"
 
 /* update-state is shared between processes: pivotctl changes it while the daemon runs. So a
- * change is a transaction (state_begin: lock, read the file again; change u->state;
- * state_commit: save, unlock), and a process that keeps running reads the file again before it
- * acts on it (updater_reload_state). Otherwise a copy read earlier would send a report that
- * another process has sent already, or save over the install record another one wrote.
+ * change is a transaction (state_begin: lock, read the file again; state_set; state_commit:
+ * save if anything changed, unlock), and a process that keeps running reads the file again
+ * before it acts on it (updater_reload_state). Otherwise a copy read earlier would send a report
+ * that another process has sent already, or save over the install record another one wrote.
  * Transactions nest; only the outermost reads, saves and locks. Pointers from kv_get() do not
  * survive a state_begin(). */
-void updater_reload_state(struct updater *u) {
+int updater_reload_state(struct updater *u) {
         struct kv fresh;
         int r = kv_load(&fresh, u->state_path);
-        if (r < 0) {
-                log_warning_errno(r, "Cannot read %s again: %m", u->state_path);
-                return;
-        }
+        if (r < 0)
+                return log_warning_errno(r, "Cannot read %s again: %m", u->state_path);
         kv_done(&u->state);
         u->state = fresh;
+        return 0;
 }
 
 static void state_begin(struct updater *u) {
         if (u->state_depth++ > 0)
                 return;
+        u->state_dirty = false;
         int fd = kv_lock(u->state_path);
         if (fd < 0)
                 log_warning_errno(fd, "Cannot lock %s: %m", u->state_path);
         u->state_lock_fd = fd;
-        updater_reload_state(u);
+        /* Changes made to a copy that could not be read again would be saved over what
+         * another process wrote: without a fresh reading, nothing is saved. */
+        u->state_stale = updater_reload_state(u) < 0;
 }
 
+static void state_set(struct updater *u, const char *key, const char *value) {
+        const char *old = kv_get(&u->state, key);
+        if (old == value || (old && value && !strcmp(old, value)))
+                return;
+        int r = kv_set(&u->state, key, value);
+        if (r < 0)
+                log_warning_errno(r, "Cannot note %s in the update state: %m", key);
+        else
+                u->state_dirty = true;
+}
+
+/* 0, or a negative errno when there were changes and they could not be saved. */
 static int state_commit(struct updater *u) {
         if (--u->state_depth > 0)
                 return 0;
-        int r = kv_save(&u->state, u->state_path);
-        if (r < 0)
+        int r = 0;
+        if (u->state_dirty && u->state_stale)
+                r = log_warning_errno(-ESTALE, "Not saving %s: it could not be read again",
+                                      u->state_path);
+        else if (u->state_dirty && (r = kv_save(&u->state, u->state_path)) < 0)
                 log_warning_errno(r, "Cannot save %s: %m", u->state_path);
+        if (r < 0)
+                updater_reload_state(u); /* what is on the disk is what holds */
         closep(&u->state_lock_fd);
         u->state_lock_fd = -1;
+        u->state_dirty = false;
         return r;
 }
 
@@ -173,7 +193,7 @@ int updater_open(const struct updater_options *o, struct updater **ret) {
         if (!kv_get(&u->state, K_ALEPH)) {
                 state_begin(u);
                 if (!kv_get(&u->state, K_ALEPH))
-                        kv_set(&u->state, K_ALEPH, u->target->running_version);
+                        state_set(u, K_ALEPH, u->target->running_version);
                 state_commit(u);
         }
         *ret = TAKE_PTR(u);
@@ -344,28 +364,31 @@ static void on_progress(void *userdata, enum install_phase phase, uint64_t done,
 
 /* --- After an install ---------------------------------------------------------------------- */
 
-static void record_pending(struct updater *u, int slot, const char *version) {
+static int record_pending(struct updater *u, int slot, const char *version) {
         state_begin(u);
-        kv_set(&u->state, K_PENDING_SLOT, target_slot_name(u->target, slot));
-        kv_set(&u->state, K_PENDING_VERSION, version);
-        kv_set(&u->state, K_PREVIOUS_VERSION, u->target->running_version);
-        kv_set(&u->state, K_PENDING_BOOT_ID, u->boot_id);
-        state_commit(u);
+        state_set(u, K_PENDING_SLOT, target_slot_name(u->target, slot));
+        state_set(u, K_PENDING_VERSION, version);
+        state_set(u, K_PREVIOUS_VERSION, u->target->running_version);
+        state_set(u, K_PENDING_BOOT_ID, u->boot_id);
+        return state_commit(u);
 }
 
 static void clear_pending(struct updater *u) {
         state_begin(u);
-        kv_set(&u->state, K_PENDING_SLOT, NULL);
-        kv_set(&u->state, K_PENDING_VERSION, NULL);
-        kv_set(&u->state, K_PENDING_BOOT_ID, NULL);
-        kv_set(&u->state, K_PREVIOUS_VERSION, NULL);
+        state_set(u, K_PENDING_SLOT, NULL);
+        state_set(u, K_PENDING_VERSION, NULL);
+        state_set(u, K_PENDING_BOOT_ID, NULL);
+        state_set(u, K_PREVIOUS_VERSION, NULL);
         state_commit(u);
 }
 
-static void before_flip(void *userdata, int slot, const char *version) {
+static int before_flip(void *userdata, int slot, const char *version) {
         struct progress_state *ps = userdata;
-        record_pending(ps->u, slot, version);
+        int r = record_pending(ps->u, slot, version);
+        if (r < 0)
+                return r;
         ps->recorded = true;
+        return 0;
 }
 
 bool updater_reboot_pending(struct updater *u) {
@@ -421,9 +444,17 @@ static int run_install(struct updater *u, struct install_source *src, const stru
             !(ps.last_phase == INSTALL_PHASE_FLIP && ps.last_pct == 100))
                 fputc('\n', stderr);
         if (r < 0) {
-                /* The flip failed after the record was written: nothing waits for a reboot. */
-                if (ps.recorded)
-                        clear_pending(u);
+                /* The flip failed after the record was written. It may have failed after the
+                 * table was written (syncing, re-reading it): the GPT says whether the slot
+                 * boots next, and the record stays exactly when it does. */
+                if (ps.recorded) {
+                        target_reload(u->target);
+                        if (u->target->disk->slots[res->slot].priority == 0)
+                                clear_pending(u);
+                        else
+                                log_warning("Slot %s boots next all the same; it waits for a "
+                                            "reboot", target_slot_name(u->target, res->slot));
+                }
                 return r;
         }
         uint64_t secs = (mono_ms() - ps.start_ms) / 1000;
@@ -599,7 +630,7 @@ int updater_status(struct updater *u, bool json, FILE *out) {
 static void queue_report(struct updater *u, int type, int result, int code, const char *previous) {
         char buf[128];
         snprintf(buf, sizeof(buf), "%d %d %d %s", type, result, code, previous ? previous : "");
-        kv_set(&u->state, K_REPORT, buf);
+        state_set(u, K_REPORT, buf);
 }
 
 /* Called within a state transaction. */
@@ -632,7 +663,7 @@ static enum boot_outcome boot_outcome(struct updater *u) {
         queue_report(u, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR, UPDATE_ERROR_ROLLED_BACK,
                      t->running_version);
         if (version)
-                kv_set(&u->state, K_FAILED_VERSION, version);
+                state_set(u, K_FAILED_VERSION, version);
         clear_pending(u);
         return BOOT_ROLLED_BACK;
 }
@@ -727,10 +758,18 @@ int updater_reboot(struct updater *u, const char *reason) {
                 return 0;
         }
         debug_pause_point(u, "reboot");
+        /* Not in the middle of an install (pivotctl beside the daemon): its record is written
+         * just before its flip, and a reboot in between would waste the install. */
+        bool held = u->lock_fd >= 0;
+        int r = take_lock(u);
+        if (r < 0)
+                return r;
+        if (!held)
+                drop_lock(u);
         log_info("Rebooting: %s", reason);
         updater_set_status(u, "rebooting", reason);
         _cleanup_free_ char *err = NULL;
-        int r = run_shell(u->cfg.reboot_command, &err, 120);
+        r = run_shell(u->cfg.reboot_command, &err, 120);
         if (r != 0)
                 return log_error_errno(r < 0 ? r : -EIO, "%s failed%s%s", u->cfg.reboot_command,
                                        err && *err ? ": " : "", err ? err : "");
@@ -752,7 +791,7 @@ static const char *machine_id(struct updater *u, char buf[33]) {
                 if (RAND_bytes(raw, sizeof(raw)) != 1)
                         memset(raw, 0, sizeof(raw));
                 hex_string(buf, raw, sizeof(raw));
-                kv_set(&u->state, K_MACHINE_ID, buf);
+                state_set(u, K_MACHINE_ID, buf);
         }
         state_commit(u);
         return buf;
@@ -769,6 +808,8 @@ struct omaha_call {
 
 static void omaha_call_init(struct updater *u, struct omaha_call *c, bool interactive) {
         memset(c, 0, sizeof(*c));
+        /* Before the pointers into the state below: it may read the state again. */
+        const char *machine = machine_id(u, c->machine);
         snprintf(c->bootid, sizeof(c->bootid), "{%s}", *u->boot_id ? u->boot_id
                                                                     : "00000000-0000-0000-0000-000000000000");
         snprintf(c->sp, sizeof(c->sp), "%s_x86_64", u->target->running_version);
@@ -777,7 +818,7 @@ static void omaha_call_init(struct updater *u, struct omaha_call *c, bool intera
                 .version = u->target->running_version,
                 .track = u->cfg.channel,
                 .bootid = c->bootid,
-                .machineid = (char *)machine_id(u, c->machine),
+                .machineid = (char *)machine,
                 .oem = (char *)"",
                 .alephversion = (char *)(kv_get(&u->state, K_ALEPH) ?: u->target->running_version),
                 .lang = (char *)"en-US",
@@ -923,7 +964,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 /* Sent: gone, unless another process queued a new one meanwhile. */
                 state_begin(u);
                 if (!strcmp(kv_get(&u->state, K_REPORT) ?: "", report))
-                        kv_set(&u->state, K_REPORT, NULL);
+                        state_set(u, K_REPORT, NULL);
                 state_commit(u);
         }
         const struct omaha_app_response *app = find_app(&resp, u->cfg.app_id);

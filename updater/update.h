@@ -47,6 +47,8 @@ struct updater {
         struct kv state;          /* update-state as last read; see state_begin() */
         int state_lock_fd;        /* update-state.lock while a change is under way */
         unsigned state_depth;     /* nested state_begin() calls */
+        bool state_dirty;         /* changed since state_begin() */
+        bool state_stale;         /* state_begin() could not read the file again */
         int lock_fd;
         bool quiet;
         bool progress_tty;
@@ -104,7 +106,7 @@ int updater_reboot(struct updater *u, const char *reason);
 bool updater_reboot_pending(struct updater *u);
 /* Reads update-state again: a long-running process (the daemon) calls it before it acts on
  * the state, which pivotctl may have changed meanwhile. */
-void updater_reload_state(struct updater *u);
+int updater_reload_state(struct updater *u);
 
 /* Runtime status for pivotctl status (agent only; a no-op otherwise). */
 void updater_set_status(struct updater *u, const char *state, const char *detail);

@@ -446,6 +446,21 @@ if want power-cut-before-flip; then
         else notok power-cut-before-flip "B priority after the cut $b, exit $rc, 44 events: $(events 3/0/44)"; fi
 fi
 
+# A state directory where nothing can be saved: the install is not switched to, since the new
+# slot would boot with no record of it (its outcome never reported, and it would be installed
+# again and again).
+if want state-unsaved; then
+        new_disk; agent_conf
+        mkdir -p "$WORK/state/update-state.tmp" # every save of update-state fails
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 1 ]] && grep -q "Cannot record the install" "$WORK/last.log" && b_not_bootable "$DISK" &&
+                a_untouched "$DISK" && [[ $(events 3/0/5) == 1 ]]; then
+                ok state-unsaved
+        else notok state-unsaved "exit $rc, B priority $(slot "$DISK" B priority), failure events $(events 3/0)"; fi
+        rm -rf "$WORK/state/update-state.tmp"
+fi
+
 # The daemon and pivotctl share update-state: the daemon reads it again before it acts. Here
 # the daemon queues the rollback report at its start; before its first check, pivotctl sends
 # that report and installs 1.2.0. The report must go out once, the install record must stay,

@@ -2,6 +2,7 @@
  * command-line values, child processes and the ring of received chunks. The install engine,
  * disks and the network are covered end to end by updater/tests/run.sh. */
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,6 +239,18 @@ TEST(state_files) {
         CHECK(kv_get(&kv, "pending_slot") == NULL);
         CHECK_STREQ(kv_get(&kv, "pending_version"), "1.2.3");
         kv_done(&kv);
+
+        /* kv_lock: another process cannot take the lock while it is held, and can after. */
+        int fd = kv_lock(path);
+        CHECK(fd >= 0);
+        char lock[300];
+        snprintf(lock, sizeof(lock), "%s.lock", path);
+        int other = open(lock, O_RDWR | O_CLOEXEC);
+        CHECK(other >= 0);
+        CHECK(flock(other, LOCK_EX | LOCK_NB) < 0 && errno == EWOULDBLOCK);
+        close(fd);
+        CHECK_EQ(flock(other, LOCK_EX | LOCK_NB), 0);
+        close(other);
 
         char cmd[300];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
