@@ -11,10 +11,11 @@ static void str_set(char *dst, size_t size, const char *src, size_t len) {
         dst[len] = '\0';
 }
 
+/* a (alen bytes, which may hold a NUL) equals the string b. */
 static bool str_eq(const char *a, size_t alen, const char *b) {
         size_t i;
         for (i = 0; i < alen; i++)
-                if (b[i] != a[i])
+                if (b[i] == '\0' || b[i] != a[i])
                         return false;
         return b[i] == '\0';
 }

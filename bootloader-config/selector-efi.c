@@ -222,13 +222,23 @@ static int store_attrs(const struct slot *s, uint64_t attrs) {
         return r;
 }
 
-/* A slot whose files are missing or whose kernel failed: no tries, not successful, on disk
- * (backup first, as always) so the next boot does not try it again either. */
+/* A slot whose files are missing or whose kernel failed. A slot on trial is marked bad on
+ * disk (no tries, not successful; backup first, as always), so that its failure counts and the
+ * next boot does not try it again. A successful slot is the machine's way back, and is marked
+ * bad only for files that are not there: any other error (a read that failed once, firmware
+ * short of memory, a kernel that would not load) skips it for this boot alone. Marked bad for a
+ * passing error, it would leave a failed update as the slot of highest priority, which the
+ * fallback then boots at every boot. */
 static void mark_bad(struct slot *s, const CHAR16 *why, EFI_STATUS status) {
         int r;
 
-        say(L"slot %a: %s (%r); marking it bad (tries=0 ok=0)", s->name, why, status);
         s->bootable = false;
+        if (s->successful && status != EFI_NOT_FOUND) {
+                say(L"slot %a: %s (%r); skipping it for this boot (it stays successful)", s->name,
+                    why, status);
+                return;
+        }
+        say(L"slot %a: %s (%r); marking it bad (tries=0 ok=0)", s->name, why, status);
         s->tries = 0;
         s->successful = false;
         r = store_attrs(s, slot_attrs_mark_bad(gpt_entry_attrs(&gpt, s->partno - 1)));

@@ -12,7 +12,7 @@ from pivotvm import BANNER, PivotVM, set_slot_attrs
 
 BOOT_TIMEOUT = 180
 SELECTOR_LINE = r"pivot-selector: (.*) -> (\w+): (.*)$"
-ROOT_B = 3
+ROOT_A, ROOT_B = 2, 3
 
 
 def esp_image(path):
@@ -121,3 +121,35 @@ def test_b_kernel_missing_falls_back_to_a(ctx):
         assert slot == "A", f"booted {slot}"
         vm.power_off()
         assert vm.gpt()["ROOT-B"] == (3, 0, 0)
+
+
+def test_successful_a_kept_after_load_error(ctx):
+    """An update to B failed (B: priority 3, no tries, not successful) and A, the way back, fails
+    to load once. A is skipped for that boot but stays successful on disk: marked bad, it would
+    leave B, the failed update, as the fallback at every boot after."""
+    with PivotVM(ctx.disk, ctx.workdir) as vm:
+        with vm.disk_file() as raw:
+            set_slot_attrs(raw, ROOT_B, 3, 0, 0)
+            set_slot_attrs(raw, ROOT_A, 2, 0, 1)
+            garbage = os.path.join(ctx.workdir, "not-a-kernel")
+            with open(garbage, "wb") as f:
+                f.write(b"MZ" + b"\x00" * 4094)
+            env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+            image = esp_image(raw)
+            subprocess.run(["mcopy", "-o", "-i", image, "::/pivot/A/vmlinuz", f"{ctx.workdir}/vmlinuz-a"],
+                           check=True, env=env)
+            subprocess.run(["mcopy", "-o", "-i", image, garbage, "::/pivot/A/vmlinuz"], check=True, env=env)
+        vm.start()
+        vm.expect(r"pivot-selector: slot A: cannot load kernel .*skipping it for this boot", BOOT_TIMEOUT)
+        sel = vm.expect(SELECTOR_LINE, 30)
+        assert sel.group(2) == "B", sel.group(0)
+        vm.expect(BANNER.pattern, BOOT_TIMEOUT)
+        vm.power_off()
+        assert vm.gpt()["ROOT-A"] == (2, 0, 1), vm.gpt()
+        # With A's kernel back, A boots again: nothing of the passing error stayed.
+        with vm.disk_file() as raw:
+            env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
+            subprocess.run(["mcopy", "-o", "-i", esp_image(raw), f"{ctx.workdir}/vmlinuz-a", "::/pivot/A/vmlinuz"],
+                           check=True, env=env)
+        sel, slot = boot_to_banner(vm)
+        assert sel.group(2) == "A" and slot == "A", sel.group(0)

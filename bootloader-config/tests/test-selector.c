@@ -93,6 +93,12 @@ TEST(conf_warnings_never_stop) {
         CHECK_EQ(selector_conf_parse(&c, nul, sizeof(nul) - 1, NULL, NULL), 1);
         CHECK(c.verbose);
         CHECK_EQ(c.reset_delay, 9);
+        /* ... also inside a key: compared with a known key, it ends the match, and nothing is
+         * read past the end of the known key's name. */
+        static const char nul_key[] = "console\0XYZ = ttyS1\nverbose = 0\n";
+        selector_conf_defaults(&c);
+        CHECK_EQ(selector_conf_parse(&c, nul_key, sizeof(nul_key) - 1, NULL, NULL), 1);
+        CHECK_STREQ(c.console, SELECTOR_CONF_DEFAULT_CONSOLE);
 }
 
 #define UUID "80fdc30f-8850-ec42-93f3-5f4e3b33cbae"

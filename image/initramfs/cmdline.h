@@ -3,8 +3,10 @@
 
 #include <stddef.h>
 
+#include "slot-policy.h" /* SLOT_NAME_MAX */
+
 struct boot_args {
-        char slot[8];            /* pivot.slot=A */
+        char slot[SLOT_NAME_MAX]; /* pivot.slot=A: any name the selector accepts */
         char root_partuuid[40];  /* pivot.root=PARTUUID=<uuid> */
         char verity_roothash[129];
         char verity_salt[129];

@@ -7,11 +7,14 @@
  * at the boot selector, never into a shell or a hang. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/reboot.h>
@@ -70,12 +73,71 @@ static int run_in_newroot(char *const argv[]) {
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
 }
 
-static bool has_ext4(const char *dev) {
-        unsigned char magic[2];
+/* What the start of STATE holds: an ext4 superblock, nothing (a new machine: the image ships
+ * STATE blank), or something else: a damaged superblock, or what the disk held before the
+ * image was written to it. */
+enum state_content { STATE_EXT4, STATE_BLANK, STATE_OTHER };
+
+struct state_probe {
+        enum state_content content;
+        uint64_t fs_bytes;    /* STATE_EXT4: the file system's size */
+        uint64_t block_bytes; /* STATE_EXT4: its block size */
+        uint64_t dev_bytes;   /* the partition's size */
+};
+
+static uint32_t le32(const unsigned char *p) {
+        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static bool ext4_magic(const unsigned char *sb) {
+        return sb[56] == 0x53 && sb[57] == 0xEF;
+}
+
+static int probe_state(const char *dev, struct state_probe *ret) {
+        static unsigned char buf[64 * 1024];
         _cleanup_close_ int fd = open(dev, O_RDONLY | O_CLOEXEC);
-        /* ext2/3/4 superblock at 1024, s_magic 0xEF53 at offset 56 within it. */
-        return fd >= 0 && pread(fd, magic, 2, 1024 + 56) == 2 && magic[0] == 0x53 &&
-               magic[1] == 0xEF;
+        if (fd < 0)
+                return negative_errno();
+        *ret = (struct state_probe){.content = STATE_BLANK};
+        if (ioctl(fd, BLKGETSIZE64, &ret->dev_bytes) < 0)
+                return negative_errno();
+        ssize_t n = pread(fd, buf, sizeof(buf), 0);
+        if (n < 0)
+                return negative_errno();
+        if (n != (ssize_t)sizeof(buf))
+                return -EIO;
+        /* ext2/3/4 superblock at 1024: s_blocks_count_lo at 4, s_log_block_size at 24, s_magic
+         * 0xEF53 at 56, s_feature_incompat at 96 (64bit: 0x80), s_blocks_count_hi at 336. */
+        const unsigned char *sb = buf + 1024;
+        if (ext4_magic(sb)) {
+                uint64_t blocks = le32(sb + 4);
+                if (le32(sb + 96) & 0x80)
+                        blocks |= (uint64_t)le32(sb + 336) << 32;
+                ret->content = STATE_EXT4;
+                ret->block_bytes = 1024ull << (le32(sb + 24) & 15);
+                ret->fs_bytes = blocks * ret->block_bytes;
+                return 0;
+        }
+        for (size_t i = 0; i < sizeof(buf); i++)
+                if (buf[i]) {
+                        ret->content = STATE_OTHER;
+                        return 0;
+                }
+        /* Blank at the start. A file system whose start was wiped still has the backup
+         * superblocks of its first group after the first: 1, 2 and 4 KiB blocks. */
+        static const uint64_t backups[] = {8193ull * 1024, 16384ull * 2048, 32768ull * 4096};
+        for (size_t i = 0; i < sizeof(backups) / sizeof(backups[0]); i++) {
+                if (backups[i] + 1024 > ret->dev_bytes)
+                        continue;
+                n = pread(fd, buf, 1024, (off_t)backups[i]);
+                if (n != 1024)
+                        return n < 0 ? negative_errno() : -EIO;
+                if (ext4_magic(buf)) {
+                        ret->content = STATE_OTHER;
+                        return 0;
+                }
+        }
+        return 0;
 }
 
 static void ensure_machine_id(void) {
@@ -105,13 +167,31 @@ static void mount_state(const char *disk) {
                 die("no STATE partition on %s", disk);
         char *dev = part; /* the same name inside the new root, which has its own /dev */
 
-        if (!has_ext4(part)) {
-                log_info("making the STATE file system on %s (first boot)", part);
+        /* A read error says nothing about what STATE holds: formatting then could wipe a good
+         * file system over a passing fault. Better to reboot and read again. */
+        struct state_probe st;
+        r = probe_state(part, &st);
+        if (r < 0)
+                die("cannot read STATE %s: %s", part, strerror(-r));
+        if (st.content == STATE_OTHER) {
+                /* A damaged primary superblock: e2fsck finds a backup copy and repairs from it
+                 * (unattended: -y). The machine id, /etc and the agent's records are kept. */
+                log_warning("STATE %s has no ext4 superblock; trying to repair it", part);
+                char *argv[] = {"/sbin/e2fsck", "-y", dev, NULL};
+                r = run_in_newroot(argv);
+                if (r < 4 && probe_state(part, &st) == 0 && st.content == STATE_EXT4)
+                        log_info("STATE %s repaired (e2fsck returned %d)", part, r);
+                else
+                        log_warning("STATE %s cannot be repaired (e2fsck returned %d): making a new "
+                                    "file system, its contents are lost", part, r);
+        }
+        if (st.content != STATE_EXT4) {
+                log_info("making the STATE file system on %s%s", part,
+                         st.content == STATE_BLANK ? " (first boot)" : "");
                 char *argv[] = {"/sbin/mke2fs", "-q", "-F", "-t", "ext4", "-L", "STATE", "-E",
                                 "lazy_itable_init=1,lazy_journal_init=1", dev, NULL};
                 if ((r = run_in_newroot(argv)) != 0)
                         die("mke2fs %s failed (status %d)", part, r);
-                grown = false; /* made at its full size */
         } else {
                 /* Preen: fixes what an unclean shutdown leaves, refuses to guess otherwise. */
                 char *argv[] = {"/sbin/e2fsck", "-p", dev, NULL};
@@ -120,8 +200,11 @@ static void mount_state(const char *disk) {
                         log_warning("e2fsck -p %s returned %d", part, r);
         }
         mount_or_die(part, NEWROOT "/var", "ext4", MS_NOSUID | MS_NODEV, NULL);
-        if (grown) {
-                log_info("growing the STATE file system to the end of the disk");
+        /* Grown whenever it is smaller than its partition, not only at the boot that grew the
+         * partition: a power cut or a failure between the two would leave it small for good. */
+        if (st.content == STATE_EXT4 && st.fs_bytes + st.block_bytes <= st.dev_bytes) {
+                log_info("growing the STATE file system to the end of its partition%s",
+                         grown ? " (grown to the end of the disk)" : "");
                 char *argv[] = {"/sbin/resize2fs", dev, NULL};
                 if ((r = run_in_newroot(argv)) != 0)
                         log_warning("resize2fs %s returned %d; STATE keeps its size", part, r);

@@ -48,6 +48,22 @@ TEST(bad_values_are_refused) {
         CHECK_EQ(boot_args_parse(longslot, &a, &bad), -EINVAL);
 }
 
+/* Every slot name the selector accepts (up to SLOT_NAME_MAX - 1 characters) boots: a longer
+ * limit in the selector than here made such a slot reboot for ever. */
+TEST(slot_names_as_long_as_the_selector_takes) {
+        struct boot_args a;
+        const char *bad;
+        char buf[1024];
+        char name[SLOT_NAME_MAX];
+        memset(name, 'S', sizeof(name) - 1);
+        name[sizeof(name) - 1] = '\0';
+        snprintf(buf, sizeof(buf), "%s pivot.slot=%s", full, name);
+        CHECK_EQ(boot_args_parse(buf, &a, &bad), 0);
+        CHECK_STREQ(a.slot, name);
+        snprintf(buf, sizeof(buf), "%s pivot.slot=%sS", full, name);
+        CHECK_EQ(boot_args_parse(buf, &a, &bad), -EINVAL);
+}
+
 TEST(later_argument_wins_and_others_are_ignored) {
         struct boot_args a;
         const char *bad;
