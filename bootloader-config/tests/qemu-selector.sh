@@ -172,13 +172,27 @@ case_kernel_missing() {
   expect_attrs nokern 2 "$(attrs 1 0 1)"
 }
 
+# A successful slot whose kernel does not load is skipped for this boot, not marked bad on
+# disk: the error may pass, and the slot is a way back. One on trial is marked bad (its try is
+# spent). Files that are not there mark either bad (case_kernel_missing).
 case_kernel_corrupt() {
   mkdisk badkern "$(attrs 1 0 1)" "$(attrs 2 0 1)"
   esp_put badkern /pivot/B/vmlinuz "MZ this is not a PE image"; esp_done badkern
   boot badkern 1
   expect_boot badkern 1 A
   expect_log badkern 1 "slot B: cannot load kernel"
-  expect_attrs badkern 3 "$(attrs 2 0 0)"
+  expect_log badkern 1 "skipping it for this boot (it stays successful)"
+  expect_attrs badkern 3 "$(attrs 2 0 1)"
+}
+
+case_kernel_corrupt_on_trial() {
+  mkdisk badtry "$(attrs 1 0 1)" "$(attrs 2 2 0)"
+  esp_put badtry /pivot/B/vmlinuz "MZ this is not a PE image"; esp_done badtry
+  boot badtry 1
+  expect_boot badtry 1 A
+  expect_log badtry 1 "slot B: cannot load kernel"
+  expect_log badtry 1 "marking it bad (tries=0 ok=0)"
+  expect_attrs badtry 3 "$(attrs 2 0 0)"
 }
 
 # The kernel's EFI stub starts and gives up (returns from StartImage): next slot, same boot.
@@ -229,7 +243,8 @@ verbose = 1
 }
 
 ALL_CASES=(successful_b trying_b rollback primary_gpt_corrupt backup_gpt_corrupt kernel_missing
-           kernel_corrupt kernel_returns no_slot_qualifies nothing_bootable conf)
+           kernel_corrupt kernel_corrupt_on_trial kernel_returns no_slot_qualifies nothing_bootable
+           conf)
 cases=("$@")
 ((${#cases[@]})) || cases=("${ALL_CASES[@]}")
 for c in "${cases[@]}"; do
