@@ -161,11 +161,37 @@ TEST(event_states) {
         CHECK(event_state(3, 9, 0) == NULL);
 }
 
-TEST(store_safe_mode_on_sqlite) {
-        char dir[] = "/tmp/pivot-store-test-XXXXXX";
-        CHECK(mkdtemp(dir) != NULL);
+/* A SQLite store in a new temporary directory, whose name goes to dir; NULL (the test has
+ * failed) when it cannot be made. store_close(), then remove_dir(). */
+#define STORE_TEST_DIR "/tmp/pivot-store-test-XXXXXX"
+static struct store *temp_store(char dir[static sizeof(STORE_TEST_DIR)]) {
         struct store *s = NULL;
+        strcpy(dir, STORE_TEST_DIR);
+        CHECK(mkdtemp(dir) != NULL);
         CHECK_EQ(store_open(dir, NULL, &s), 0);
+        return s;
+}
+
+static void remove_dir(const char *dir) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+        CHECK_EQ(system(cmd), 0);
+}
+
+/* A release of the default app, with made-up hashes. */
+static void add_release(struct store *s, const char *version) {
+        struct release rel = {
+                .app = DEFAULT_APP_ID, .version = (char *)version, .package_name = "update.payload",
+                .size = 5,
+                .sha1 = "b233d57e86fd769845c554b52a8fa2fe98bacfba",
+                .sha256 = "d6386c59a6bcfcb1e4ced6beeb4594757afaa891ac805388076d0c83d2f5260a",
+        };
+        CHECK_EQ(store_release_add(s, &rel), 0);
+}
+
+TEST(store_safe_mode_on_sqlite) {
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
         if (!s)
                 return;
         struct release rel = {
@@ -225,9 +251,7 @@ TEST(store_safe_mode_on_sqlite) {
         CHECK(!c.policy.halted);
         channel_done(&c);
         store_close(s);
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        CHECK_EQ(system(cmd), 0);
+        remove_dir(dir);
 }
 
 /* One machine's row, as the admin listing reads it (a read runs the queued writes first). */
@@ -247,10 +271,8 @@ static void machine_row(struct store *s, const char *id, char *channel, char *ve
 /* Check-ins written without waiting: new machines, channel moves, and the order with the
  * writes that do wait. */
 TEST(store_deferred_checkins_on_sqlite) {
-        char dir[] = "/tmp/pivot-store-test-XXXXXX";
-        CHECK(mkdtemp(dir) != NULL);
-        struct store *s = NULL;
-        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
         if (!s)
                 return;
         char channel[32], version[32];
@@ -314,17 +336,13 @@ TEST(store_deferred_checkins_on_sqlite) {
         CHECK_EQ(last, 9999);
         CHECK_STREQ(channel, "stable");
         store_close(s);
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        CHECK_EQ(system(cmd), 0);
+        remove_dir(dir);
 }
 
 /* The Omaha path's channel copies: shared, and dropped by every change made through the store. */
 TEST(store_channel_cache_on_sqlite) {
-        char dir[] = "/tmp/pivot-store-test-XXXXXX";
-        CHECK(mkdtemp(dir) != NULL);
-        struct store *s = NULL;
-        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
         if (!s)
                 return;
         const struct channel *a = NULL, *b = NULL;
@@ -343,12 +361,7 @@ TEST(store_channel_cache_on_sqlite) {
         CHECK(!a->policy.paused); /* a holder keeps its copy until it gives it back */
         store_channel_put(a);
         store_channel_put(b);
-        struct release rel = {
-                .app = DEFAULT_APP_ID, .version = "1.3.0", .package_name = "update.payload", .size = 5,
-                .sha1 = "b233d57e86fd769845c554b52a8fa2fe98bacfba",
-                .sha256 = "d6386c59a6bcfcb1e4ced6beeb4594757afaa891ac805388076d0c83d2f5260a",
-        };
-        CHECK_EQ(store_release_add(s, &rel), 0);
+        add_release(s, "1.3.0");
         CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 30), 0);
         CHECK_EQ(store_channel_lookup(s, DEFAULT_APP_ID, "stable", &a), 0);
         CHECK(a->has_release);
@@ -356,9 +369,7 @@ TEST(store_channel_cache_on_sqlite) {
         CHECK(a->policy.percent == 30);
         store_channel_put(a);
         store_close(s);
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        CHECK_EQ(system(cmd), 0);
+        remove_dir(dir);
 }
 
 /* The batch writer PostgreSQL uses, here on SQLite: new machines, one check-in per machine
@@ -441,9 +452,7 @@ TEST(store_batched_checkins) {
         machine_row(s, id, channel, version, &last);
         CHECK_EQ(last, 9999);
         store_close(s);
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        CHECK_EQ(system(cmd), 0);
+        remove_dir(dir);
 }
 
 /* --- event retention --- */
@@ -473,18 +482,10 @@ static int64_t count_events(struct store *s, const char *machine, int64_t *ret_m
         return n;
 }
 
-static void remove_dir(const char *dir) {
-        char cmd[128];
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-        CHECK_EQ(system(cmd), 0);
-}
-
 /* The age limit and the per-machine limit, pass by pass. */
 TEST(store_event_retention_on_sqlite) {
-        char dir[] = "/tmp/pivot-store-test-XXXXXX";
-        CHECK(mkdtemp(dir) != NULL);
-        struct store *s = NULL;
-        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
         if (!s)
                 return;
         const int64_t now = 1700000000;
@@ -546,19 +547,12 @@ TEST(store_event_retention_on_sqlite) {
 /* Safe mode counts failures whose events retention deleted, by age or by a machine's limit:
  * it reads the attempts, which retention leaves alone. */
 TEST(store_retention_keeps_safe_mode_on_sqlite) {
-        char dir[] = "/tmp/pivot-store-test-XXXXXX";
-        CHECK(mkdtemp(dir) != NULL);
-        struct store *s = NULL;
-        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
         if (!s)
                 return;
         const int64_t now = 1700000000, then = now - 100 * DAY;
-        struct release rel = {
-                .app = DEFAULT_APP_ID, .version = "1.3.0", .package_name = "update.payload", .size = 5,
-                .sha1 = "b233d57e86fd769845c554b52a8fa2fe98bacfba",
-                .sha256 = "d6386c59a6bcfcb1e4ced6beeb4594757afaa891ac805388076d0c83d2f5260a",
-        };
-        CHECK_EQ(store_release_add(s, &rel), 0);
+        add_release(s, "1.3.0");
         CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
         CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
         char id[10][40];
@@ -605,10 +599,8 @@ TEST(store_retention_keeps_safe_mode_on_sqlite) {
 
 /* The thread: a pass at start, then one every interval. */
 TEST(store_event_pruner_thread_on_sqlite) {
-        char dir[] = "/tmp/pivot-store-test-XXXXXX";
-        CHECK(mkdtemp(dir) != NULL);
-        struct store *s = NULL;
-        CHECK_EQ(store_open(dir, NULL, &s), 0);
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
         if (!s)
                 return;
         int64_t now = time(NULL);
