@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,6 +102,15 @@ static int read_table(struct disk *d) {
                 if (!strcmp(p->type, FDISK_TYPE_ROOT_X86_64) &&
                     slot_name_from_partition(p->name, slot, sizeof(slot)) &&
                     d->n_slots < SLOT_MAX) {
+                        /* Each slot's boot files live in \pivot\<name> on the ESP, and FAT
+                         * does not tell case: ROOT-a beside ROOT-A would write the running
+                         * slot's kernel. */
+                        for (size_t j = 0; j < d->n_slots; j++)
+                                if (!strcasecmp(d->slots[j].name, slot))
+                                        return log_error_errno(-ENOTUNIQ, "%s: slots %s and %s "
+                                                               "differ only in case (their ESP "
+                                                               "folders would be one)", d->path,
+                                                               d->slots[j].name, slot);
                         struct slot *s = &d->slots[d->n_slots];
                         memset(s, 0, sizeof(*s));
                         s->partno = p->partno;

@@ -303,12 +303,16 @@ int esp_install_slot_files(const struct esp *e, const char *slot, const struct e
 
 char *cmdline_value(const char *cmdline, const char *key) {
         size_t kl = strlen(key);
+        const char *value = NULL;
+        size_t value_len = 0;
         for (const char *p = cmdline; p && *p;) {
                 p += strspn(p, " \t\n");
                 size_t n = strcspn(p, " \t\n");
-                if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=')
-                        return strndup(p + kl + 1, n - kl - 1);
+                if (n > kl && strncmp(p, key, kl) == 0 && p[kl] == '=') {
+                        value = p + kl + 1;
+                        value_len = n - kl - 1;
+                }
                 p += n;
         }
-        return NULL;
+        return value ? strndup(value, value_len) : NULL;
 }

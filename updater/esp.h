@@ -37,5 +37,7 @@ struct esp_file {
 int esp_install_slot_files(const struct esp *e, const char *slot, const struct esp_file *files,
                            size_t n);
 
-/* The value of "key=" in a command line (e.g. "pivot.version"), malloc'd, or NULL. */
+/* The value of "key=" in a command line (e.g. "pivot.version"), malloc'd, or NULL. The last
+ * one counts, as in the initramfs: the boot selector puts pivot.slot= and pivot.root= after
+ * the slot's own command line and selector.conf's cmdline_extra. */
 char *cmdline_value(const char *cmdline, const char *key);

@@ -1383,6 +1383,12 @@ int install_run(const struct install_params *p, struct install_result *ret) {
         if (e.slot == p->target->booted)
                 return log_error_errno(-EBUSY, "Refusing to write slot %s: it is the running one",
                                        target_slot_name(p->target, e.slot));
+        if (target_slot_is_last_good(p->target, e.slot))
+                return log_error_errno(-EBUSY, "Refusing to write slot %s: it is the only slot "
+                                       "known to boot, and the running slot %s is still on "
+                                       "trial; mark it good first (pivotctl mark-good)",
+                                       target_slot_name(p->target, e.slot),
+                                       target_slot_name(p->target, p->target->booted));
         ret->slot = e.slot;
         e.part = disk_slot_partition(p->target->disk, (size_t)e.slot);
         snprintf(e.slot_uuid, sizeof(e.slot_uuid), "%s", e.part->uuid);

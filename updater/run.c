@@ -69,8 +69,13 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
         posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         /* A process group of its own: on a timeout, what it started goes too (a shell's curl). */
         posix_spawnattr_init(&attr);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF);
         posix_spawnattr_setpgroup(&attr, 0);
+        /* The agent ignores SIGPIPE for itself; its children get the default back. */
+        sigset_t defaults;
+        sigemptyset(&defaults);
+        sigaddset(&defaults, SIGPIPE);
+        posix_spawnattr_setsigdefault(&attr, &defaults);
         r = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
         posix_spawnattr_destroy(&attr);
         posix_spawn_file_actions_destroy(&fa);
@@ -83,25 +88,33 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
         struct buf bo = {.max = max_out, .keep = ret_out != NULL};
         struct buf be = {.max = MAX_ERR, .keep = ret_err != NULL};
         long deadline = timeout ? now_ms() + (long)timeout * 1000 : 0;
-        bool timed_out = false;
+        bool timed_out = false, reaped = false;
+        int status = -1;
         int open_fds = 2;
         while (open_fds > 0) {
-                struct pollfd p[2] = {{.fd = fo, .events = POLLIN}, {.fd = fe, .events = POLLIN}};
-                int wait_ms = -1;
-                if (deadline) {
+                /* The child is watched as well as its output: what it started in the background
+                 * (a daemon) may hold the pipes open long after it exited. Once it has, what is
+                 * left in the pipes is read and the rest is not waited for. */
+                int wait_ms = reaped ? 0 : 100;
+                if (deadline && !reaped) {
                         long left = deadline - now_ms();
                         if (left <= 0) {
                                 kill(-pid, SIGKILL);
                                 timed_out = true;
                                 break;
                         }
-                        wait_ms = (int)left;
+                        if (left < wait_ms)
+                                wait_ms = (int)left;
                 }
-                if (poll(p, 2, wait_ms) < 0) {
+                struct pollfd p[2] = {{.fd = fo, .events = POLLIN}, {.fd = fe, .events = POLLIN}};
+                int ready = poll(p, 2, wait_ms);
+                if (ready < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
+                if (ready == 0 && reaped)
+                        break;
                 for (int i = 0; i < 2; i++) {
                         if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
@@ -126,11 +139,12 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
                         }
                         buf_append(i == 0 ? &bo : &be, chunk, (size_t)n);
                 }
+                if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+                        reaped = true;
         }
         /* The output can end long before the child does (it closed or redirected both): the
          * time limit holds for the wait too. */
-        int status;
-        for (;;) {
+        while (!reaped) {
                 pid_t w = waitpid(pid, &status, deadline && !timed_out ? WNOHANG : 0);
                 if (w == pid)
                         break;

@@ -122,6 +122,8 @@ int target_open(const struct target_options *o, struct target **ret) {
         r = disk_open(disk_path, &t->disk);
         if (r == -ENOMEDIUM)
                 return log_error_errno(r, "%s has no GPT", disk_path);
+        if (r == -ENOTUNIQ)
+                return r; /* said where it was found */
         if (r < 0)
                 return log_error_errno(r, "Cannot read the partition table of %s: %m", disk_path);
         if (t->disk->n_slots < 2)
@@ -139,19 +141,26 @@ int target_open(const struct target_options *o, struct target **ret) {
                 if (r < 0)
                         return r;
                 t->booted = r;
+                t->booted_runs = o->booted_slot != NULL;
                 const char *v = t->slot_versions[t->booted];
                 t->running_version = strdup(v ? v : "0.0.0");
         } else {
+                /* The running slot is the one whose partition the initramfs opened as root:
+                 * pivot.root. A pivot.slot that names another one means something is off,
+                 * and guessing could overwrite the running root. */
                 _cleanup_free_ char *slot = cmdline_value(cmdline, "pivot.slot");
                 _cleanup_free_ char *root = cmdline_value(cmdline, "pivot.root");
-                if (slot)
-                        t->booted = disk_slot_index(t->disk, slot);
                 for (size_t i = 0; t->booted < 0 && i < t->disk->n_slots; i++)
                         if (!strcasecmp(disk_slot_partition(t->disk, i)->uuid, root + 9))
                                 t->booted = (int)i;
                 if (t->booted < 0)
-                        return log_error_errno(-ENOENT, "The running slot (pivot.slot=%s) is not on "
-                                               "%s", slot ? slot : "?", disk_path);
+                        return log_error_errno(-ENOENT, "The running root (%s) is not a slot of %s",
+                                               root, disk_path);
+                t->booted_runs = true;
+                if (slot && strcmp(slot, t->disk->slots[t->booted].name) != 0)
+                        return log_error_errno(-EINVAL, "pivot.slot=%s, but the running root %s is "
+                                               "slot %s: refusing to guess which slot runs", slot,
+                                               root, t->disk->slots[t->booted].name);
                 const char *osr = o->os_release ? o->os_release : "/etc/os-release";
                 t->running_version = os_release_version(osr);
                 if (!t->running_version) {
@@ -195,6 +204,15 @@ int target_reload(struct target *t) {
 
 const char *target_slot_name(const struct target *t, int slot) {
         return slot >= 0 && (size_t)slot < t->disk->n_slots ? t->disk->slots[slot].name : "?";
+}
+
+bool target_slot_is_last_good(const struct target *t, int slot) {
+        if (!t->booted_runs || !t->disk->slots[slot].successful)
+                return false;
+        for (size_t i = 0; i < t->disk->n_slots; i++)
+                if ((int)i != slot && t->disk->slots[i].successful)
+                        return false;
+        return true;
 }
 
 int target_passive(const struct target *t) {

@@ -26,6 +26,8 @@ struct target {
         struct disk *disk;
         struct esp esp;
         int booted;                        /* slot index of the running slot */
+        bool booted_runs;                  /* it runs (a device, or --booted-slot says so), as
+                                            * opposed to the slot an image file boots next */
         char *running_version;             /* "0.0.0" when nothing says */
         char *boot_id;                     /* this boot (device) or NULL (offline) */
         char *slot_versions[SLOT_MAX];     /* from each slot's ESP command line, or NULL */
@@ -44,6 +46,11 @@ int target_reload(struct target *t);
 int target_passive(const struct target *t);
 
 const char *target_slot_name(const struct target *t, int slot);
+
+/* Writing `slot` would take the last slot known to boot (successful), while the running one is
+ * still on trial: if the new one failed too, no slot would be left to fall back on. On an
+ * image file with no running slot named, false. */
+bool target_slot_is_last_good(const struct target *t, int slot);
 
 /* GPT changes, each one a single table write. */
 /* Before anything is written to a slot: priority 0, tries 0, not successful. */

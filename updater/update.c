@@ -1056,6 +1056,17 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 return 0;
         }
 
+        int passive = target_passive(u->target);
+        if (passive >= 0 && target_slot_is_last_good(u->target, passive)) {
+                /* Not a failure: once the running slot is marked good, the next check installs. */
+                log_warning("Not installing %s yet: the running slot %s is still on trial, and slot "
+                            "%s is the only one known to boot", app->manifest_version,
+                            target_slot_name(u->target, u->target->booted),
+                            target_slot_name(u->target, passive));
+                status_set(u, "last_result", "deferred");
+                updater_set_status(u, "idle", NULL);
+                return 0;
+        }
         r = updater_load_key(u);
         if (r < 0) {
                 ret->error_code = UPDATE_ERROR_SIGNATURE;

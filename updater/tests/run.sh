@@ -133,6 +133,17 @@ if want status; then
         else notok status "$out"; fi
 fi
 
+# Slot names that differ only in case share one ESP folder (FAT): refused, never written.
+if want slot-names-case; then
+        cp --sparse=always "$BASE" "$WORK/case.img"
+        sfdisk -q --part-label "$WORK/case.img" 3 ROOT-a 2>/dev/null
+        "$CTL" --disk "$WORK/case.img" --key "$KEYS/dev.pub" install "$P11" >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 1 ]] && grep -q "differ only in case" "$WORK/last.log" && slot_holds "$WORK/case.img" $SLOT_B_OFF "$WORK/base/root.img"; then
+                ok slot-names-case
+        else notok slot-names-case "exit $rc"; fi
+        rm -f "$WORK/case.img"
+fi
+
 if want offline-install; then
         new_disk
         if "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" install "$P11" >"$WORK/last.log" 2>&1 &&
@@ -459,6 +470,25 @@ if want state-unsaved; then
                 ok state-unsaved
         else notok state-unsaved "exit $rc, B priority $(slot "$DISK" B priority), failure events $(events 3/0)"; fi
         rm -rf "$WORK/state/update-state.tmp"
+fi
+
+# While the running slot is on trial (booted, not yet marked good), the other slot is the only
+# one known to boot: an install there would leave nothing to fall back on. The agent waits
+# (no failure reported); pivotctl install refuses.
+if want install-while-on-trial; then
+        new_disk; agent_conf
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\"}"
+        agent --once --boot-id boot-2 --booted-slot B --no-mark-good >>"$WORK/last.log" 2>&1; rca=$?
+        "$CTL" --disk "$DISK" --booted-slot B --state-dir "$WORK/state" --key "$KEYS/dev.pub" \
+                install "$WORK/u-1.2.0.payload" >>"$WORK/last.log" 2>&1; rcc=$?
+        if [[ $rca == 3 && $rcc == 1 && $(events 3/0) == 0 && $(requests /payloads/u-1.2.0.payload) == 0 ]] &&
+                grep -q "Not installing 1.2.0 yet" "$WORK/last.log" && grep -q "only slot known to boot" "$WORK/last.log" &&
+                a_untouched "$DISK"; then
+                ok install-while-on-trial
+        else notok install-while-on-trial "agent exit $rca, pivotctl exit $rcc, failure events $(events 3/0)"; fi
 fi
 
 # The daemon and pivotctl share update-state: the daemon reads it again before it acts. Here

@@ -1,6 +1,7 @@
 /* Unit tests for the updater's small modules: configuration, maintenance windows, state files,
  * command-line values, child processes and the ring of received chunks. The install engine,
  * disks and the network are covered end to end by updater/tests/run.sh. */
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -266,6 +267,11 @@ TEST(cmdline_values) {
         CHECK_STREQ(b, "B");
         CHECK(c == NULL);
         CHECK_STREQ(d, "PARTUUID=abc");
+        /* The last one counts, as in the initramfs: the selector appends the real values after
+         * the slot's own command line, which may carry others. */
+        _cleanup_free_ char *e = cmdline_value("ro pivot.slot=A quiet pivot.slot=B pivot.root=x",
+                                               "pivot.slot");
+        CHECK_STREQ(e, "B");
 }
 
 TEST(child_processes) {
@@ -291,6 +297,21 @@ TEST(child_processes) {
         CHECK_EQ(run_shell("sleep 5 >/dev/null 2>&1 & wait", NULL, 1), -ETIMEDOUT);
         CHECK((long)time(NULL) - t0 <= 4);
         CHECK_EQ(run_shell("exit 0", NULL, 0), 0);
+        /* A child that leaves something in the background holding its output (a daemon it
+         * started) has still finished: its exit status counts, not a time-out. */
+        char *bg[] = {"sh", "-c", "printf started; sleep 4 & exit 0", NULL};
+        CHECK_EQ(run_program(bg, 100, &out, &len, NULL, 2), 0);
+        CHECK_STREQ(out, "started");
+        free(out);
+        CHECK_EQ(run_shell("sleep 4 & exit 5", NULL, 2), 5);
+        /* Children get SIGPIPE's default back (the agent ignores it for itself). */
+        char *pipe_state[] = {"sed", "-n", "s/^SigIgn:\t//p", "/proc/self/status", NULL};
+        signal(SIGPIPE, SIG_IGN);
+        CHECK_EQ(run_program(pipe_state, 100, &out, &len, NULL, 10), 0);
+        unsigned long long ignored = out ? strtoull(out, NULL, 16) : ~0ull;
+        CHECK(!(ignored & (1ull << (SIGPIPE - 1))));
+        free(out);
+        signal(SIGPIPE, SIG_DFL);
 }
 
 TEST(chunk_ring_basics) {
