@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 #include <curl/curl.h>
 
@@ -56,6 +58,7 @@ static int map_curl_error(CURLcode c, const char *errbuf, const char *url) {
         case CURLE_UNSUPPORTED_PROTOCOL:
         case CURLE_URL_MALFORMAT: r = -EINVAL; break;
         case CURLE_TOO_MANY_REDIRECTS: r = -ELOOP; break;
+        case CURLE_ABORTED_BY_CALLBACK: r = -ECANCELED; break;
         default: r = -ECONNRESET; break;
         }
         log_debug("%s: %s%s%s", url, curl_easy_strerror(c), errbuf && *errbuf ? ": " : "",
@@ -65,17 +68,42 @@ static int map_curl_error(CURLcode c, const char *errbuf, const char *url) {
         return r;
 }
 
-static void common_options(CURL *c, const struct http_options *o, char *errbuf) {
+/* libcurl's sockets would otherwise go to every program the agent starts meanwhile (mtools
+ * runs while a download streams): close-on-exec. */
+static curl_socket_t open_socket(void *userdata, curlsocktype purpose, struct curl_sockaddr *a) {
+        int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+/* A stop asked for (SIGTERM) ends a transfer even while no byte arrives. */
+static int transfer_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                             curl_off_t ultotal, curl_off_t ulnow) {
+        volatile int *cancel = userdata;
+        return cancel && *cancel ? 1 : 0;
+}
+
+static void common_options(CURL *c, const struct http_options *o, const char *url, char *errbuf) {
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        /* Never from https down to http: the Omaha request would go out in clear. */
+        curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR,
+                         strncasecmp(url, "https://", 8) == 0 ? "https" : "http,https");
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-        if (o->ca_file)
+        if (o->ca_file) {
+                /* That CA alone: libcurl would also take the system's directory of CAs. */
                 curl_easy_setopt(c, CURLOPT_CAINFO, o->ca_file);
+                curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+        }
+        if (o->cancel) {
+                curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, transfer_progress);
+                curl_easy_setopt(c, CURLOPT_XFERINFODATA, (void *)o->cancel);
+                curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+        }
         curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)(o->connect_timeout ? o->connect_timeout : 30));
         /* A connection that delivers nothing for stall_timeout seconds is dropped. */
         curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -121,7 +149,7 @@ int http_post(const struct http_options *o, const char *url, const char *body, s
         c = curl_easy_init();
         if (!c)
                 return -ENOMEM;
-        common_options(c, o, errbuf);
+        common_options(c, o, url, errbuf);
         headers = curl_slist_append(headers, "Content-Type: text/xml; charset=utf-8");
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
@@ -221,7 +249,7 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
         if (!c)
                 return -ENOMEM;
         f.curl = c;
-        common_options(c, &h->opts, errbuf);
+        common_options(c, &h->opts, h->url, errbuf);
         curl_easy_setopt(c, CURLOPT_URL, h->url);
         if (offset || end) {
                 if (end)

@@ -1,6 +1,7 @@
 /* HTTP(S) through libcurl: Omaha POSTs and ranged, streaming payload downloads.
  *
- * TLS is verified against the system CA store, or ca_file when set. Proxies come from the
+ * TLS is verified against the system CA store, or against ca_file alone when set; redirects
+ * never go from https to http. Proxies come from the
  * usual environment variables (http_proxy, https_proxy, no_proxy; libcurl's rules). */
 #pragma once
 
@@ -14,6 +15,7 @@ struct http_options {
         unsigned stall_timeout;    /* seconds without a byte before giving up */
         unsigned total_timeout;    /* seconds for a whole request (POST only; 0: none) */
         const char *user_agent;
+        volatile int *cancel;      /* set (by a signal handler): the transfer stops (-ECANCELED) */
 };
 
 void http_global_init(void);

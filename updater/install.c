@@ -997,14 +997,19 @@ static int table_complete(struct engine *e) {
         return 0;
 }
 
+/* A stop was asked for (SIGTERM): not a failure of the payload; the checkpoint stays. */
+static int stopped(struct engine *e) {
+        return fail(e, -ECANCELED, UPDATE_ERROR_DOWNLOAD_TRANSFER,
+                    "Download stopped; it resumes at the next start");
+}
+
 static int receive(void *userdata, const void *data, size_t len) {
         struct engine *e = userdata;
         const uint8_t *p = data;
         int r;
 
         if (e->p->cancel && *e->p->cancel)
-                return fail(e, -ECANCELED, UPDATE_ERROR_DOWNLOAD_TRANSFER,
-                            "Download stopped; it resumes at the next start");
+                return stopped(e);
         while (len > 0) {
                 if (!e->have_manifest) {
                         /* The header first, to learn the prefix size; then the rest of it. */
@@ -1157,6 +1162,8 @@ static int fetch_all(struct engine *e) {
                 int err = current_error(e);
                 if (err < 0)
                         return err; /* not the network: already reported */
+                if (r == -ECANCELED || (p->cancel && *p->cancel))
+                        return stopped(e);
                 if (r == 0) {
                         if (e->have_table && e->chunk == e->m.n_chunks)
                                 return 0;

@@ -853,6 +853,7 @@ static struct http_options http_opts(struct updater *u, unsigned total) {
                 .stall_timeout = u->cfg.stall_timeout,
                 .total_timeout = total,
                 .user_agent = AGENT_VERSION,
+                .cancel = u->cancel,
         };
 }
 

@@ -677,6 +677,24 @@ if want resume-sigterm; then
         else notok resume-sigterm "exits $rc1/$rc2, failure events: $failures"; fi
 fi
 
+# SIGTERM while the server sends nothing (a stall): the download stops at once, without
+# waiting for stall_timeout, and is not reported as failed.
+if want sigterm-during-stall; then
+        new_disk; agent_conf
+        sed -i "s|^stall_timeout = .*|stall_timeout = 120|" "$WORK/update.conf"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"stall\",\"stall_seconds\":100}"
+        : >"$WORK/last.log"
+        agent_bg "$WORK/last.log" --once
+        for ((i = 0; i < 100; i++)); do (($(requests /payloads/u-1.1.0.payload) >= 1)) && break; sleep 0.1; done
+        sleep 1
+        t0=$(date +%s)
+        kill -TERM $APID; wait $APID; rc=$?
+        took=$(($(date +%s) - t0))
+        if [[ $rc == 1 && $took -lt 30 && $(events 3/0) == 0 ]] && grep -q "Download stopped" "$WORK/last.log" && b_not_bootable "$DISK"; then
+                ok sigterm-during-stall
+        else notok sigterm-during-stall "exit $rc after ${took}s, failure events $(events 3/0)"; fi
+fi
+
 if want range-ignored; then
         new_disk; agent_conf "download_retries = 0"
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
@@ -810,6 +828,26 @@ if want tls; then
         agent --once >>"$WORK/last.log" 2>&1; rc2=$?
         if [[ $rc1 == 0 && $rc2 == 1 ]] && grep -qi "certificate" "$WORK/last.log"; then ok tls
         else notok tls "with CA: exit $rc1, without: exit $rc2"; fi
+        # ca_file is then the only CA trusted: the server's CA in the system's store is not
+        # enough. The store is a directory of our own, mounted over /etc/ssl/certs in a mount
+        # namespace; without ca_file the agent trusts it (the check that the mount works).
+        if want tls-ca-file-only; then
+                openssl req -x509 -newkey ed25519 -nodes -keyout "$T/other.key" -out "$T/other.pem" -days 2 -subj /CN=pivot-other-ca 2>/dev/null
+                mkdir -p "$T/store"
+                cp "$T/ca.pem" "$T/store/"
+                cp "$T/ca.pem" "$T/store/ca-certificates.crt" # the bundle libcurl reads by default
+                ln -sf ca.pem "$T/store/$(openssl x509 -hash -noout -in "$T/ca.pem").0"
+                in_store() { unshare -m sh -c 'mount --bind "$1" /etc/ssl/certs && shift && exec "$@"' sh "$T/store" \
+                        "$AGENT" --disk "$DISK" --state-dir "$WORK/state" --config "$WORK/update.conf" --quiet --once; }
+                new_disk; agent_conf
+                sed -i "s|^server = .*|server = $TLS_URL|" "$WORK/update.conf"
+                in_store >"$WORK/last.log" 2>&1; rc3=$?
+                new_disk; agent_conf "ca_file = $T/other.pem"
+                sed -i "s|^server = .*|server = $TLS_URL|" "$WORK/update.conf"
+                in_store >>"$WORK/last.log" 2>&1; rc4=$?
+                if [[ $rc3 == 0 && $rc4 == 1 ]]; then ok tls-ca-file-only
+                else notok tls-ca-file-only "system store only: exit $rc3 (want 0), ca_file of another CA: exit $rc4 (want 1)"; fi
+        fi
         PORT=$plain_port
 fi
 
