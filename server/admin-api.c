@@ -270,15 +270,6 @@ static void handle_releases(struct server *srv, const char *app, struct reply *o
 
 /* --- changes --- */
 
-static bool is_hex(const char *s, size_t n) {
-        if (!s || strlen(s) != n)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (!strchr("0123456789abcdef", s[i]))
-                        return false;
-        return true;
-}
-
 static const char *jstr(json_t *body, const char *key) {
         return json_string_value(json_object_get(body, key));
 }
@@ -307,14 +298,15 @@ static void handle_publish(struct server *srv, const char *app, json_t *body, st
         rel.manifest = manifest;
 
         if (!rel.base_url) {
-                /* Hosted here: the file must have been uploaded and match. */
-                _cleanup_free_ char *dir = NULL, *path = NULL;
+                /* Hosted here: the file of that content must have been uploaded. */
+                _cleanup_free_ char *path = NULL;
                 struct stat st;
-                if (payload_dir(srv, app, rel.version, &dir) < 0 || asprintf(&path, "%s/%s", dir, rel.package_name) < 0)
-                        return reply_error_json(out, 500, "cannot find the payload directory");
+                if (payload_path(srv, rel.sha256, &path) < 0)
+                        return reply_error_json(out, 500, "out of memory");
                 if (stat(path, &st) < 0)
-                        return reply_error_json(out, 409, "payload %s/%s not uploaded (PUT /api/v1/payloads/...)",
-                                                rel.version, rel.package_name);
+                        return reply_error_json(out, 409,
+                                                "no payload with SHA-256 %s uploaded for %s/%s (PUT /api/v1/payloads/...)",
+                                                rel.sha256, rel.version, rel.package_name);
                 if ((uint64_t)st.st_size != rel.size)
                         return reply_error_json(out, 409, "uploaded payload has %lld bytes, release says %llu",
                                                 (long long)st.st_size, (unsigned long long)rel.size);

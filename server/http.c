@@ -24,6 +24,14 @@
 #define HTTP_CONNECTION_MEMORY (16 * 1024)
 #endif
 
+/* Seconds a connection may stay without a byte received or sent. Every byte starts it over, so
+ * against a client that trickles its requests only the per-address limit helps; this frees
+ * connections left idle sooner. Short for machines, whose requests are a few hundred bytes
+ * and whose downloads resume with Range; an upload is given longer, since its last byte is
+ * followed by an fsync() of up to 16 GiB before the answer. */
+#define HTTP_IDLE_TIMEOUT 15
+#define HTTP_UPLOAD_IDLE_TIMEOUT 300
+
 #if MHD_VERSION < 0x00097002
 typedef int MHD_RESULT;
 #else
@@ -98,7 +106,7 @@ struct conn {
         size_t len, size, limit;
         /* uploads */
         int fd;
-        char *tmp_path, *final_path;
+        char *tmp_path;
         uint64_t written;
         EVP_MD_CTX *sha256;
         int upload_error;
@@ -114,7 +122,6 @@ static void conn_free(struct conn *c) {
                 unlink(c->tmp_path);
                 free(c->tmp_path);
         }
-        free(c->final_path);
         if (c->sha256)
                 EVP_MD_CTX_free(c->sha256);
         free(c);
@@ -165,6 +172,9 @@ static bool token_ok(struct server *srv, struct MHD_Connection *connection) {
         const char *t = auth + 7;
         t += strspn(t, " ");
         size_t n = strlen(srv->token), m = strcspn(t, " \t\r\n");
+        /* main() refuses to start without a token; an empty one must match nothing anyway. */
+        if (n == 0 || m == 0)
+                return false;
         /* Compare in constant time over the stored token's length. */
         unsigned char diff = m != n;
         for (size_t i = 0; i < n; i++)
@@ -172,7 +182,7 @@ static bool token_ok(struct server *srv, struct MHD_Connection *connection) {
         return diff == 0;
 }
 
-/* --- payload files (GET/HEAD /v1/payloads/APP/VERSION/NAME) --- */
+/* --- payload files (GET/HEAD /v1/payloads/APP/VERSION/NAME), stored by content (payloads.c) --- */
 
 /* Parses one "bytes=" range against size. 0: whole file; 1: range in *first..*last;
  * -1: unsatisfiable or unsupported (several ranges). */
@@ -221,8 +231,14 @@ static MHD_RESULT serve_payload(struct server *srv, struct MHD_Connection *conne
             !safe_name(name) || strlen(p) != strlen(app) + strlen(version) + strlen(name) + 2)
                 return send_static(connection, 404, "text/plain", "not found\n");
 
+        char sha256[65];
+        int r = payload_find(srv, app, version, name, sha256);
+        if (r == -ENOENT)
+                return send_static(connection, 404, "text/plain", "not found\n");
+        if (r < 0)
+                return send_static(connection, 500, "text/plain", "internal error\n");
         _cleanup_free_ char *path = NULL;
-        if (asprintf(&path, "%s/payloads/%s/%s/%s", srv->data_dir, app, version, name) < 0)
+        if (payload_path(srv, sha256, &path) < 0)
                 return MHD_NO;
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         struct stat st;
@@ -249,9 +265,8 @@ static MHD_RESULT serve_payload(struct server *srv, struct MHD_Connection *conne
         fd = -1; /* the response owns it now */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-        char etag[80];
-        snprintf(etag, sizeof(etag), "\"%llx-%llx\"", (unsigned long long)st.st_size,
-                 (unsigned long long)st.st_mtime);
+        char etag[68];
+        snprintf(etag, sizeof(etag), "\"%s\"", sha256); /* the bytes behind a URL never change */
         MHD_add_response_header(resp, MHD_HTTP_HEADER_ETAG, etag);
         if (k > 0) {
                 char cr[96];
@@ -266,19 +281,24 @@ static MHD_RESULT serve_payload(struct server *srv, struct MHD_Connection *conne
         return ret;
 }
 
-/* --- uploads (PUT /api/v1/payloads/APP/VERSION/NAME) --- */
+/* --- uploads (PUT /api/v1/payloads/APP/VERSION/NAME) ---
+ *
+ * The path names the release the file is meant for, as the URL machines will download it
+ * from; the file itself goes to the path of its content, so an upload never changes the bytes
+ * behind a published release's URL. */
 
 static int upload_start(struct server *srv, struct conn *c, const char *url) {
         char app[128], version[128], name[256];
         const char *p = url + strlen("/api/v1/payloads/");
-        if (sscanf(p, "%127[^/]/%127[^/]/%255[^/]", app, version, name) != 3 || !safe_name(version) ||
-            !safe_name(name) || strlen(p) != strlen(app) + strlen(version) + strlen(name) + 2)
+        if (sscanf(p, "%127[^/]/%127[^/]/%255[^/]", app, version, name) != 3 || !safe_name(app) ||
+            !safe_name(version) || !safe_name(name) || strlen(p) != strlen(app) + strlen(version) + strlen(name) + 2)
                 return -EINVAL;
         _cleanup_free_ char *dir = NULL;
-        int r = payload_dir(srv, app, version, &dir);
+        int r = payload_path(srv, NULL, &dir);
         if (r < 0)
                 return r;
-        if (asprintf(&c->final_path, "%s/%s", dir, name) < 0 || asprintf(&c->tmp_path, "%s/.%s.upload-XXXXXX", dir, name) < 0)
+        /* In the same directory, for rename(); a dot never starts a content name. */
+        if (asprintf(&c->tmp_path, "%s/.upload-XXXXXX", dir) < 0)
                 return -ENOMEM;
         c->fd = mkostemp(c->tmp_path, O_CLOEXEC);
         if (c->fd < 0) {
@@ -331,7 +351,14 @@ static void upload_finish(struct server *srv, struct conn *c, struct MHD_Connect
                 reply_error_json(out, 422, "upload corrupted: SHA-256 %s, expected %s", hex, want);
                 return;
         }
-        if (fsync(c->fd) < 0 || rename(c->tmp_path, c->final_path) < 0) {
+        /* The same content uploaded again replaces its file with the same bytes: harmless even
+         * to a download under way. */
+        _cleanup_free_ char *path = NULL;
+        if (payload_path(srv, hex, &path) < 0) {
+                reply_static(out, 500, "text/plain", "out of memory\n");
+                return;
+        }
+        if (fsync(c->fd) < 0 || rename(c->tmp_path, path) < 0) {
                 reply_error_json(out, 500, "cannot store the upload: %s", strerror(errno));
                 return;
         }
@@ -379,6 +406,8 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *connection, const ch
                         }
                         if (strcmp(method, "PUT") == 0 && strncmp(url, "/api/v1/payloads/", 17) == 0) {
                                 c->route = ROUTE_UPLOAD;
+                                MHD_set_connection_option(connection, MHD_CONNECTION_OPTION_TIMEOUT,
+                                                          (unsigned)HTTP_UPLOAD_IDLE_TIMEOUT);
                                 int r = upload_start(srv, c, url);
                                 if (r < 0) {
                                         c->refused = true;
@@ -482,15 +511,15 @@ static MHD_RESULT handler(void *cls, struct MHD_Connection *connection, const ch
         return send_reply(connection, &out);
 }
 
-struct MHD_Daemon *http_start(struct server *srv, const struct sockaddr *addr, unsigned threads) {
+struct MHD_Daemon *http_start(struct server *srv, const struct sockaddr *addr, unsigned threads, unsigned per_ip) {
         return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
                                         (addr->sa_family == AF_INET6 ? MHD_USE_IPv6 : 0),
                                 0, NULL, NULL, handler, srv, MHD_OPTION_SOCK_ADDR, addr,
                                 MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                                 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONNECTION_MEMORY,
-                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_LIMIT,
-                                (unsigned)4000, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024,
-                                MHD_OPTION_END);
+                                MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_IDLE_TIMEOUT, MHD_OPTION_CONNECTION_LIMIT,
+                                (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+                                MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
 }
 
 void http_stop(struct MHD_Daemon *d) {

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "omaha.h"
 #include "server.h"
+#include "strbuf.h"
 #include "util.h"
 
 static void usage(FILE *f) {
@@ -41,12 +42,17 @@ static void usage(FILE *f) {
                 "  --events-per-machine N\n"
                 "                       keep the N newest events of each machine, delete older\n"
                 "                       ones (default: %d; 0: no limit)\n"
+                "  --connections-per-ip N\n"
+                "                       connections one client address may hold open at once\n"
+                "                       (default: %d, of %d in all; 0: no limit, for a proxy)\n"
                 "  --verbose            log debug messages\n"
                 "  --help               show this help\n"
                 "\n"
                 "The admin token is created at first start in DIR/admin.token (mode 0600).\n"
-                "Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime failure, 2 on a usage error.\n",
-                EVENT_RETENTION_DAYS, EVENTS_PER_MACHINE);
+                "Exit status: 0 after SIGTERM/SIGINT, 1 on a runtime failure (also when\n"
+                "DIR/admin.token holds no token of %d to %d characters), 2 on a usage error.\n",
+                EVENT_RETENTION_DAYS, EVENTS_PER_MACHINE, HTTP_CONNECTIONS_PER_IP, HTTP_MAX_CONNECTIONS,
+                ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
 }
 
 bool safe_name(const char *s) {
@@ -55,6 +61,15 @@ bool safe_name(const char *s) {
         for (const char *p = s; *p; p++)
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
                       *p == '.' || *p == '_' || *p == '-' || *p == '+'))
+                        return false;
+        return true;
+}
+
+bool is_hex(const char *s, size_t n) {
+        if (!s || strlen(s) != n)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (!strchr("0123456789abcdef", s[i]))
                         return false;
         return true;
 }
@@ -83,33 +98,32 @@ static int mkdir_p(const char *path, mode_t mode) {
         return 0;
 }
 
-int payload_dir(const struct server *srv, const char *app, const char *version, char **ret) {
-        char name[128];
-        app_url_name(app, name, sizeof(name));
-        if (!safe_name(name) || !safe_name(version))
-                return -EINVAL;
-        _cleanup_free_ char *dir = NULL;
-        if (asprintf(&dir, "%s/payloads/%s/%s", srv->data_dir, name, version) < 0)
-                return -ENOMEM;
-        int r = mkdir_p(dir, 0755);
-        if (r < 0)
-                return log_error_errno(r, "Cannot create %s: %m", dir);
-        *ret = TAKE_PTR(dir);
-        return 0;
-}
-
-/* Reads DIR/admin.token, or creates it (mode 0600) with 32 random bytes in hex. */
-static int load_token(const char *dir, char token[65]) {
+/* Reads DIR/admin.token, or creates it (mode 0600) with 32 random bytes in hex. The token is
+ * the file's text without the whitespace around it (an editor's blank line would otherwise
+ * make it empty), ADMIN_TOKEN_MIN to ADMIN_TOKEN_MAX visible characters; anything else stops
+ * the server rather than leave the admin API behind a guessable token. */
+static int load_token(const char *dir, char token[static ADMIN_TOKEN_MAX + 1]) {
         _cleanup_free_ char *path = NULL;
         if (asprintf(&path, "%s/admin.token", dir) < 0)
                 return -ENOMEM;
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd >= 0) {
-                ssize_t n = read(fd, token, 64);
-                if (n < 32)
-                        return log_error_errno(-EINVAL, "%s is too short to be a token", path);
-                token[n] = 0;
-                token[strcspn(token, " \r\n\t")] = 0;
+                char text[4096];
+                ssize_t n = read(fd, text, sizeof(text) - 1);
+                if (n < 0)
+                        return log_error_errno(negative_errno(), "Cannot read %s: %m", path);
+                text[n] = 0;
+                const char *t = str_strip(text);
+                size_t len = strlen(t);
+                bool visible = true;
+                for (size_t i = 0; i < len; i++)
+                        visible = visible && t[i] > ' ' && t[i] < 0x7f;
+                if (len < ADMIN_TOKEN_MIN || len > ADMIN_TOKEN_MAX || !visible)
+                        return log_error_errno(-EINVAL,
+                                               "%s holds no admin token: it needs one line of %d to %d visible"
+                                               " characters (remove the file to have a new token made)",
+                                               path, ADMIN_TOKEN_MIN, ADMIN_TOKEN_MAX);
+                memcpy(token, t, len + 1);
                 return 0;
         }
         if (errno != ENOENT)
@@ -192,17 +206,19 @@ int main(int argc, char **argv) {
                 { "threads", required_argument, NULL, 't' },
                 { "event-retention", required_argument, NULL, 'R' },
                 { "events-per-machine", required_argument, NULL, 'E' },
+                { "connections-per-ip", required_argument, NULL, 'C' },
                 { "verbose", no_argument, NULL, 'v' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *listen_addr = NULL, *db_url = NULL;
         static struct server srv;
-        long threads = 0, retention_days = EVENT_RETENTION_DAYS, per_machine = EVENTS_PER_MACHINE;
+        long threads = 0, retention_days = EVENT_RETENTION_DAYS, per_machine = EVENTS_PER_MACHINE,
+             per_ip = HTTP_CONNECTIONS_PER_IP;
         int c, r;
 
         log_set_program("pivot-server");
-        while ((c = getopt_long(argc, argv, "l:d:D:u:t:R:E:vh", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "l:d:D:u:t:R:E:C:vh", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'l': listen_addr = optarg; break;
                 case 'd': srv.data_dir = optarg; break;
@@ -223,6 +239,12 @@ int main(int argc, char **argv) {
                 case 'E':
                         if (parse_number(optarg, 0, 100000000, &per_machine) < 0) {
                                 log_error("--events-per-machine takes a number, 0 to 100000000");
+                                return 2;
+                        }
+                        break;
+                case 'C':
+                        if (parse_number(optarg, 0, HTTP_MAX_CONNECTIONS, &per_ip) < 0) {
+                                log_error("--connections-per-ip takes a number, 0 to %d", HTTP_MAX_CONNECTIONS);
                                 return 2;
                         }
                         break;
@@ -257,9 +279,27 @@ int main(int argc, char **argv) {
         if (load_token(srv.data_dir, srv.token) < 0)
                 return 1;
         omaha_init();
+
+        /* Block the signals before the first thread starts (the store starts its writers), so
+         * that every thread inherits the mask and only the main thread takes them, in
+         * sigwait(): a thread that did not block them would die of a second SIGTERM during
+         * the shutdown, and the process with it. One that comes during the start is taken
+         * once it is done. */
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN);
+
         r = store_open(srv.data_dir, db_url, &srv.store);
         if (r < 0)
                 return 1;
+        r = payloads_init(&srv);
+        if (r < 0) {
+                store_close(srv.store);
+                return 1;
+        }
         const struct event_retention retention = {
                 .max_age = (int64_t)retention_days * 86400,
                 .per_machine = per_machine,
@@ -271,15 +311,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
 
-        /* Block the signals in every thread; the main thread waits for them. */
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGINT);
-        sigaddset(&mask, SIGTERM);
-        pthread_sigmask(SIG_BLOCK, &mask, NULL);
-        signal(SIGPIPE, SIG_IGN);
-
-        struct MHD_Daemon *d = http_start(&srv, (struct sockaddr *)&addr, threads);
+        struct MHD_Daemon *d = http_start(&srv, (struct sockaddr *)&addr, threads, per_ip);
         if (!d) {
                 log_error("cannot listen on %s: %m", listen_addr);
                 store_close(srv.store);

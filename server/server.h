@@ -22,11 +22,16 @@ struct metrics {
         atomic_uint_fast64_t refusals[8]; /* by enum policy_verdict */
 };
 
+/* The admin token: the text of DATA/admin.token without the whitespace around it (hex digits
+ * when the server made it). */
+#define ADMIN_TOKEN_MIN 32
+#define ADMIN_TOKEN_MAX 64
+
 struct server {
         struct store *store;
         const char *data_dir;
         const char *public_url;  /* NULL: from the request's Host header */
-        char token[65];          /* admin bearer token, hex */
+        char token[ADMIN_TOKEN_MAX + 1];
         struct metrics metrics;
 };
 
@@ -55,9 +60,19 @@ void dashboard_handle(struct server *srv, struct reply *out);
 /* GET /metrics */
 void metrics_handle(struct server *srv, struct reply *out);
 
-/* The directory an application's payloads live in: DATA/payloads/<appid without braces>. */
-int payload_dir(const struct server *srv, const char *app, const char *version, char **ret);
+/* Hosted payload files, stored by content (payloads.c). Creates the store's directory and moves
+ * the files of releases published before into it. */
+int payloads_init(struct server *srv);
+/* DATA/payloads/sha256/SHA256, the file of that content; with sha256 NULL, the directory.
+ * -EINVAL unless sha256 is 64 lowercase hex digits. */
+int payload_path(const struct server *srv, const char *sha256, char **ret);
+/* The SHA-256 of the hosted release of app (as in URLs: without braces) whose version and
+ * package name these are; -ENOENT when there is none. */
+int payload_find(struct server *srv, const char *app_name, const char *version, const char *name,
+                 char sha256[static 65]);
 /* The app part of payload URLs: the id without braces. */
 void app_url_name(const char *app, char *out, size_t size);
 /* Names that may become path components: [A-Za-z0-9._+-], not starting with '.'. */
 bool safe_name(const char *s);
+/* s is n lowercase hex digits. */
+bool is_hex(const char *s, size_t n);

@@ -1130,20 +1130,23 @@ int store_event(struct store *s, const struct event_record *e, bool *ret_halted)
  * - per machine: a machine keeps its per_machine newest events (by id: the order they were
  *   recorded). The Omaha endpoint takes events from anyone, up to 32 per <app> and 16 apps a
  *   request, so without this limit one client could fill the disk well within the age limit.
- *   A pass looks only at the machines that recorded events since the previous pass
- *   (events_time again) and walks at most per_machine + 1 of each one's events
- *   (events_machine) to find the newest beyond the limit: its cost follows the events
- *   recorded since, not the size of the table. Between two passes a machine may go beyond
- *   the limit; an honest one stays far below it (an update is 4 or 5 events). A client that
- *   makes up a new machine id for each request is held by the age limit alone (and the
- *   machines it creates by nothing): that calls for a rate limit in front of the server.
+ *   A pass looks only at the machines that recorded events since the last pass that went
+ *   through all of its machines (events_time again) and walks at most per_machine + 1 of each
+ *   one's events (events_machine) to find the newest beyond the limit: its cost follows the
+ *   events recorded since, not the size of the table. Between two passes a machine may go
+ *   beyond the limit; an honest one stays far below it (an update is 4 or 5 events). A
+ *   client that makes up a new machine id for each request is held by the age limit alone
+ *   (and the machines it creates by nothing): that calls for a rate limit in front of the
+ *   server.
  *
  * Deletes go PRUNE_BATCH rows a statement: on SQLite a statement holds the process's one
  * connection, and requests wait for a batch, never for a whole pass. Every process runs a
  * pass every interval; on a PostgreSQL that several share, the first one claims it in meta
- * ('events_pruned': when the last pass started) and the others skip it. The next pass looks
- * for machines from that time on (less PRUNE_MARGIN), so a restart or another process
- * misses none. */
+ * ('events_pruned': when the last pass started) and the others skip it. A pass that gets
+ * through all its machines records when it started in meta ('events_capped'), and the next
+ * pass looks for machines from that time on (less PRUNE_MARGIN): one that stopped half-way (a
+ * signal, a crash, a database error) leaves it as it was, so the next pass looks at its
+ * machines again, and neither a restart nor another process misses any. */
 
 #define PRUNE_BATCH 1000
 /* Seconds: how much earlier than a pass's start the events it did not see yet may be timed (a
@@ -1191,7 +1194,7 @@ static int prune_batches(struct store *s, const char *sql, const struct db_param
 
 int store_events_prune(struct store *s, const struct event_retention *r, int64_t now, bool force,
                        struct event_prune_stats *ret) {
-        _cleanup_rows_ struct db_rows last = {}, claim = {}, over = {};
+        _cleanup_rows_ struct db_rows last = {}, claim = {}, capped = {}, over = {};
         char now_text[24];
         int k;
 
@@ -1231,14 +1234,22 @@ int store_events_prune(struct store *s, const struct event_retention *r, int64_t
                 if (k < 0)
                         return k;
         }
+        if (pruner_stopping(s))
+                return -ECANCELED;
         if (r->per_machine <= 0)
                 return 0;
-        /* The machines with events since the previous pass, each with the newest of its events
-         * beyond the limit, when there is one. The first pass ever looks at all of them (once
-         * in a database's life; about a second per million events). The events since are
-         * found by time (events_time), apart (MATERIALIZED): otherwise SQLite scans all of
+        /* The machines with events since the last complete pass, each with the newest of its
+         * events beyond the limit, when there is one. The first pass ever looks at all of them
+         * (once in a database's life; about a second per million events). The events since
+         * are found by time (events_time), apart (MATERIALIZED): otherwise SQLite scans all of
          * events_machine, which is in the order DISTINCT wants. */
-        int64_t since = prev ? (prev_time < now ? prev_time : now) - PRUNE_MARGIN : 0;
+        k = store_query(s, "SELECT value FROM meta WHERE key = 'events_capped'", NULL, 0, &capped);
+        if (k < 0)
+                return k;
+        const char *done = db_cell(&capped, 0, 0);
+        int64_t done_time = done ? strtoll(done, NULL, 10) : 0;
+        /* (A clock set back does not make it skip machines.) */
+        int64_t since = done ? (done_time < now ? done_time : now) - PRUNE_MARGIN : 0;
         k = Q(s,
               "WITH recent AS MATERIALIZED (SELECT app, machine FROM events WHERE time >= $1)"
               " SELECT app, machine, beyond FROM (SELECT a.app, a.machine,"
@@ -1262,7 +1273,13 @@ int store_events_prune(struct store *s, const struct event_retention *r, int64_t
                 if (k < 0)
                         return k;
         }
-        return 0;
+        if (pruner_stopping(s))
+                return -ECANCELED;
+        /* Every machine with events up to now was looked at. (Two passes at once, which only a
+         * forced one can make, may set it back: the next pass then looks at more machines.) */
+        return Q(s, "INSERT INTO meta (key, value) VALUES ('events_capped', $1)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 NULL, DB_TEXT(now_text));
 }
 
 static void *pruner_main(void *userdata) {
@@ -1277,6 +1294,8 @@ static void *pruner_main(void *userdata) {
         for (bool first = true;; first = false) {
                 struct event_prune_stats st;
                 int k = store_events_prune(s, r, time(NULL), first, &st);
+                if (k == -ECANCELED)
+                        break; /* store_close() */
                 if (k < 0)
                         log_warning_errno(k, "Could not prune events, trying again in %" PRId64 " ms: %m", interval);
                 else if (st.expired || st.capped)

@@ -173,7 +173,7 @@ struct event_prune_stats {
 };
 
 /* One pass at time now. Without force it is skipped when a pass (by any process on the same
- * database) started within the interval. */
+ * database) started within the interval. -ECANCELED when store_close() stopped it half-way. */
 int store_events_prune(struct store *s, const struct event_retention *r, int64_t now, bool force,
                        struct event_prune_stats *ret);
 /* Starts the thread that prunes: a pass at once, then one every interval. store_close() stops

@@ -1,5 +1,6 @@
 #include "strbuf.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,4 +112,14 @@ char *strbuf_take(struct strbuf *b, size_t *ret_len) {
 void strbuf_done(struct strbuf *b) {
         free(b->data);
         *b = (struct strbuf){};
+}
+
+char *str_strip(char *s) {
+        while (isspace((unsigned char)*s))
+                s++;
+        size_t n = strlen(s);
+        while (n && isspace((unsigned char)s[n - 1]))
+                n--;
+        s[n] = 0;
+        return s;
 }

@@ -1,4 +1,5 @@
-/* A growing string buffer for the server's responses (JSON, HTML, Prometheus text).
+/* A growing string buffer for the server's responses (JSON, HTML, Prometheus text), and the
+ * string helpers pivot-server and pivot-admin share.
  * Out of memory is sticky: every append after it does nothing and strbuf_take() returns NULL. */
 #pragma once
 
@@ -21,3 +22,6 @@ void strbuf_html(struct strbuf *b, const char *s);
 /* Hands the data out (NUL-terminated, or NULL after an allocation failure). */
 char *strbuf_take(struct strbuf *b, size_t *ret_len);
 void strbuf_done(struct strbuf *b);
+
+/* s without the whitespace around it: ends it early in place, returns where it starts. */
+char *str_strip(char *s);

@@ -1,8 +1,9 @@
 /* pivot-admin: publish releases to a pivot-server and steer their rollout.
  *
  * Talks to the server's admin API (HTTP + JSON, bearer token). See --help and
- * server/README.md. Exit codes: 0 success; 1 failure (network, server refused, bad payload);
- * 2 usage error; 3 the server refused the token (401). */
+ * server/README.md. Exit codes: 0 success; 1 failure (a local file, the network, a payload
+ * that is not one, an error the server answered); 2 usage error; 3 the server refused the
+ * token (401). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -31,13 +32,29 @@
 #define DEFAULT_APP "{b9606f32-42ac-4029-aef4-20ed435e8c45}"
 #define EXIT_USAGE 2
 #define EXIT_AUTH 3
+#define DEFAULT_TIMEOUT 60
 
 static const char *server_url, *token_file, *app = DEFAULT_APP;
 static char token[256];
 static bool json_output;
+static long timeout_s = DEFAULT_TIMEOUT;
+
+/* The exit status of a failure, set where it is found: a usage error and the server's refusal
+ * of the token have their own, anything else is 1. (An errno cannot tell them apart: a file
+ * pivot-admin may not read is EACCES too.) */
+static int failure_status = EXIT_FAILURE;
+
+/* Logs a usage error and evaluates to -EINVAL. */
+#define usage_error(...)                                                                           \
+        ({                                                                                         \
+                failure_status = EXIT_USAGE;                                                       \
+                log_error(__VA_ARGS__);                                                            \
+                -EINVAL;                                                                           \
+        })
 
 static void usage(FILE *f) {
-        fputs("usage: pivot-admin [--server URL] [--token-file FILE] [--app ID] COMMAND [ARGS]\n"
+        fputs("usage: pivot-admin [--server URL] [--token-file FILE] [--app ID] [--timeout SECONDS]\n"
+              "                   COMMAND [ARGS]\n"
               "\n"
               "Commands:\n"
               "  publish PAYLOAD --channel NAME [--rollout PERCENT] [--base-url URL] [--key PUBLIC.pem]\n"
@@ -63,9 +80,12 @@ static void usage(FILE *f) {
               "  --token-file FILE  admin token file (the server's DATA/admin.token); the token may\n"
               "                     also come from $PIVOT_ADMIN_TOKEN\n"
               "  --app ID           application id (default " DEFAULT_APP ")\n"
+              "  --timeout SECONDS  give up on a request after SECONDS (default 60); an upload\n"
+              "                     takes as long as it needs, but not SECONDS without progress\n"
               "  --help             show this help\n"
               "\n"
-              "Exit status: 0 success, 1 failure, 2 usage error, 3 token refused.\n",
+              "Exit status: 0 success; 1 failure (a local file, the network, the server's answer);\n"
+              "2 usage error; 3 the server refused the token.\n",
               f);
 }
 
@@ -115,7 +135,11 @@ static int api(const char *method, const char *path, json_t *body_json, int uplo
         curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &resp);
-        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, timeout_s);
+        /* Whatever the request: fail when nothing moves (below a byte a second) for the timeout,
+         * as with a server that accepts and never answers. */
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, timeout_s);
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         if (body_json) {
                 payload = json_dumps(body_json, JSON_COMPACT);
@@ -134,6 +158,9 @@ static int api(const char *method, const char *path, json_t *body_json, int uplo
                 curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)upload_size);
         } else if (!strcmp(method, "POST"))
                 curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+        /* An upload of gigabytes is bounded by its progress alone, every other call by time. */
+        if (upload_fd < 0)
+                curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 
         CURLcode cc = curl_easy_perform(c);
@@ -146,6 +173,7 @@ static int api(const char *method, const char *path, json_t *body_json, int uplo
         json_error_t err;
         json_t *j = resp.body.data ? json_loads(resp.body.data, 0, &err) : NULL;
         if (resp.status == 401) {
+                failure_status = EXIT_AUTH;
                 log_error("the server refused the admin token (check --token-file or PIVOT_ADMIN_TOKEN)");
                 strbuf_done(&resp.body);
                 json_decref(j);
@@ -336,6 +364,8 @@ static int read_manifest(const char *path, const char *key_path, char **ret_vers
 }
 
 static int cmd_publish(int argc, char **argv) {
+        static const char usage_line[] =
+                "usage: publish PAYLOAD --channel NAME [--rollout PERCENT] [--base-url URL] [--key PUBLIC.pem]";
         static const struct option opts[] = {
                 { "channel", required_argument, NULL, 'c' }, { "rollout", required_argument, NULL, 'r' },
                 { "base-url", required_argument, NULL, 'b' }, { "key", required_argument, NULL, 'k' },
@@ -354,19 +384,15 @@ static int cmd_publish(int argc, char **argv) {
                 case 'r': {
                         char *end;
                         rollout = strtod(optarg, &end);
-                        if (*end || !(rollout >= 0 && rollout <= 100)) {
-                                log_error("--rollout takes a percentage, 0 to 100");
-                                return -EINVAL;
-                        }
+                        if (*end || !(rollout >= 0 && rollout <= 100))
+                                return usage_error("--rollout takes a percentage, 0 to 100");
                         break;
                 }
-                default: return -EINVAL;
+                default: return usage_error("%s", usage_line);
                 }
         }
-        if (optind + 1 != argc || !channel) {
-                log_error("usage: publish PAYLOAD --channel NAME [--rollout PERCENT] [--base-url URL] [--key PUBLIC.pem]");
-                return -EINVAL;
-        }
+        if (optind + 1 != argc || !channel)
+                return usage_error("%s", usage_line);
         const char *path = argv[optind];
         _cleanup_free_ char *version = NULL;
         _cleanup_json_ json_t *manifest = NULL;
@@ -462,10 +488,8 @@ static int parse_output_flags(int argc, char **argv, const char **channel, const
 
 static int cmd_status(int argc, char **argv) {
         _cleanup_json_ json_t *res = NULL;
-        if (parse_output_flags(argc, argv, NULL, NULL, NULL) < 0) {
-                log_error("usage: status [--json]");
-                return -EINVAL;
-        }
+        if (parse_output_flags(argc, argv, NULL, NULL, NULL) < 0)
+                return usage_error("usage: status [--json]");
         int r = api("GET", "/api/v1/status", NULL, -1, 0, NULL, &res);
         if (r < 0)
                 return r;
@@ -499,10 +523,8 @@ static int cmd_machines(int argc, char **argv) {
         const char *channel = NULL, *limit = NULL;
         _cleanup_json_ json_t *res = NULL;
         _cleanup_free_ char *path = NULL, *q = NULL;
-        if (parse_output_flags(argc, argv, &channel, NULL, &limit) < 0) {
-                log_error("usage: machines [--json] [--channel NAME] [--limit N]");
-                return -EINVAL;
-        }
+        if (parse_output_flags(argc, argv, &channel, NULL, &limit) < 0)
+                return usage_error("usage: machines [--json] [--channel NAME] [--limit N]");
         if (asprintf(&q, "/api/v1/machines?limit=%s%s%%s", limit ? limit : "1000", channel ? "&channel=" : "") < 0)
                 return -ENOMEM;
         path = path_with_app(q, channel);
@@ -532,10 +554,8 @@ static int cmd_events(int argc, char **argv) {
         const char *machine = NULL, *limit = NULL;
         _cleanup_json_ json_t *res = NULL;
         _cleanup_free_ char *path = NULL, *q = NULL;
-        if (parse_output_flags(argc, argv, NULL, &machine, &limit) < 0) {
-                log_error("usage: events [--json] [--machine ID] [--limit N]");
-                return -EINVAL;
-        }
+        if (parse_output_flags(argc, argv, NULL, &machine, &limit) < 0)
+                return usage_error("usage: events [--json] [--machine ID] [--limit N]");
         if (asprintf(&q, "/api/v1/events?limit=%s%s%%s", limit ? limit : "100", machine ? "&machine=" : "") < 0)
                 return -ENOMEM;
         path = path_with_app(q, machine);
@@ -563,6 +583,8 @@ static int cmd_events(int argc, char **argv) {
 }
 
 static int cmd_policy(int argc, char **argv) {
+        static const char usage_line[] = "usage: policy CHANNEL [--max-inflight N] [--inflight-timeout S]"
+                                         " [--safe-min-failures N] [--safe-failure-ratio R]";
         static const struct option opts[] = {
                 { "max-inflight", required_argument, NULL, 'm' },
                 { "inflight-timeout", required_argument, NULL, 't' },
@@ -581,32 +603,25 @@ static int cmd_policy(int argc, char **argv) {
                 case 't':
                 case 'f': {
                         long long v = strtoll(optarg, &end, 10);
-                        if (*end || v < 0) {
-                                log_error("%s takes a non-negative integer", argv[optind - 1]);
-                                return -EINVAL;
-                        }
+                        if (*end || v < 0)
+                                return usage_error("%s takes a non-negative integer", argv[optind - 1]);
                         json_object_set_new(b, c == 'm' ? "max_inflight" : c == 't' ? "inflight_timeout" : "safe_min_failures",
                                             json_integer(v));
                         break;
                 }
                 case 'r': {
                         double v = strtod(optarg, &end);
-                        if (*end || !(v >= 0 && v <= 1)) {
-                                log_error("--safe-failure-ratio takes a number from 0 to 1");
-                                return -EINVAL;
-                        }
+                        if (*end || !(v >= 0 && v <= 1))
+                                return usage_error("--safe-failure-ratio takes a number from 0 to 1");
                         json_object_set_new(b, "safe_failure_ratio", json_real(v));
                         break;
                 }
                 case 'j': json_output = true; break;
-                default: return -EINVAL;
+                default: return usage_error("%s", usage_line);
                 }
         }
-        if (optind + 1 != argc) {
-                log_error("usage: policy CHANNEL [--max-inflight N] [--inflight-timeout S] [--safe-min-failures N] "
-                          "[--safe-failure-ratio R]");
-                return -EINVAL;
-        }
+        if (optind + 1 != argc)
+                return usage_error("%s", usage_line);
         return channel_action(argv[optind], "policy", b);
 }
 
@@ -615,6 +630,7 @@ int main(int argc, char **argv) {
                 { "server", required_argument, NULL, 's' },
                 { "token-file", required_argument, NULL, 't' },
                 { "app", required_argument, NULL, 'a' },
+                { "timeout", required_argument, NULL, 'T' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -628,6 +644,16 @@ int main(int argc, char **argv) {
                 case 's': server_url = optarg; break;
                 case 't': token_file = optarg; break;
                 case 'a': app = optarg; break;
+                case 'T': {
+                        char *end;
+                        errno = 0;
+                        timeout_s = strtol(optarg, &end, 10);
+                        if (errno || end == optarg || *end || timeout_s < 1 || timeout_s > 86400) {
+                                log_error("--timeout takes a number of seconds, 1 to 86400");
+                                return EXIT_USAGE;
+                        }
+                        break;
+                }
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return EXIT_USAGE;
                 }
@@ -640,18 +666,24 @@ int main(int argc, char **argv) {
         char **args = argv + optind;
         int nargs = argc - optind;
 
+        /* The token is the text without the whitespace around it, as the server reads its file. */
+        char text[sizeof(token)] = "";
         if (token_file) {
                 _cleanup_fclose_ FILE *f = fopen(token_file, "re");
-                if (!f || !fgets(token, sizeof(token), f)) {
+                if (!f || (fread(text, 1, sizeof(text) - 1, f) == 0 && ferror(f))) {
                         log_error("cannot read the token from %s: %m", token_file);
-                        return 1;
+                        return EXIT_FAILURE;
                 }
-                token[strcspn(token, " \r\n\t")] = 0;
         } else if (getenv("PIVOT_ADMIN_TOKEN"))
-                snprintf(token, sizeof(token), "%s", getenv("PIVOT_ADMIN_TOKEN"));
+                snprintf(text, sizeof(text), "%s", getenv("PIVOT_ADMIN_TOKEN"));
         else {
                 log_error("no admin token: pass --token-file DATA/admin.token or set PIVOT_ADMIN_TOKEN");
                 return EXIT_USAGE;
+        }
+        snprintf(token, sizeof(token), "%s", str_strip(text));
+        if (!*token) {
+                log_error("no admin token in %s", token_file ? token_file : "PIVOT_ADMIN_TOKEN");
+                return EXIT_FAILURE;
         }
 
         curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -660,10 +692,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(cmd, "rollout") && nargs == 3) {
                 char *end;
                 double p = strtod(args[2], &end);
-                if (*end || !(p >= 0 && p <= 100)) {
-                        log_error("PERCENT must be a number from 0 to 100");
-                        r = -EINVAL;
-                } else {
+                if (*end || !(p >= 0 && p <= 100))
+                        r = usage_error("PERCENT must be a number from 0 to 100");
+                else {
                         _cleanup_json_ json_t *b = json_pack("{s:f}", "percent", p);
                         r = channel_action(args[1], "rollout", b);
                 }
@@ -687,14 +718,8 @@ int main(int argc, char **argv) {
                 r = api("POST", "/api/v1/apps", b, -1, 0, NULL, NULL);
                 if (r >= 0)
                         printf("application %s registered\n", args[1]);
-        } else {
-                log_error("unknown command or wrong arguments: %s (see --help)", cmd);
-                r = -EINVAL;
-        }
+        } else
+                r = usage_error("unknown command or wrong arguments: %s (see --help)", cmd);
         curl_global_cleanup();
-        if (r == -EINVAL)
-                return EXIT_USAGE;
-        if (r == -EACCES)
-                return EXIT_AUTH;
-        return r < 0 ? 1 : 0;
+        return r < 0 ? failure_status : EXIT_SUCCESS;
 }

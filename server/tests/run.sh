@@ -119,6 +119,37 @@ PIVOT_ADMIN_TOKEN=$(cat "$DATA/admin.token") "$ADMIN_BIN" --server "$URL" status
 check admin_token_from_environment test $? -eq 0
 PIVOT_ADMIN_TOKEN=wrong "$ADMIN_BIN" --server "$URL" status >/dev/null 2>&1; rc=$?
 check admin_cli_wrong_token_exit_3 test "$rc" -eq 3
+# A local error is no refused token: a payload pivot-admin may not read is exit status 1.
+mkdir -p "$WORK/private" && head -c 4096 /dev/urandom >"$WORK/private/update.payload"
+chmod 600 "$WORK/private/update.payload"
+as_other=()
+[[ $(id -u) == 0 ]] && as_other=(setpriv --reuid=65534 --regid=65534 --clear-groups) || chmod 000 "$WORK/private/update.payload"
+PIVOT_ADMIN_TOKEN=$(cat "$DATA/admin.token") "${as_other[@]}" "$ADMIN_BIN" --server "$URL" \
+        publish "$WORK/private/update.payload" --channel stable >"$WORK/private.out" 2>&1; rc=$?
+check admin_cli_unreadable_file_exit_1 test "$rc" -eq 1 -a -n "$(grep -i 'permission denied' "$WORK/private.out")"
+# A token file whose token follows a blank line and spaces.
+(printf '\n  '; cat "$DATA/admin.token") >"$WORK/padded.token"
+"$ADMIN_BIN" --server "$URL" --token-file "$WORK/padded.token" status >/dev/null 2>&1
+check admin_cli_token_file_trimmed test $? -eq 0
+
+# The server's token file is read the same way; an empty bearer never passes, and a file
+# without a token of 32 characters or more stops the server (exit status 1).
+TOKDATA=$WORK/tokdata
+mkdir -p "$TOKDATA"
+tok=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+printf '\n\t %s \n\n' "$tok" >"$TOKDATA/admin.token"
+TOKPORT=$(free_port)
+start_server "$TOKPORT" --data "$TOKDATA"; TOKPID=$LAST_PID
+code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer ' "http://127.0.0.1:$TOKPORT/api/v1/status")
+code2=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$TOKPORT/api/v1/status")
+check admin_token_trimmed_empty_bearer_401 test "$code" = 401 -a "$code2" = 200
+kill "$TOKPID"; wait "$TOKPID" 2>/dev/null
+for bad in '\n\n' '\n  abc\n' "${tok:0:31}" "${tok:0:16} ${tok:0:16}"; do
+        printf "$bad" >"$TOKDATA/admin.token"
+        timeout 10 "$SERVER" --listen "127.0.0.1:$TOKPORT" --data "$TOKDATA" "${DB_ARGS[@]}" >"$WORK/badtoken.log" 2>&1; rc=$?
+        [[ $rc == 1 ]] && grep -q 'holds no admin token' "$WORK/badtoken.log" || break
+done
+check admin_token_short_refused test "$rc" = 1 -a -n "$(grep 'holds no admin token' "$WORK/badtoken.log")"
 
 # Unknown application and channel: the proper error statuses.
 out=$(APPID='{00000000-dead-beef-0000-000000000000}' request "$(mid 1)" 1.0.0 stable | omaha)
@@ -204,6 +235,18 @@ check payload_range_416 test "$code" = 416
 code=$(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/payloads/../../data/admin.token")
 code2=$(curl -s -o /dev/null -w '%{http_code}' --path-as-is "$URL/v1/payloads/x/..%2F..%2F/admin.token")
 check payload_no_traversal test "$code" = 404 -a "$code2" = 404
+# Another 1.3.0 under the same name, uploaded to the same path (by hand, then by a publish that
+# is refused): the released file is still the one whose hashes the answer announces.
+mkdir -p "$WORK/conflict"
+"$MKPAYLOAD" "$WORK/conflict" 1.3.0 "$WORK/conflict/update.payload"
+code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H "Authorization: Bearer $(cat "$DATA/admin.token")" \
+        --data-binary @"$WORK/conflict/update.payload" "$URL/api/v1/payloads/$(tr -d '{}' <<<"$APP")/1.3.0/update.payload")
+"${ADMIN[@]}" publish "$WORK/conflict/update.payload" --channel stable >"$WORK/conflict.out" 2>&1; rc=$?
+curl -s -o "$WORK/dl2" "${codebase}update.payload"
+out=$(request "$(mid 10)" 1.2.0 stable | omaha)
+check republish_hosted_keeps_released_file test "$code" = 201 -a "$rc" = 1 -a -n "$(grep 409 "$WORK/conflict.out")"
+check republish_hosted_download_unchanged cmp -s "$WORK/dl2" "$WORK/pk/update.payload"
+check republish_hosted_answer_unchanged grep -q "hash_sha256=\"$sha\"" <<<"$out"
 
 # Staged rollout: the share follows the percentage, and raising it keeps earlier machines in.
 "${ADMIN[@]}" rollout stable 30 >/dev/null
@@ -355,6 +398,51 @@ for i in $(seq 6000 6399); do request "$(mid "$i")" 1.2.0 stable >"$WORK/req-$i.
 ls "$WORK"/req-6*.xml | xargs -P 8 -n 1 sh -c 'curl -s -o /dev/null -w "%{http_code}\n" -X POST --data-binary @"$0" '"$URL"'/v1/update/' >"$WORK/codes"
 check parallel_checkins_all_200 test "$(grep -c '^200$' "$WORK/codes")" = 400
 
+# Connections one address may hold: a client that opens many and sends nothing keeps its
+# share (the ones beyond are closed at once), and a client from another address is served.
+IPPORT=$(free_port)
+start_server "$IPPORT" --data "$WORK/ipdata" --connections-per-ip 8; IPPID=$LAST_PID
+held=$(python3 - "$IPPORT" <<'EOF'
+import select, socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(30)]
+time.sleep(1)
+def kept(s):
+    if not select.select([s], [], [], 0)[0]:
+        return True
+    try:
+        return s.recv(1) != b""
+    except OSError:
+        return False
+other = socket.socket()
+other.bind(("127.0.0.2", 0))
+other.connect(("127.0.0.1", port))
+other.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+other.settimeout(5)
+print(sum(kept(s) for s in held), other.recv(100).split(b"\r\n")[0].decode())
+EOF
+)
+check per_ip_connection_limit test "$held" = "8 HTTP/1.1 200 OK"
+kill "$IPPID"; wait "$IPPID" 2>/dev/null
+"$SERVER" --help | grep -q -- '--connections-per-ip N'
+check per_ip_option_in_help test $? -eq 0
+
+# pivot-admin gives up on a server that accepts and never answers.
+HANG_PORT=$(free_port)
+python3 - "$HANG_PORT" <<'EOF' &
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(5); s.settimeout(20)
+c, _ = s.accept(); time.sleep(20)
+EOF
+HANG_PID=$!
+sleep 0.3
+t0=$(date +%s)
+timeout 30 "$ADMIN_BIN" --server "http://127.0.0.1:$HANG_PORT" --token-file "$DATA/admin.token" --timeout 2 status >/dev/null 2>&1; rc=$?
+t=$(($(date +%s) - t0))
+kill "$HANG_PID" 2>/dev/null; wait "$HANG_PID" 2>/dev/null
+check admin_cli_timeout test "$rc" = 1 -a "$t" -lt 10
+
 # Dashboard: server-rendered HTML + SVG, nothing external, and it renders in Chromium.
 curl -s "$URL/" >"$WORK/dash.html"
 check dashboard_has_svg_charts test "$(grep -o '<svg id="[a-z]*"' "$WORK/dash.html" | wc -l)" -eq 3
@@ -413,10 +501,25 @@ sql() {
 # Restart: everything is in the database. Meanwhile the events of 8000 and the two failures
 # grow 40 days old; the server starts again keeping 30 days and 50 events a machine, and
 # prunes at once.
-kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null
+# It stops on a SIGTERM sent by way of each of its threads in turn (kill() prefers the thread
+# named when it takes the signal): only the main thread takes SIGINT and SIGTERM. A thread
+# that did not block them would die of the signal and the process with it, as a second
+# SIGTERM during the shutdown did.
+tids=()
+for t in /proc/"$SERVER_PID"/task/*; do [[ ${t##*/} == "$SERVER_PID" ]] || tids+=("${t##*/}"); done
+for t in "${tids[@]}"; do kill -TERM "$t" 2>/dev/null; done
+wait "$SERVER_PID"; rc=$?
+check sigterm_through_any_thread_clean_exit test "$rc" = 0 -a "${#tids[@]}" -gt 2
 sql "UPDATE events SET time = time - 40 * 86400 WHERE machine IN ('$(mid 8000)', '$(mid 8100)', '$(mid 8101)')"
+# A release's file where servers before content-addressed payloads kept it: moved into place
+# at start, since its bytes are the release's.
+legacy=$DATA/payloads/$(tr -d '{}' <<<"$APP")/1.3.0
+mkdir -p "$legacy" && mv "$DATA/payloads/sha256/$sha" "$legacy/update.payload"
 start_server "$PORT" --event-retention 30 --events-per-machine 50; SERVER_PID=$LAST_PID
 check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 6
+curl -s -o "$WORK/dl3" "${codebase}update.payload"
+check legacy_payload_file_moved cmp -s "$WORK/dl3" "$DATA/payloads/sha256/$sha"
+check legacy_payload_download cmp -s "$WORK/dl3" "$WORK/pk/update.payload"
 for _ in $(seq 50); do
         [[ $(events_of "$(mid 8000)") == - && $(events_of "$(mid 8002)" | wc -w) == 50 ]] && break
         sleep 0.1
