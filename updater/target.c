@@ -215,12 +215,20 @@ bool target_slot_is_last_good(const struct target *t, int slot) {
         return true;
 }
 
+/* Which of two slots to write rather than the other: one not known to boot (failed, or never
+ * finished) before one that is, a fallback; then the lower priority. */
+static bool rather_write(const struct slot *a, const struct slot *b) {
+        if (a->successful != b->successful)
+                return !a->successful;
+        return a->priority < b->priority;
+}
+
 int target_passive(const struct target *t) {
         int best = -1;
         for (size_t i = 0; i < t->disk->n_slots; i++) {
                 if ((int)i == t->booted)
                         continue;
-                if (best < 0 || t->disk->slots[i].priority < t->disk->slots[best].priority)
+                if (best < 0 || rather_write(&t->disk->slots[i], &t->disk->slots[best]))
                         best = (int)i;
         }
         return best < 0 ? -ENOENT : best;

@@ -41,8 +41,9 @@ void target_freep(struct target **t);
 /* Reads slots and versions again after a change. */
 int target_reload(struct target *t);
 
-/* The slot an update goes to: with two slots, the one that is not running; with more, the
- * non-running slot with the lowest priority. -ENOENT when there is none. */
+/* The slot an update goes to: with two slots, the one that is not running; with more, a
+ * non-running slot not known to boot before a successful one (a fallback), then the lowest
+ * priority. -ENOENT when there is none. */
 int target_passive(const struct target *t);
 
 const char *target_slot_name(const struct target *t, int slot);

@@ -144,6 +144,27 @@ if want slot-names-case; then
         rm -f "$WORK/case.img"
 fi
 
+# Three slots: A runs, B failed its update, C is a good fallback. The update goes to B; C
+# stays what it was.
+if want three-slots; then
+        D3=$WORK/three.img
+        cp --sparse=always "$BASE" "$D3"
+        truncate -s 46M "$D3"
+        sfdisk -q --relocate gpt-bak-std "$D3" 2>/dev/null
+        echo 'size=16384, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name="ROOT-C"' | sfdisk -q --append "$D3" 2>/dev/null
+        mmd -i "$D3@@1M" ::/pivot/C
+        mcopy -i "$D3@@1M" "$WORK/base/vmlinuz" "$WORK/base/initrd" "$WORK/base/cmdline" ::/pivot/C/
+        sfdisk -q --part-attrs "$D3" 2 "GUID:48,49,56"  # A: priority 3, successful
+        sfdisk -q --part-attrs "$D3" 3 "GUID:49"        # B: priority 2, no tries, failed
+        sfdisk -q --part-attrs "$D3" 5 "GUID:48,56"     # C: priority 1, successful
+        "$CTL" --disk "$D3" --booted-slot A --key "$KEYS/dev.pub" install "$P11" >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(slot "$D3" B version) == 1.1.0 && $(slot "$D3" C priority) == 1 &&
+                $(slot "$D3" C successful) == true && $(next_boot "$D3") == B ]]; then
+                ok three-slots
+        else notok three-slots "exit $rc, B $(slot "$D3" B version), C priority $(slot "$D3" C priority)"; fi
+        rm -f "$D3"
+fi
+
 if want offline-install; then
         new_disk
         if "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" install "$P11" >"$WORK/last.log" 2>&1 &&
