@@ -31,11 +31,6 @@
 
 #define _cleanup_json_ _cleanup_(json_decrefp)
 
-static void db_rowsp(struct db_rows *r) {
-        db_rows_done(r);
-}
-#define _cleanup_rows_ _cleanup_(db_rowsp)
-
 #define Q(s, sql, ret, ...)                                                                        \
         ({                                                                                         \
                 const struct db_param q_params_[] = { __VA_ARGS__ };                               \

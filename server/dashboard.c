@@ -15,11 +15,6 @@
 #include "strbuf.h"
 #include "util.h"
 
-static void db_rowsp(struct db_rows *r) {
-        db_rows_done(r);
-}
-#define _cleanup_rows_ _cleanup_(db_rowsp)
-
 #define Q(s, sql, ret, ...)                                                                        \
         ({                                                                                         \
                 const struct db_param q_params_[] = { __VA_ARGS__ };                               \

@@ -39,6 +39,11 @@ static inline const char *db_cell(const struct db_rows *r, size_t row, size_t co
 int64_t db_cell_int(const struct db_rows *r, size_t row, size_t col); /* 0 for NULL */
 double db_cell_double(const struct db_rows *r, size_t row, size_t col);
 void db_rows_done(struct db_rows *r);
+static inline void db_rowsp(struct db_rows *r) {
+        db_rows_done(r);
+}
+/* Rows freed when they go out of scope. */
+#define _cleanup_rows_ __attribute__((cleanup(db_rowsp)))
 
 struct db;
 

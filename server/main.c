@@ -197,6 +197,14 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss) {
         return 0;
 }
 
+/* A numeric option's value, min to max; false (said) when it is not one. */
+static bool number_option(const char *arg, const char *option, long min, long max, long *ret) {
+        if (parse_number(arg, min, max, ret) == 0)
+                return true;
+        log_error("%s takes a number, %ld to %ld", option, min, max);
+        return false;
+}
+
 int main(int argc, char **argv) {
         static const struct option opts[] = {
                 { "listen", required_argument, NULL, 'l' },
@@ -225,28 +233,20 @@ int main(int argc, char **argv) {
                 case 'D': db_url = optarg; break;
                 case 'u': srv.public_url = optarg; break;
                 case 't':
-                        if (parse_number(optarg, 1, 256, &threads) < 0) {
-                                log_error("--threads must be 1 to 256");
+                        if (!number_option(optarg, "--threads", 1, 256, &threads))
                                 return 2;
-                        }
                         break;
                 case 'R':
-                        if (parse_number(optarg, 0, 36500, &retention_days) < 0) {
-                                log_error("--event-retention takes a number of days, 0 to 36500");
+                        if (!number_option(optarg, "--event-retention (days)", 0, 36500, &retention_days))
                                 return 2;
-                        }
                         break;
                 case 'E':
-                        if (parse_number(optarg, 0, 100000000, &per_machine) < 0) {
-                                log_error("--events-per-machine takes a number, 0 to 100000000");
+                        if (!number_option(optarg, "--events-per-machine", 0, 100000000, &per_machine))
                                 return 2;
-                        }
                         break;
                 case 'C':
-                        if (parse_number(optarg, 0, HTTP_MAX_CONNECTIONS, &per_ip) < 0) {
-                                log_error("--connections-per-ip takes a number, 0 to %d", HTTP_MAX_CONNECTIONS);
+                        if (!number_option(optarg, "--connections-per-ip", 0, HTTP_MAX_CONNECTIONS, &per_ip))
                                 return 2;
-                        }
                         break;
                 case 'v': log_set_level(LOG_LEVEL_DEBUG); break;
                 case 'h': usage(stdout); return 0;

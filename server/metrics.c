@@ -10,10 +10,6 @@
 #include "strbuf.h"
 #include "util.h"
 
-static void db_rowsp(struct db_rows *r) {
-        db_rows_done(r);
-}
-
 static void counter(struct strbuf *b, const char *name, const char *help, uint64_t v) {
         strbuf_printf(b, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n", name, help, name, name, (unsigned long long)v);
 }
@@ -64,7 +60,7 @@ void metrics_handle(struct server *srv, struct reply *out) {
                         strbuf_printf(&b, "pivot_events_total{type=\"%s\",result=\"%s\"} %llu\n", types[t], results[r],
                                       (unsigned long long)m->events[t][r]);
 
-        _cleanup_(db_rowsp) struct db_rows rows = {};
+        _cleanup_rows_ struct db_rows rows = {};
         strbuf_puts(&b, "# HELP pivot_machines Machines known, by channel, version and update state.\n"
                         "# TYPE pivot_machines gauge\n");
         if (store_query(srv->store,

@@ -22,10 +22,6 @@
 #include "server.h"
 #include "util.h"
 
-static void db_rowsp(struct db_rows *r) {
-        db_rows_done(r);
-}
-
 static void evp_md_ctx_freep(EVP_MD_CTX **c) {
         EVP_MD_CTX_free(*c);
 }
@@ -40,7 +36,7 @@ int payload_path(const struct server *srv, const char *sha256, char **ret) {
 
 int payload_find(struct server *srv, const char *app_name, const char *version, const char *name,
                  char sha256[static 65]) {
-        _cleanup_(db_rowsp) struct db_rows rows = {};
+        _cleanup_rows_ struct db_rows rows = {};
         const struct db_param p[] = { DB_TEXT(version), DB_TEXT(name) };
         int r = store_query(srv->store,
                             "SELECT app, sha256 FROM releases WHERE version = $1 AND package_name = $2"
@@ -128,7 +124,7 @@ int payloads_init(struct server *srv) {
         if ((mkdir(top, 0755) < 0 && errno != EEXIST) || (mkdir(dir, 0755) < 0 && errno != EEXIST))
                 return log_error_errno(negative_errno(), "Cannot create %s: %m", dir);
 
-        _cleanup_(db_rowsp) struct db_rows rows = {};
+        _cleanup_rows_ struct db_rows rows = {};
         int r = store_query(srv->store,
                             "SELECT app, version, package_name, sha256 FROM releases WHERE base_url IS NULL", NULL, 0,
                             &rows);

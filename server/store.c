@@ -155,11 +155,6 @@ int store_sync(struct store *s) {
         return db ? s->driver->sync(db) : -EIO;
 }
 
-static void db_rowsp(struct db_rows *r) {
-        db_rows_done(r);
-}
-#define _cleanup_rows_ _cleanup_(db_rowsp)
-
 /* Brings a database of an older schema version up to this one, then creates what is missing. */
 static int schema_setup(struct store *s, struct db *db) {
         _cleanup_rows_ struct db_rows rows = {};

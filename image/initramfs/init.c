@@ -5,6 +5,7 @@
  * of the disk), lays /etc's writable upper layer from STATE over the read-only /etc, and
  * switches root. Any failure reboots the machine: a failed boot must turn into a spent try
  * at the boot selector, never into a shell or a hang. */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -86,7 +87,9 @@ struct state_probe {
 };
 
 static uint32_t le32(const unsigned char *p) {
-        return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        return le32toh(v);
 }
 
 static bool ext4_magic(const unsigned char *sb) {
