@@ -132,17 +132,21 @@ int kv_save(const struct kv *kv, const char *path) {
         return write_file_atomic(path, buf ? buf : "", len);
 }
 
+int lock_file(const char *path, bool wait) {
+        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return negative_errno();
+        while (flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) < 0)
+                if (errno != EINTR)
+                        return errno == EWOULDBLOCK ? -EBUSY : negative_errno();
+        return TAKE_FD(fd);
+}
+
 int kv_lock(const char *path) {
         _cleanup_free_ char *lock = NULL;
         if (asprintf(&lock, "%s.lock", path) < 0)
                 return -ENOMEM;
-        _cleanup_close_ int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return negative_errno();
-        while (flock(fd, LOCK_EX) < 0)
-                if (errno != EINTR)
-                        return negative_errno();
-        return TAKE_FD(fd);
+        return lock_file(lock, true);
 }
 
 int mkdir_p(const char *path, bool private) {

@@ -22,6 +22,10 @@ int kv_save(const struct kv *kv, const char *path);
  * save and cannot carry a lock. Waits for the holder. Returns the descriptor that holds the
  * lock (close it to release) or a negative errno. */
 int kv_lock(const char *path);
+/* An exclusive flock on the file at path (created 0600 if missing): waits for the holder, or
+ * with wait false returns -EBUSY while another holds it. The descriptor that holds the lock, or
+ * a negative errno. */
+int lock_file(const char *path, bool wait);
 void kv_done(struct kv *kv);
 
 const char *kv_get(const struct kv *kv, const char *key); /* NULL when absent */

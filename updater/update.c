@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -278,17 +277,29 @@ static int take_lock(struct updater *u) {
         _cleanup_free_ char *path = path_join(u->cfg.state_dir, "lock");
         if (!path)
                 return -ENOMEM;
-        _cleanup_close_ int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        int fd = lock_file(path, false);
+        if (fd == -EBUSY)
+                return log_error_errno(fd, "Another update is in progress (%s is locked); see "
+                                       "pivotctl status", path);
         if (fd < 0)
-                return log_error_errno(negative_errno(), "Cannot open %s: %m", path);
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                if (errno == EWOULDBLOCK)
-                        return log_error_errno(-EBUSY, "Another update is in progress (%s is "
-                                               "locked); see pivotctl status", path);
-                return log_error_errno(negative_errno(), "Cannot lock %s: %m", path);
-        }
-        u->lock_fd = TAKE_FD(fd);
+                return log_error_errno(fd, "Cannot lock %s: %m", path);
+        u->lock_fd = fd;
         return 0;
+}
+
+/* The queued boot report goes out with one check at a time: a daemon and pivotctl checking
+ * together would otherwise both read it before either had cleared it, and the server would
+ * count one rollback twice (two of them can halt a rollout). A check that finds the lock held
+ * goes without the report; if the other's request fails, the report stays for the next. -EBUSY
+ * then, else the descriptor that holds the lock. */
+static int take_report_lock(struct updater *u) {
+        _cleanup_free_ char *path = path_join(u->cfg.state_dir, "report.lock");
+        if (!path)
+                return -ENOMEM;
+        int fd = lock_file(path, false);
+        if (fd < 0 && fd != -EBUSY)
+                log_warning_errno(fd, "Cannot lock %s: %m", path);
+        return fd;
 }
 
 static void drop_lock(struct updater *u) {
@@ -934,14 +945,24 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         memset(ret, 0, sizeof(*ret));
         omaha_init();
         updater_reload_state(u);
+        /* A boot result still to report goes with the check, as Flatcar does. Read here, before
+         * omaha_call_init() takes pointers into the state. */
+        char report[128] = "";
+        _cleanup_close_ int report_lock = -1;
+        if (kv_get(&u->state, K_REPORT)) {
+                report_lock = take_report_lock(u);
+                if (report_lock >= 0)
+                        updater_reload_state(u); /* sent meanwhile by the lock's last holder? */
+                else if (report_lock == -EBUSY)
+                        log_info("Another check is sending the boot report; this one goes without it");
+        }
+        if (report_lock != -EBUSY)
+                snprintf(report, sizeof(report), "%s", kv_get(&u->state, K_REPORT) ?: "");
         updater_set_status(u, "checking", u->cfg.server);
         omaha_call_init(u, &c, interactive);
         c.app.ping = true;
         c.app.ping_active = 1;
         c.app.updatecheck = true;
-        /* A boot result still to report goes with the check, as Flatcar does. */
-        char report[128] = "";
-        snprintf(report, sizeof(report), "%s", kv_get(&u->state, K_REPORT) ?: "");
         int rt = 0, rr = 0, rc = 0;
         if (sscanf(report, "%d %d %d %64s", &rt, &rr, &rc, report_prev) >= 3) {
                 omaha_call_event(&c, rt, rr, rc, report_prev[0] ? report_prev : NULL);
@@ -968,6 +989,8 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                         state_set(u, K_REPORT, NULL);
                 state_commit(u);
         }
+        closep(&report_lock);
+        report_lock = -1;
         const struct omaha_app_response *app = find_app(&resp, u->cfg.app_id);
         if (!app) {
                 ret->error_code = UPDATE_ERROR_OMAHA_INVALID;

@@ -12,7 +12,8 @@ Listens on 127.0.0.1 (a free port, written to --port-file). Every request re-rea
      "version": "1.1.0", "payload": "/path/u.payload", "name": "u.payload",
      "hash_sha256": "hex" (default: the real one), "size": N (default: the real one),
      "payload_mode": "ok" | "500" | "stall" | "drop" | "drop-once" | "slow" | "norange",
-     "drop_after": BYTES, "rate": BYTES_PER_SECOND}
+     "drop_after": BYTES, "rate": BYTES_PER_SECOND,
+     "omaha_delay": SECONDS}           # every Omaha answer that much late (logged at once)
 
 Requests are appended to --log as JSON lines: method, path, range, and for Omaha POSTs the
 events and whether an updatecheck was asked. A request for /secret (the target of the test's
@@ -98,6 +99,7 @@ class Handler(BaseHTTPRequestHandler):
         m = re.search(r'appid="([^"]*)"', body)
         if m:
             appid = m.group(1)
+        time.sleep(c.get("omaha_delay", 0))
         if mode == "500":
             return self.send(500, b"internal error\n", "text/plain")
         if mode == "stall":

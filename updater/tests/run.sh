@@ -541,6 +541,27 @@ if want daemon-shares-state; then
         else notok daemon-shares-state "check exit $rcc, install exit $rci, daemon exit $rc; 44 events: $(events 3/0/44); pending: '$pending'; rebooted: $([[ -f $WORK/rebooted ]] && echo yes || echo no)"; fi
 fi
 
+if want report-once-concurrent; then
+        # Two checks at once after a rollback (the daemon's and pivotctl's): the rollback is
+        # reported once, by the one that started first, and neither fails.
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        agent --once --boot-id boot-1 >/dev/null 2>&1
+        responder '{"omaha":"noupdate","omaha_delay":2}'
+        agent --once --boot-id boot-2 --booted-slot A >"$WORK/first.log" 2>&1 &
+        first=$!
+        for ((i = 0; i < 100; i++)); do (($(requests /v1/update/) >= 1)) && break; sleep 0.05; done
+        "$CTL" --disk "$DISK" --booted-slot A --boot-id boot-2 --state-dir "$WORK/state" \
+                --config "$WORK/update.conf" check >"$WORK/last.log" 2>&1; rcc=$?
+        wait $first; rc=$?
+        cat "$WORK/first.log" >>"$WORK/last.log"
+        if [[ $rc == 3 && $rcc == 3 && $(events 3/0/44) == 1 && $(requests /v1/update/) == 2 ]] &&
+                grep -q "Another check is sending the boot report" "$WORK/last.log" &&
+                ! grep -q '^report=' "$WORK/state/update-state"; then
+                ok report-once-concurrent
+        else notok report-once-concurrent "agent exit $rc, pivotctl exit $rcc, 44 events: $(events 3/0/44), requests $(requests /v1/update/)"; fi
+fi
+
 if want boot-rollback; then
         new_disk; agent_conf
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
