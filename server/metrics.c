@@ -61,11 +61,18 @@ void metrics_handle(struct server *srv, struct reply *out) {
                                       (unsigned long long)m->events[t][r]);
 
         _cleanup_rows_ struct db_rows rows = {};
-        strbuf_puts(&b, "# HELP pivot_machines Machines known, by channel, version and update state.\n"
+        /* The version is what machines say they run: any client can send any string, and each
+         * one would be a series of its own in Prometheus. Versions the server has no release of
+         * are counted together as "other". */
+        strbuf_puts(&b, "# HELP pivot_machines Machines known, by channel, version (\"other\": one the server has"
+                        " no release of) and update state.\n"
                         "# TYPE pivot_machines gauge\n");
         if (store_query(srv->store,
-                        "SELECT app, channel, version, state, COUNT(*) FROM machines GROUP BY app, channel, version, state"
-                        " ORDER BY app, channel, version, state",
+                        "SELECT app, channel, v, state, COUNT(*) FROM ("
+                        "  SELECT m.app, m.channel, m.state, CASE WHEN EXISTS (SELECT 1 FROM releases r"
+                        "   WHERE r.app = m.app AND r.version = m.version) THEN m.version ELSE 'other' END AS v"
+                        "  FROM machines m) AS labelled"
+                        " GROUP BY app, channel, v, state ORDER BY app, channel, v, state",
                         NULL, 0, &rows) >= 0)
                 for (size_t i = 0; i < rows.n_rows; i++) {
                         strbuf_puts(&b, "pivot_machines{app=");

@@ -392,6 +392,14 @@ check metrics_checkins grep -qE '^pivot_checkins_total [1-9]' "$WORK/metrics"
 check metrics_granted grep -qE '^pivot_updates_granted_total [1-9]' "$WORK/metrics"
 check metrics_events_by_type grep -qE '^pivot_events_total\{type="update_complete",result="error"\} [1-9]' "$WORK/metrics"
 check metrics_machines_gauge grep -q '^pivot_machines{app=' "$WORK/metrics"
+# Versions the server has no release of share one series: 30 made-up ones add to it, and no label.
+others() { sed -n 's/^pivot_machines{.*channel="stable",version="other",state="idle"} //p' "$WORK/metrics"; }
+before=$(others)
+for i in $(seq 5100 5129); do NOCHECK=1 request "$(mid "$i")" "9.$i.0" stable | omaha >/dev/null; done
+curl -s "$URL/metrics" >"$WORK/metrics"
+check metrics_version_label_bounded test "$(grep -c '^pivot_machines{.*version="9\.' "$WORK/metrics")" = 0
+check metrics_unknown_versions_other test "$(others)" = $((${before:-0} + 30))
+check metrics_released_version_kept grep -q '^pivot_machines{.*version="1\.3\.0"' "$WORK/metrics"
 
 # Concurrency: 400 check-ins from 8 parallel clients, all answered.
 for i in $(seq 6000 6399); do request "$(mid "$i")" 1.2.0 stable >"$WORK/req-$i.xml"; done
