@@ -5,8 +5,7 @@ static bool qualifies(const struct slot *s) {
         return s->bootable && s->priority > 0 && (s->tries > 0 || s->successful);
 }
 
-/* Whether a beats b: higher priority, or the same priority and a lower partition number. */
-static bool ranks_above(const struct slot *a, const struct slot *b) {
+bool slot_ranks_above(const struct slot *a, const struct slot *b) {
         if (a->priority != b->priority)
                 return a->priority > b->priority;
         return a->partno < b->partno;
@@ -16,7 +15,7 @@ int slot_policy_choose(const struct slot *slots, size_t n, struct slot_choice *r
         size_t best = n, first = n;
 
         for (size_t i = 0; i < n; i++)
-                if (qualifies(&slots[i]) && (best == n || ranks_above(&slots[i], &slots[best])))
+                if (qualifies(&slots[i]) && (best == n || slot_ranks_above(&slots[i], &slots[best])))
                         best = i;
         if (best < n) {
                 ret->index = best;
@@ -31,7 +30,7 @@ int slot_policy_choose(const struct slot *slots, size_t n, struct slot_choice *r
         for (size_t i = 0; i < n; i++) {
                 if (!slots[i].bootable)
                         continue;
-                if (slots[i].priority > 0 && (best == n || ranks_above(&slots[i], &slots[best])))
+                if (slots[i].priority > 0 && (best == n || slot_ranks_above(&slots[i], &slots[best])))
                         best = i;
                 if (first == n || slots[i].partno < slots[first].partno)
                         first = i;

@@ -54,6 +54,10 @@ struct slot_choice {
         bool fallback;  /* no slot qualified: warn loudly */
 };
 
+/* Whether a is tried before b: higher priority, or the same priority and a lower partition
+ * number. */
+bool slot_ranks_above(const struct slot *a, const struct slot *b);
+
 /* 0 and *ret filled, or SLOT_ENOENT when no slot is bootable (or n is 0). */
 int slot_policy_choose(const struct slot *slots, size_t n, struct slot_choice *ret);
 

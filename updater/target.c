@@ -241,20 +241,34 @@ int target_slot_disable(struct target *t, int slot) {
 
 /* Makes `slot` the highest priority; others keep their order below it. */
 static int raise_slot(struct target *t, int slot, unsigned tries, bool successful) {
+        const struct slot *slots = t->disk->slots;
         struct disk_slot_update u[SLOT_MAX];
         size_t n = 0;
         unsigned top = 0;
         for (size_t i = 0; i < t->disk->n_slots; i++)
-                if ((int)i != slot && t->disk->slots[i].priority > top)
-                        top = t->disk->slots[i].priority;
+                if ((int)i != slot && slots[i].priority > top)
+                        top = slots[i].priority;
         unsigned prio = top + 1;
         if (prio > 15) {
-                /* No room above: move the ones at 15 down a step. */
+                /* No room above: the others with a priority step down to 14, 13, ... in the
+                 * order the selector tries them. Moving only those at 15 down to 14 could tie
+                 * them with one already at 14, and a tie goes to the lower partition number,
+                 * which may be the older slot. */
                 prio = 15;
+                size_t order[SLOT_MAX], m = 0;
                 for (size_t i = 0; i < t->disk->n_slots; i++) {
-                        const struct slot *s = &t->disk->slots[i];
-                        if ((int)i != slot && s->priority == 15)
-                                u[n++] = (struct disk_slot_update){.slot = i, .priority = 14,
+                        if ((int)i == slot || slots[i].priority == 0)
+                                continue;
+                        size_t k = m++;
+                        for (; k > 0 && slot_ranks_above(&slots[i], &slots[order[k - 1]]); k--)
+                                order[k] = order[k - 1];
+                        order[k] = i;
+                }
+                for (size_t k = 0; k < m; k++) {
+                        const struct slot *s = &slots[order[k]];
+                        unsigned p = k < 13 ? 14 - (unsigned)k : 1; /* more than 14 others share 1 */
+                        if (p != s->priority)
+                                u[n++] = (struct disk_slot_update){.slot = order[k], .priority = p,
                                                                    .tries = s->tries,
                                                                    .successful = s->successful};
                 }

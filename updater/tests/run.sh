@@ -162,6 +162,18 @@ if want three-slots; then
                 $(slot "$D3" C successful) == true && $(next_boot "$D3") == B ]]; then
                 ok three-slots
         else notok three-slots "exit $rc, B $(slot "$D3" B version), C priority $(slot "$D3" C priority)"; fi
+        # No room above 15: the others step down in their order. C (15) runs and A (14) is the
+        # older fallback; after the flip C must still rank above A (C at 14 beside A at 14
+        # would lose the tie to A's lower partition number).
+        sfdisk -q --part-attrs "$D3" 2 "GUID:49,50,51,56"     # A: priority 14, successful
+        sfdisk -q --part-attrs "$D3" 3 ""                     # B: priority 0
+        sfdisk -q --part-attrs "$D3" 5 "GUID:48,49,50,51,56"  # C: priority 15, successful
+        "$CTL" --disk "$D3" --booted-slot C --key "$KEYS/dev.pub" install "$P11" >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(slot "$D3" B priority) == 15 && $(slot "$D3" C priority) == 14 &&
+                $(slot "$D3" A priority) == 13 && $(slot "$D3" A successful) == true &&
+                $(slot "$D3" C successful) == true && $(next_boot "$D3") == B ]]; then
+                ok priorities-keep-order-at-15
+        else notok priorities-keep-order-at-15 "exit $rc, priorities A $(slot "$D3" A priority) B $(slot "$D3" B priority) C $(slot "$D3" C priority)"; fi
         rm -f "$D3"
 fi
 
