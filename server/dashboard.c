@@ -6,6 +6,7 @@
  *                               machines of the channel, with the rollout percentage marked
  *   failures over time          failed update events per hour over the last 24 hours, with
  *                               completed updates alongside */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,7 +231,8 @@ static void channel_table(struct server *srv, struct strbuf *b) {
         strbuf_puts(b, "</table></div>");
 }
 
-void dashboard_handle(struct server *srv, struct reply *out) {
+/* The page, rendered. */
+static char *render(struct server *srv, size_t *ret_len) {
         /* What it lists includes the check-ins this process has queued. */
         (void)store_flush(srv->store);
         struct strbuf b = {};
@@ -265,9 +267,45 @@ void dashboard_handle(struct server *srv, struct reply *out) {
         channel_table(srv, &b);
         strbuf_puts(&b, "</body></html>\n");
 
-        size_t len;
-        char *html = strbuf_take(&b, &len);
-        if (!html)
+        return strbuf_take(&b, ret_len);
+}
+
+/* The page needs no token, and each rendering runs aggregate queries over the whole fleet,
+ * which hold SQLite's connection for a while on a large one. So one request at a time renders
+ * it, and the others take that page for PAGE_REUSE_SECONDS: however many ask, the queries run
+ * at most once in that time. The page refreshes itself every 30 s. */
+#define PAGE_REUSE_SECONDS 5
+static pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *page;
+static size_t page_len;
+static struct timespec page_time;
+
+static double seconds_since(const struct timespec *t) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (double)(now.tv_sec - t->tv_sec) + (now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+void dashboard_handle(struct server *srv, struct reply *out) {
+        pthread_mutex_lock(&page_lock);
+        if (!page || seconds_since(&page_time) >= PAGE_REUSE_SECONDS) {
+                size_t len;
+                char *html = render(srv, &len);
+                if (html) {
+                        free(page);
+                        page = html;
+                        page_len = len;
+                        clock_gettime(CLOCK_MONOTONIC, &page_time);
+                }
+        }
+        char *copy = page ? malloc(page_len + 1) : NULL;
+        if (copy) {
+                memcpy(copy, page, page_len);
+                copy[page_len] = '\0';
+        }
+        size_t len = page_len;
+        pthread_mutex_unlock(&page_lock);
+        if (!copy)
                 return reply_static(out, 500, "text/plain", "out of memory\n");
-        reply_set(out, 200, "text/html; charset=utf-8", html, len);
+        reply_set(out, 200, "text/html; charset=utf-8", copy, len);
 }

@@ -454,6 +454,14 @@ check admin_cli_timeout test "$rc" = 1 -a "$t" -lt 10
 # Dashboard: server-rendered HTML + SVG, nothing external, and it renders in Chromium.
 curl -s "$URL/" >"$WORK/dash.html"
 check dashboard_has_svg_charts test "$(grep -o '<svg id="[a-z]*"' "$WORK/dash.html" | wc -l)" -eq 3
+# Rendered once per 5 s however many ask: a new machine shows only in a page made after that.
+kpi() { sed -n 's/.*<b>\([0-9]*\)<\/b>machines<.*/\1/p' "$1"; }
+NOCHECK=1 request "$(mid 5200)" 1.2.0 stable | omaha >/dev/null
+curl -s "$URL/" >"$WORK/dash2.html"
+sleep 5.5
+curl -s "$URL/" >"$WORK/dash3.html"
+check dashboard_page_reused cmp -s "$WORK/dash.html" "$WORK/dash2.html"
+check dashboard_page_renewed test "$(kpi "$WORK/dash3.html")" = $(($(kpi "$WORK/dash.html") + 1))
 check dashboard_no_external_fetch bash -c "! grep -qiE '(src|href)=\"(https?:)?//|<script|<link|@import|url\\(' '$WORK/dash.html'"
 if command -v chromium >/dev/null; then
         shot=$OUTDIR/dashboard-$ENGINE.png
