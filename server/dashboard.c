@@ -7,6 +7,7 @@
  *   failures over time          failed update events per hour over the last 24 hours, with
  *                               completed updates alongside */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,13 +273,18 @@ static char *render(struct server *srv, size_t *ret_len) {
 
 /* The page needs no token, and each rendering runs aggregate queries over the whole fleet,
  * which hold SQLite's connection for a while on a large one. So one request at a time renders
- * it, and the others take that page for PAGE_REUSE_SECONDS: however many ask, the queries run
- * at most once in that time. The page refreshes itself every 30 s. */
+ * it, outside the lock, and the others take the last page meanwhile and for PAGE_REUSE_SECONDS
+ * after: however many ask, the queries run at most once in that time, and no request waits for
+ * another's rendering (with libmicrohttpd's thread pool, a waiting request would hold up the
+ * Omaha check-ins on its thread). Only the very first requests wait for a page. The page
+ * refreshes itself every 30 s. */
 #define PAGE_REUSE_SECONDS 5
 static pthread_mutex_t page_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t page_rendered = PTHREAD_COND_INITIALIZER;
 static char *page;
 static size_t page_len;
 static struct timespec page_time;
+static bool page_rendering;
 
 static double seconds_since(const struct timespec *t) {
         struct timespec now;
@@ -288,15 +294,22 @@ static double seconds_since(const struct timespec *t) {
 
 void dashboard_handle(struct server *srv, struct reply *out) {
         pthread_mutex_lock(&page_lock);
-        if (!page || seconds_since(&page_time) >= PAGE_REUSE_SECONDS) {
+        while (!page && page_rendering)
+                pthread_cond_wait(&page_rendered, &page_lock);
+        if (!page_rendering && (!page || seconds_since(&page_time) >= PAGE_REUSE_SECONDS)) {
+                page_rendering = true;
+                pthread_mutex_unlock(&page_lock);
                 size_t len;
                 char *html = render(srv, &len);
+                pthread_mutex_lock(&page_lock);
                 if (html) {
                         free(page);
                         page = html;
                         page_len = len;
                         clock_gettime(CLOCK_MONOTONIC, &page_time);
                 }
+                page_rendering = false;
+                pthread_cond_broadcast(&page_rendered);
         }
         char *copy = page ? malloc(page_len + 1) : NULL;
         if (copy) {

@@ -289,16 +289,16 @@ static int take_lock(struct updater *u) {
 
 /* The queued boot report goes out with one check at a time: a daemon and pivotctl checking
  * together would otherwise both read it before either had cleared it, and the server would
- * count one rollback twice (two of them can halt a rollout). A check that finds the lock held
- * goes without the report; if the other's request fails, the report stays for the next. -EBUSY
- * then, else the descriptor that holds the lock. */
+ * count one rollback twice (two of them can halt a rollout). A check that finds the lock held,
+ * or cannot take it, goes without the report; if the other's request fails, the report stays
+ * for the next. The descriptor that holds the lock, -EBUSY, or another negative errno. */
 static int take_report_lock(struct updater *u) {
         _cleanup_free_ char *path = path_join(u->cfg.state_dir, "report.lock");
         if (!path)
                 return -ENOMEM;
         int fd = lock_file(path, false);
         if (fd < 0 && fd != -EBUSY)
-                log_warning_errno(fd, "Cannot lock %s: %m", path);
+                log_warning_errno(fd, "Cannot lock %s: %m; the boot report waits", path);
         return fd;
 }
 
@@ -951,13 +951,13 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         _cleanup_close_ int report_lock = -1;
         if (kv_get(&u->state, K_REPORT)) {
                 report_lock = take_report_lock(u);
-                if (report_lock >= 0)
-                        updater_reload_state(u); /* sent meanwhile by the lock's last holder? */
-                else if (report_lock == -EBUSY)
+                if (report_lock == -EBUSY)
                         log_info("Another check is sending the boot report; this one goes without it");
+                /* Sent meanwhile by the lock's last holder? Without the lock or a fresh reading
+                 * the report waits for a later check rather than risk going out twice. */
+                else if (report_lock >= 0 && updater_reload_state(u) == 0)
+                        snprintf(report, sizeof(report), "%s", kv_get(&u->state, K_REPORT) ?: "");
         }
-        if (report_lock != -EBUSY)
-                snprintf(report, sizeof(report), "%s", kv_get(&u->state, K_REPORT) ?: "");
         updater_set_status(u, "checking", u->cfg.server);
         omaha_call_init(u, &c, interactive);
         c.app.ping = true;

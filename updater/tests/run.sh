@@ -574,6 +574,25 @@ if want report-once-concurrent; then
         else notok report-once-concurrent "agent exit $rc, pivotctl exit $rcc, 44 events: $(events 3/0/44), requests $(requests /v1/update/)"; fi
 fi
 
+if want report-waits-without-lock; then
+        # The report lock cannot be taken (here: a directory in its place): the report waits for
+        # a check that can take it, rather than risk going out twice.
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        agent --once --boot-id boot-1 >/dev/null 2>&1
+        responder '{"omaha":"noupdate"}'
+        mkdir -p "$WORK/state/report.lock"
+        agent --once --boot-id boot-2 --booted-slot A >"$WORK/last.log" 2>&1; rc1=$?
+        n1=$(events 3/0/44)
+        grep -q '^report=' "$WORK/state/update-state"; kept=$?
+        rmdir "$WORK/state/report.lock"
+        agent --once --boot-id boot-2 --booted-slot A >>"$WORK/last.log" 2>&1; rc2=$?
+        if [[ $rc1 == 3 && $n1 == 0 && $kept == 0 && $rc2 == 3 && $(events 3/0/44) == 1 ]] &&
+                grep -q "the boot report waits" "$WORK/last.log" && ! grep -q '^report=' "$WORK/state/update-state"; then
+                ok report-waits-without-lock
+        else notok report-waits-without-lock "exits $rc1 $rc2, 44 events $n1 then $(events 3/0/44), report kept: $kept"; fi
+fi
+
 if want boot-rollback; then
         new_disk; agent_conf
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
