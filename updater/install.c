@@ -399,13 +399,16 @@ static int pread_full(int fd, void *buf, size_t len, uint64_t off) {
 }
 
 /* Before reading back what a buffered write put at [off, off+len): written out and dropped
- * from the page cache, so that the read comes from the disk. */
+ * from the page cache, so that the read comes from the disk. Whole pages: the kernel drops only
+ * pages that lie wholly inside the range, and the first and last page of an unaligned range
+ * would be read back from the cache. */
 static int write_out_and_drop(int fd, size_t len, uint64_t off) {
-        if (sync_file_range(fd, (off_t)off, (off_t)len,
+        uint64_t start = off / ALIGN * ALIGN, end = round_up(off + len, ALIGN);
+        if (sync_file_range(fd, (off_t)start, (off_t)(end - start),
                             SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
                                     SYNC_FILE_RANGE_WAIT_AFTER) < 0)
                 return negative_errno();
-        (void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+        (void)posix_fadvise(fd, (off_t)start, (off_t)(end - start), POSIX_FADV_DONTNEED);
         return 0;
 }
 
@@ -963,14 +966,13 @@ static int table_complete(struct engine *e) {
                 install_discard_checkpoint(e->p->work_dir);
         }
         e->resume_candidate = false;
+        const struct checkpoint saved = e->ckpt; /* the one checked above */
         memset(&e->ckpt, 0, sizeof(e->ckpt));
         memcpy(e->ckpt.prefix_sha256, e->prefix_sha256, 32);
         e->ckpt.head_size = e->m.data_offset;
         snprintf(e->ckpt.slot_uuid, sizeof(e->ckpt.slot_uuid), "%s", e->slot_uuid);
 
         if (resume) {
-                struct checkpoint saved;
-                checkpoint_load(e->p->work_dir, &saved);
                 e->first_chunk = saved.next_chunk;
                 e->chunk = saved.next_chunk;
                 e->pos = saved.next_offset;
@@ -1164,12 +1166,16 @@ static int fetch_all(struct engine *e) {
                         return err; /* not the network: already reported */
                 if (r == -ECANCELED || (p->cancel && *p->cancel))
                         return stopped(e);
+                /* Every chunk is here: an error after the last byte (a lost end of stream) does
+                 * not matter, and a retry would ask for a range past the end. */
+                if (e->have_table && e->chunk == e->m.n_chunks)
+                        return 0;
                 if (r == 0) {
-                        if (e->have_table && e->chunk == e->m.n_chunks)
-                                return 0;
-                        /* The prefix and table alone were asked for (a possible resume); the
-                         * receiver has decided where the chunks start. */
-                        if (to && e->have_manifest)
+                        /* The prefix and table alone were asked for (a possible resume) and came:
+                         * the receiver has decided where the chunks start. A body that brought
+                         * nothing (a server that ignores Range and sends less than the offset)
+                         * counts as a failed attempt below, not as a reason to ask again at once. */
+                        if (to && e->have_manifest && e->pos > before)
                                 continue;
                         r = -ENODATA;
                 }
@@ -1178,7 +1184,9 @@ static int fetch_all(struct engine *e) {
                 /* Progress made: the retry budget starts again. */
                 if (e->pos > before + (1u << 20))
                         attempt = 0;
-                if (!p->source->retryable || attempt >= p->retries || (http >= 400 && http < 500)) {
+                /* 4xx will not change on a retry, except a timeout or a request to slow down. */
+                bool client_error = http >= 400 && http < 500 && http != 408 && http != 429;
+                if (!p->source->retryable || attempt >= p->retries || client_error) {
                         int code = http >= 400 ? UPDATE_ERROR_HTTP_BASE + http
                                                 : UPDATE_ERROR_DOWNLOAD_TRANSFER;
                         if (r == -ENODATA)
@@ -1431,10 +1439,11 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 /* The threads first: a worker finishing a chunk could otherwise still save a
                  * checkpoint after the one below is discarded. */
                 stop_threads(&e);
-                /* A checkpoint stays for a transfer error (resume later); anything else means
-                 * this payload or this slot is no good: start over next time. */
+                /* A checkpoint stays for a transfer error or an HTTP error (resume later, or from
+                 * another mirror: an expired URL, 404 on one of them); anything else means this
+                 * payload or this slot is no good: start over next time. */
                 if (!p->source->retryable || (ret->error_code != UPDATE_ERROR_DOWNLOAD_TRANSFER &&
-                                               !(ret->error_code >= UPDATE_ERROR_HTTP_BASE + 500)))
+                                               !(ret->error_code >= UPDATE_ERROR_HTTP_BASE + 400)))
                         install_discard_checkpoint(p->work_dir);
                 else if (e.prepared)
                         save_final_checkpoint(&e);

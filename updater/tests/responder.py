@@ -11,7 +11,7 @@ Listens on 127.0.0.1 (a free port, written to --port-file). Every request re-rea
      "raw": "...",                     # the body for "raw"
      "version": "1.1.0", "payload": "/path/u.payload", "name": "u.payload",
      "hash_sha256": "hex" (default: the real one), "size": N (default: the real one),
-     "payload_mode": "ok" | "500" | "stall" | "drop" | "drop-once" | "slow" | "norange",
+     "payload_mode": "ok" | "500" | "403" | "overlong" | "stall" | "drop" | "drop-once" | "slow" | "norange",
      "drop_after": BYTES, "rate": BYTES_PER_SECOND,
      "omaha_delay": SECONDS}           # every Omaha answer that much late (logged at once)
 
@@ -155,6 +155,8 @@ class Handler(BaseHTTPRequestHandler):
         mode = c.get("payload_mode", "ok")
         if mode == "500":
             return self.send(503, b"unavailable\n", "text/plain")
+        if mode == "403":
+            return self.send(403, b"forbidden (an expired URL)\n", "text/plain")
         with open(c["payload"], "rb") as f:
             data = f.read()
         start, end = 0, len(data)
@@ -169,7 +171,9 @@ class Handler(BaseHTTPRequestHandler):
             code = 206
         self.send_response(code)
         self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start))
+        # "overlong": claims 100 bytes more than it sends, so the transfer ends in an error
+        # after the last byte (a lost end of stream).
+        self.send_header("Content-Length", str(end - start + (100 if mode == "overlong" else 0)))
         if code == 206:
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end - 1, len(data)))
         self.end_headers()
@@ -193,7 +197,7 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(n / rate)
         except (BrokenPipeError, ConnectionResetError):
             return
-        if limit < end:
+        if limit < end or mode == "overlong":
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(2)

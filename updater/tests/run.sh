@@ -733,6 +733,55 @@ if want resume-drop-in-table; then
         else notok resume-drop-in-table "exits $rc1/$rc2 (drop at byte $mid)"; fi
 fi
 
+# A resume from a server that ignores Range and now sends a body that ends inside the chunk
+# table: each request brings nothing new. That is a failed attempt, counted, with its delay; it
+# used to be asked again at once, for ever.
+if want resume-no-progress; then
+        new_disk; agent_conf "download_retries = 0"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
+        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        mid=$($PAYLOAD show --json "$P11" | python3 -c "import json,sys; j=json.load(sys.stdin); print((j['table_offset'] + j['data_offset']) // 2)")
+        head -c "$mid" "$P11" >"$WORK/cut-in-table.payload"
+        agent_conf "download_retries = 1"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$WORK/cut-in-table.payload\",\"size\":$size11,\"payload_mode\":\"norange\"}"
+        timeout 60 "$AGENT" --disk "$DISK" --state-dir "$WORK/state" --config "$WORK/update.conf" --quiet --once >>"$WORK/last.log" 2>&1; rc2=$?
+        if [[ $rc1 == 1 && $rc2 == 1 ]] && grep -q "truncated payload" "$WORK/last.log" &&
+                (($(requests /payloads/cut-in-table.payload) <= 4)) && [[ $(next_boot "$DISK") == A ]]; then
+                ok resume-no-progress
+        else notok resume-no-progress "exits $rc1/$rc2 (124: still asking after 60 s), $(requests /payloads/cut-in-table.payload) requests"; fi
+fi
+
+# An HTTP 4xx (an expired signed URL, a mirror without the file) fails this run but keeps what
+# is on the disk: the next run resumes.
+if want resume-after-4xx; then
+        new_disk; agent_conf "download_retries = 0"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
+        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"403\"}"
+        agent --once >>"$WORK/last.log" 2>&1; rc2=$?
+        ckpt=$([[ -f $WORK/state/download/checkpoint ]] && echo yes)
+        n403=$(events 3/0/2403)
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        agent --once >>"$WORK/last.log" 2>&1; rc3=$?
+        if [[ $rc1 == 1 && $rc2 == 1 && $ckpt == yes && $rc3 == 0 && $n403 == 1 ]] &&
+                grep -q "HTTP status 403" "$WORK/last.log" && grep -q "Resuming the download" "$WORK/last.log" &&
+                slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
+                ok resume-after-4xx
+        else notok resume-after-4xx "exits $rc1/$rc2/$rc3, checkpoint after 403: '$ckpt', 2403 events: $n403"; fi
+fi
+
+# Every byte arrived, then the transfer failed (the server promised more): the install is
+# complete, not a reason to ask for a range past the end of the file.
+if want error-after-last-byte; then
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"overlong\"}"
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(requests /payloads/u-1.1.0.payload) == 1 ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" &&
+                [[ $(next_boot "$DISK") == B ]]; then
+                ok error-after-last-byte
+        else notok error-after-last-byte "exit $rc, $(requests /payloads/u-1.1.0.payload) payload requests"; fi
+fi
+
 if want resume-sigterm; then
         new_disk; agent_conf
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"rate\":300000}"
