@@ -196,6 +196,33 @@ struct fetch_state {
         void *userdata;
 };
 
+/* A 206 says in Content-Range where its bytes start. A cache or proxy may send more than was
+ * asked for (a range widened to its block size): the bytes before the offset are dropped. One
+ * that starts after the offset, or says nothing usable, cannot be placed: taking its bytes as
+ * the requested ones would fail the next chunk's hash and throw away a good checkpoint. */
+static int range_start_skip(struct fetch_state *f) {
+        struct curl_header *h = NULL;
+        unsigned long long first, last;
+        int n = 0;
+        if (curl_easy_header(f->curl, "Content-Range", 0, CURLH_HEADER, -1, &h) != CURLHE_OK ||
+            sscanf(h->value, "bytes %llu-%llu/%n", &first, &last, &n) != 2 || n == 0 || first > last) {
+                log_warning("The server answered a Range request with 206 but no usable "
+                            "Content-Range (%s)", h ? h->value : "none");
+                return -EPROTO;
+        }
+        uint64_t start = first;
+        if (start > f->offset) {
+                log_warning("The server sent bytes from %" PRIu64 ", not from %" PRIu64 " as asked",
+                            start, f->offset);
+                return -EPROTO;
+        }
+        if (start < f->offset)
+                log_debug("The server sent bytes from %" PRIu64 "; skipping %" PRIu64 " to reach %" PRIu64,
+                          start, f->offset - start, f->offset);
+        f->skip = f->offset - start;
+        return 0;
+}
+
 static size_t fetch_write(char *p, size_t size, size_t n, void *userdata) {
         struct fetch_state *f = userdata;
         size_t len = size * n, total = len;
@@ -208,6 +235,13 @@ static size_t fetch_write(char *p, size_t size, size_t n, void *userdata) {
                         log_debug("The server ignored the Range request; skipping %" PRIu64 " bytes",
                                   f->offset);
                         f->skip = f->offset;
+                }
+                if (f->status == 206) {
+                        int r = range_start_skip(f);
+                        if (r < 0) {
+                                f->sink_error = r;
+                                return 0;
+                        }
                 }
         }
         if (f->skip) {

@@ -278,6 +278,7 @@ struct engine {
         uint64_t wait_receiver_us, start_us, cpu_receiver_us, cpu_receiver_start_us;
         uint64_t runqueue_receiver_us, runqueue_receiver_start_us;
         bool prepared;         /* slot disabled, files opened, threads running */
+        bool held_lost;        /* the first error: a chunk held from before a resume is gone */
 
         /* The boot files (kernel, initrd, command line) go to the ESP in a thread of their
          * own as soon as their chunks are verified. */
@@ -321,14 +322,15 @@ static void wake_all(struct engine *e) {
         pthread_cond_broadcast(&e->c_worker);
 }
 
-/* Records the first failure, logs it, wakes everyone; returns r. */
-__attribute__((format(printf, 4, 5))) static int fail(struct engine *e, int r, int code,
-                                                      const char *fmt, ...) {
+/* Records the first failure, logs it at level, wakes everyone; returns r. */
+__attribute__((format(printf, 5, 6))) static int fail_at(struct engine *e, enum log_level level,
+                                                         int r, int code, const char *fmt, ...) {
         pthread_mutex_lock(&e->lock);
         bool first = e->error == 0;
         if (first) {
                 e->error = r;
                 e->error_code = code;
+                e->held_lost = r == -ESTALE; /* held_chunk_lost()'s error, and only its */
         }
         wake_all(e);
         pthread_mutex_unlock(&e->lock);
@@ -341,9 +343,22 @@ __attribute__((format(printf, 4, 5))) static int fail(struct engine *e, int r, i
                 vsnprintf(msg, sizeof(msg), fmt, ap);
                 errno = saved;
                 va_end(ap);
-                log_error("%s", msg);
+                log_full_errno(level, 0, "%s", msg);
         }
         return r;
+}
+
+#define fail(e, r, code, ...) fail_at((e), LOG_LEVEL_ERROR, (r), (code), __VA_ARGS__)
+
+/* A chunk verified before a resume does not read back as it was: the slot or a staged boot file
+ * was written meanwhile, or the disk lost writes it had confirmed (flash that ignores flushes,
+ * then a power cut). Nothing is wrong with the payload, and a failure report would count
+ * against its rollout: the attempt stops, and install_run() starts the download over. */
+static int held_chunk_lost(struct engine *e, const struct payload_chunk *c, uint32_t chunk,
+                           const char *why) {
+        return fail_at(e, LOG_LEVEL_WARNING, -ESTALE, UPDATE_ERROR_ROOTFS_VERIFY,
+                       "%s chunk %u, verified before the download stopped, %s; downloading "
+                       "again from the start", payload_image_name(c->image), chunk, why);
 }
 
 static int current_error(struct engine *e) {
@@ -455,8 +470,10 @@ static int write_chunk(struct engine *e, const struct payload_chunk *c, uint32_t
 
 /* Reads chunk c back from where it was written into buf, over what was written from there:
  * pread_full() fills every byte or fails. A buffered output is written out and dropped from
- * the page cache first, so that the bytes come from the disk. */
-static int read_back(struct engine *e, const struct payload_chunk *c, uint32_t chunk, uint8_t *buf) {
+ * the page cache first, so that the bytes come from the disk. held: the chunk was written
+ * before a resume (a staged file cut short is then a lost chunk, not a failed install). */
+static int read_back(struct engine *e, const struct payload_chunk *c, uint32_t chunk, uint8_t *buf,
+                     bool held) {
         int fd, r;
         uint64_t base;
         chunk_destination(e, c, &fd, &base);
@@ -468,6 +485,8 @@ static int read_back(struct engine *e, const struct payload_chunk *c, uint32_t c
                 if (r == 0)
                         r = pread_full(fd, buf, c->raw_size, base);
         }
+        if (r == -ENODATA && held)
+                return held_chunk_lost(e, c, chunk, "is no longer there");
         if (r < 0)
                 return fail(e, r, r == -ENODATA ? UPDATE_ERROR_ROOTFS_VERIFY : UPDATE_ERROR_WRITE,
                             "Cannot read back %s chunk %u: %m", payload_image_name(c->image), chunk);
@@ -750,11 +769,15 @@ static void *worker_run(void *arg) {
                                 break;
                         t1 = thread_cpu_us(), w->cpu_write_us += t1 - t, t = t1;
                 }
-                if (read_back(e, &c, chunk, w->buf) < 0)
+                if (read_back(e, &c, chunk, w->buf, !job) < 0)
                         break;
                 t1 = thread_cpu_us(), w->cpu_read_us += t1 - t, t = t1;
                 bool good = payload_chunk_check_raw(&c, w->buf);
                 w->cpu_verify_us += thread_cpu_us() - t;
+                if (!good && !job) {
+                        held_chunk_lost(e, &c, chunk, "reads back different");
+                        break;
+                }
                 if (!good) {
                         fail(e, -EIO, UPDATE_ERROR_ROOTFS_VERIFY,
                              "%s chunk %u reads back different from what was written",
@@ -1376,7 +1399,8 @@ static void engine_done(struct engine *e) {
         pthread_mutex_destroy(&e->progress_lock);
 }
 
-int install_run(const struct install_params *p, struct install_result *ret) {
+static int install_attempt(const struct install_params *p, struct install_result *ret,
+                           bool *ret_held_lost) {
         _cleanup_(engine_done) struct engine e = {
                 .p = p,
                 .result = ret,
@@ -1439,6 +1463,7 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 /* The threads first: a worker finishing a chunk could otherwise still save a
                  * checkpoint after the one below is discarded. */
                 stop_threads(&e);
+                *ret_held_lost = e.held_lost;
                 /* A checkpoint stays for a transfer error or an HTTP error (resume later, or from
                  * another mirror: an expired URL, 404 on one of them); anything else means this
                  * payload or this slot is no good: start over next time. */
@@ -1455,6 +1480,18 @@ int install_run(const struct install_params *p, struct install_result *ret) {
                 if (t != PAYLOAD_IMAGE_ROOT && e.stage_path[t][0])
                         unlink(e.stage_path[t]);
         return 0;
+}
+
+int install_run(const struct install_params *p, struct install_result *ret) {
+        bool held_lost = false;
+        int r = install_attempt(p, ret, &held_lost);
+        if (r < 0 && held_lost) {
+                /* The checkpoint is gone (not a transfer error): this attempt starts afresh. */
+                uint64_t fetched = ret->bytes_fetched;
+                r = install_attempt(p, ret, &held_lost);
+                ret->bytes_fetched += fetched;
+        }
+        return r;
 }
 
 /* --- File source --------------------------------------------------------------------------- */

@@ -11,7 +11,9 @@ Listens on 127.0.0.1 (a free port, written to --port-file). Every request re-rea
      "raw": "...",                     # the body for "raw"
      "version": "1.1.0", "payload": "/path/u.payload", "name": "u.payload",
      "hash_sha256": "hex" (default: the real one), "size": N (default: the real one),
-     "payload_mode": "ok" | "500" | "403" | "overlong" | "stall" | "drop" | "drop-once" | "slow" | "norange",
+     "payload_mode": "ok" | "500" | "403" | "overlong" | "stall" | "drop" | "drop-once" | "slow" | "norange"
+                     | "range-widened" | "range-late" | "range-bare",  (206 from a block boundary
+                       before the offset; from 4 KiB after it; without Content-Range)
      "drop_after": BYTES, "rate": BYTES_PER_SECOND,
      "omaha_delay": SECONDS}           # every Omaha answer that much late (logged at once)
 
@@ -169,12 +171,16 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(416, b"", "text/plain")
             end = min(end, len(data))
             code = 206
+            if mode == "range-widened":
+                start = start // 65536 * 65536  # a cache that serves whole blocks
+            elif mode == "range-late" and start > 0:
+                start = min(start + 4096, end - 1)  # says so, but is not what was asked
         self.send_response(code)
         self.send_header("Content-Type", "application/octet-stream")
         # "overlong": claims 100 bytes more than it sends, so the transfer ends in an error
         # after the last byte (a lost end of stream).
         self.send_header("Content-Length", str(end - start + (100 if mode == "overlong" else 0)))
-        if code == 206:
+        if code == 206 and mode != "range-bare":
             self.send_header("Content-Range", "bytes %d-%d/%d" % (start, end - 1, len(data)))
         self.end_headers()
         if mode == "stall":

@@ -683,6 +683,31 @@ if want resume-restart; then
         else notok resume-restart "exits $rc1/$rc2, checkpoint '$ckpt', B prio after failure $b1"; fi
 fi
 
+# The slot, or a staged boot file, no longer holds what a checkpoint says was verified (written
+# meanwhile, or writes lost in a power cut): the download starts over in the same run, and no
+# failure goes to the server (it would count against the rollout).
+if want resume-held-lost; then
+        good=1
+        for what in slot kernel; do
+                new_disk; agent_conf "download_retries = 0"
+                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
+                agent --once >"$WORK/last.log" 2>&1
+                [[ -f $WORK/state/download/checkpoint ]] || { good=0; echo "  $what: no checkpoint" >&2; }
+                if [[ $what == slot ]]; then
+                        dd if=/dev/zero of="$DISK" bs=4096 count=1 seek=$((SLOT_B_OFF / 4096)) conv=notrunc status=none
+                else
+                        truncate -s 1000 "$WORK/state/download/kernel"
+                fi
+                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+                agent --once >>"$WORK/last.log" 2>&1; rc=$?
+                [[ $rc == 0 && $(events 3/0) == 0 && $(next_boot "$DISK") == B ]] &&
+                        grep -q "downloading again from the start" "$WORK/last.log" &&
+                        slot_holds "$DISK" $SLOT_B_OFF "$P11.root" ||
+                        { good=0; echo "  $what: exit $rc, failure events $(events 3/0)" >&2; }
+        done
+        if [[ $good == 1 ]]; then ok resume-held-lost; else notok resume-held-lost; fi
+fi
+
 # A damaged primary GPT (the backup intact) is repaired from the backup before any attribute is
 # changed, so that no power cut can leave the disk without a good copy; both copies are good
 # after.
@@ -827,6 +852,39 @@ if want range-ignored; then
         if [[ $rc == 0 ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
                 ok range-ignored
         else notok range-ignored "exit $rc"; fi
+fi
+
+# A resume whose 206 starts before the offset asked for (a cache serving whole blocks): the
+# bytes before it are dropped. One that starts after it, or has no Content-Range, cannot be
+# placed: a clear error, and the checkpoint stays for the next attempt.
+if want range-widened; then
+        new_disk; agent_conf "download_retries = 0"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
+        agent --once >/dev/null 2>&1
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"range-widened\"}"
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
+                slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
+                ok range-widened
+        else notok range-widened "exit $rc"; fi
+fi
+if want range-unusable; then
+        good=1
+        for mode in range-late range-bare; do
+                new_disk; agent_conf "download_retries = 0"
+                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
+                agent --once >/dev/null 2>&1
+                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"$mode\"}"
+                agent --once >"$WORK/last.log" 2>&1; rc=$?
+                msg="not from"; [[ $mode == range-bare ]] && msg="no usable Content-Range"
+                grep -q "$msg" "$WORK/last.log" && [[ $rc == 1 && -f $WORK/state/download/checkpoint ]] &&
+                        b_not_bootable "$DISK" && a_untouched "$DISK" || { good=0; echo "  $mode: exit $rc" >&2; }
+                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+                agent --once >>"$WORK/last.log" 2>&1; rc=$?
+                [[ $rc == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" ||
+                        { good=0; echo "  $mode, then a good server: exit $rc" >&2; }
+        done
+        if [[ $good == 1 ]]; then ok range-unusable; else notok range-unusable; fi
 fi
 
 # Reboot strategies (offline, a reboot command configured on purpose is run).
