@@ -945,6 +945,7 @@ static int prefix_complete(struct engine *e) {
         if (r < 0)
                 return r;
         e->have_manifest = true;
+        e->result->payload_size = e->m.payload_size;
         SHA256(e->prefix, e->prefix_len, e->prefix_sha256);
         e->chunk_start_ctx = e->file_ctx;
         table_path(e->p->work_dir, e->table_path, sizeof(e->table_path));
@@ -1035,6 +1036,7 @@ static int receive(void *userdata, const void *data, size_t len) {
 
         if (e->p->cancel && *e->p->cancel)
                 return stopped(e);
+        e->result->bytes_fetched += len; /* not e->pos: a resume jumps over what it holds */
         while (len > 0) {
                 if (!e->have_manifest) {
                         /* The header first, to learn the prefix size; then the rest of it. */
@@ -1183,7 +1185,6 @@ static int fetch_all(struct engine *e) {
                 uint64_t before = e->pos;
                 int http = 0;
                 int r = p->source->fetch(p->source, from, to, receive, e, &http);
-                e->result->bytes_fetched += e->pos - before;
                 int err = current_error(e);
                 if (err < 0)
                         return err; /* not the network: already reported */

@@ -106,6 +106,7 @@ struct install_result {
         int slot;
         bool resumed;         /* continued from a checkpoint */
         uint64_t bytes_fetched; /* payload bytes received in this run */
+        uint64_t payload_size;  /* the whole payload's, once its manifest is checked */
 };
 
 /* Runs the whole install. Logs what went wrong once; returns 0 or a negative errno, and fills

@@ -469,14 +469,18 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                 return r;
         }
         uint64_t secs = (mono_ms() - ps.start_ms) / 1000;
+        char resumed[96] = "";
+        if (res->resumed)
+                snprintf(resumed, sizeof(resumed), " (resumed: %" PRIu64 " of %" PRIu64 " bytes "
+                         "downloaded in this run)", res->bytes_fetched, res->payload_size);
         if (p.no_flip)
-                log_info("Version %s written to slot %s and verified in %" PRIu64 "s (not "
+                log_info("Version %s written to slot %s and verified in %" PRIu64 "s%s (not "
                          "switched: --no-flip)", res->version, target_slot_name(u->target, res->slot),
-                         secs);
+                         secs, resumed);
         else {
-                log_info("Version %s installed in slot %s in %" PRIu64 "s; it boots next "
+                log_info("Version %s installed in slot %s in %" PRIu64 "s%s; it boots next "
                          "(%u %s)", res->version, target_slot_name(u->target, res->slot), secs,
-                         u->cfg.tries, u->cfg.tries == 1 ? "try" : "tries");
+                         resumed, u->cfg.tries, u->cfg.tries == 1 ? "try" : "tries");
                 updater_set_status(u, "reboot-needed", res->version);
         }
         return 0;

@@ -678,7 +678,9 @@ if want resume-restart; then
         if [[ $rc1 == 1 && $ckpt == yes && $b1 == 0 && $rc2 == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
                 grep -q '"range": "bytes=0-[0-9]*"' "$RLOG" && grep -q '"range": "bytes=[1-9][0-9]*-"' "$RLOG" &&
                 [[ $(next_boot "$DISK") == B ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" &&
-                [[ ! -f $WORK/state/download/checkpoint ]]; then
+                [[ ! -f $WORK/state/download/checkpoint ]] &&
+                # What this run downloaded: the head again, and the chunks from the checkpoint on.
+                (($(sed -n 's/.*(resumed: \([0-9]*\) of \([0-9]*\) bytes.*/\2 - \1/p' "$WORK/last.log") > 600000)); then
                 ok resume-restart
         else notok resume-restart "exits $rc1/$rc2, checkpoint '$ckpt', B prio after failure $b1"; fi
 fi
