@@ -366,6 +366,21 @@ responder '{"omaha":"noupdate"}'
 start_responder
 URL=http://127.0.0.1:$PORT/v1/update/
 
+# The 1.1.0 update on offer, served as MODE (see responder.py), with more JSON fields if given.
+offer_p11() { # [MODE [FIELDS]]
+        local more=""
+        [[ -n ${1:-} ]] && more+=",\"payload_mode\":\"$1\""
+        [[ -n ${2:-} ]] && more+=",$2"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"$more}"
+}
+# A new disk whose first download of 1.1.0 broke off at 700,000 bytes: the checkpoint stays.
+# Returns the agent's exit code; its output goes to LOG.
+interrupted_download() { # [LOG]
+        new_disk; agent_conf "download_retries = 0"
+        offer_p11 drop '"drop_after":700000'
+        agent --once >"${1:-/dev/null}" 2>&1
+}
+
 agent_conf() { # extra lines...
         {
                 echo "server = $URL"
@@ -410,7 +425,7 @@ fi
 
 if want agent-update; then
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once >"$WORK/last.log" 2>&1; rc=$?
         if [[ $rc == 0 && $(next_boot "$DISK") == B && $(slot "$DISK" B tries) == 1 ]] &&
                 slot_holds "$DISK" $SLOT_B_OFF "$P11.root" &&
@@ -430,7 +445,7 @@ fi
 # (rollback reported with error code 44, and that version is not taken again).
 if want boot-success; then
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once --boot-id boot-1 >/dev/null 2>&1
         responder '{"omaha":"noupdate"}'
         agent --once --boot-id boot-2 --booted-slot B >"$WORK/last.log" 2>&1; rc=$?
@@ -449,7 +464,7 @@ fi
 # as a rollback on the next boot, and that version is not taken again.
 if want boot-manual-rollback; then
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once --boot-id boot-1 >/dev/null 2>&1
         agent --once --boot-id boot-2 --booted-slot B --no-mark-good >"$WORK/last.log" 2>&1
         "$CTL" --disk "$DISK" --booted-slot B --state-dir "$WORK/state" rollback >>"$WORK/last.log" 2>&1; rcr=$?
@@ -464,7 +479,7 @@ fi
 # and its success is reported; cut before it, nothing rolled back and the update is taken again.
 paused_agent() { # POINT BOOT-ID: install 1.1.0 and stop at POINT, then cut the power
         agent_conf "debug_pause = $1"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         : >"$WORK/last.log"
         agent_bg "$WORK/last.log" --once --boot-id "$2"
         for ((i = 0; i < 300; i++)); do grep -q "debug_pause: stopped" "$WORK/last.log" && break; sleep 0.1; done
@@ -482,7 +497,7 @@ fi
 if want power-cut-before-flip; then
         new_disk; paused_agent flip boot-1
         b=$(slot "$DISK" B priority)
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once --boot-id boot-2 --booted-slot A >>"$WORK/last.log" 2>&1; rc=$?
         if [[ $b == 0 && $rc == 0 && $(events 3/0/44) == 0 && $(next_boot "$DISK") == B ]] &&
                 grep -q "switch to it did not happen" "$WORK/last.log"; then
@@ -496,7 +511,7 @@ fi
 if want state-unsaved; then
         new_disk; agent_conf
         mkdir -p "$WORK/state/update-state.tmp" # every save of update-state fails
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once >"$WORK/last.log" 2>&1; rc=$?
         if [[ $rc == 1 ]] && grep -q "Cannot record the install" "$WORK/last.log" && b_not_bootable "$DISK" &&
                 a_untouched "$DISK" && [[ $(events 3/0/5) == 1 ]]; then
@@ -511,7 +526,7 @@ fi
 if want install-while-on-trial; then
         new_disk; agent_conf
         [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
         responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\"}"
         agent --once --boot-id boot-2 --booted-slot B --no-mark-good >>"$WORK/last.log" 2>&1; rca=$?
@@ -533,7 +548,7 @@ if want daemon-shares-state; then
                 "reboot_command = touch $WORK/rebooted"
         [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
         rm -f "$WORK/rebooted"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         sed -i "s|^reboot_command = .*|reboot_command = true|" "$WORK/update.conf"
         agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
         sed -i "s|^reboot_command = .*|reboot_command = touch $WORK/rebooted|" "$WORK/update.conf"
@@ -557,7 +572,7 @@ if want report-once-concurrent; then
         # Two checks at once after a rollback (the daemon's and pivotctl's): the rollback is
         # reported once, by the one that started first, and neither fails.
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once --boot-id boot-1 >/dev/null 2>&1
         responder '{"omaha":"noupdate","omaha_delay":2}'
         agent --once --boot-id boot-2 --booted-slot A >"$WORK/first.log" 2>&1 &
@@ -578,7 +593,7 @@ if want report-waits-without-lock; then
         # The report lock cannot be taken (here: a directory in its place): the report waits for
         # a check that can take it, rather than risk going out twice.
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once --boot-id boot-1 >/dev/null 2>&1
         responder '{"omaha":"noupdate"}'
         mkdir -p "$WORK/state/report.lock"
@@ -595,7 +610,7 @@ fi
 
 if want boot-rollback; then
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once --boot-id boot-1 >/dev/null 2>&1
         # The selector spent B's try and B never got healthy: the next boot is A again.
         agent --once --boot-id boot-2 --booted-slot A >"$WORK/last.log" 2>&1; rc=$?
@@ -668,12 +683,10 @@ if want resume-dropped; then
 fi
 
 if want resume-restart; then
-        new_disk; agent_conf "download_retries = 0"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        interrupted_download "$WORK/last.log"; rc1=$?
         ckpt=$([[ -f $WORK/state/download/checkpoint ]] && echo yes)
         b1=$(slot "$DISK" B priority)
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once >>"$WORK/last.log" 2>&1; rc2=$?
         if [[ $rc1 == 1 && $ckpt == yes && $b1 == 0 && $rc2 == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
                 grep -q '"range": "bytes=0-[0-9]*"' "$RLOG" && grep -q '"range": "bytes=[1-9][0-9]*-"' "$RLOG" &&
@@ -691,16 +704,14 @@ fi
 if want resume-held-lost; then
         good=1
         for what in slot kernel; do
-                new_disk; agent_conf "download_retries = 0"
-                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-                agent --once >"$WORK/last.log" 2>&1
+                interrupted_download "$WORK/last.log"
                 [[ -f $WORK/state/download/checkpoint ]] || { good=0; echo "  $what: no checkpoint" >&2; }
                 if [[ $what == slot ]]; then
                         dd if=/dev/zero of="$DISK" bs=4096 count=1 seek=$((SLOT_B_OFF / 4096)) conv=notrunc status=none
                 else
                         truncate -s 1000 "$WORK/state/download/kernel"
                 fi
-                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+                offer_p11
                 agent --once >>"$WORK/last.log" 2>&1; rc=$?
                 [[ $rc == 0 && $(events 3/0) == 0 && $(next_boot "$DISK") == B ]] &&
                         grep -q "downloading again from the start" "$WORK/last.log" &&
@@ -746,9 +757,7 @@ fi
 # drops inside the table: the retry must still stop at the end of the table and jump to the
 # saved chunk, not take the bytes that follow the table for it.
 if want resume-drop-in-table; then
-        new_disk; agent_conf "download_retries = 0"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        interrupted_download "$WORK/last.log"; rc1=$?
         mid=$($PAYLOAD show --json "$P11" | python3 -c "import json,sys; j=json.load(sys.stdin); print((j['table_offset'] + j['data_offset']) // 2)")
         agent_conf
         responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop-once\",\"drop_after\":$mid}"
@@ -764,9 +773,7 @@ fi
 # table: each request brings nothing new. That is a failed attempt, counted, with its delay; it
 # used to be asked again at once, for ever.
 if want resume-no-progress; then
-        new_disk; agent_conf "download_retries = 0"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        interrupted_download "$WORK/last.log"; rc1=$?
         mid=$($PAYLOAD show --json "$P11" | python3 -c "import json,sys; j=json.load(sys.stdin); print((j['table_offset'] + j['data_offset']) // 2)")
         head -c "$mid" "$P11" >"$WORK/cut-in-table.payload"
         agent_conf "download_retries = 1"
@@ -781,14 +788,12 @@ fi
 # An HTTP 4xx (an expired signed URL, a mirror without the file) fails this run but keeps what
 # is on the disk: the next run resumes.
 if want resume-after-4xx; then
-        new_disk; agent_conf "download_retries = 0"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-        agent --once >"$WORK/last.log" 2>&1; rc1=$?
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"403\"}"
+        interrupted_download "$WORK/last.log"; rc1=$?
+        offer_p11 403
         agent --once >>"$WORK/last.log" 2>&1; rc2=$?
         ckpt=$([[ -f $WORK/state/download/checkpoint ]] && echo yes)
         n403=$(events 3/0/2403)
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once >>"$WORK/last.log" 2>&1; rc3=$?
         if [[ $rc1 == 1 && $rc2 == 1 && $ckpt == yes && $rc3 == 0 && $n403 == 1 ]] &&
                 grep -q "HTTP status 403" "$WORK/last.log" && grep -q "Resuming the download" "$WORK/last.log" &&
@@ -801,7 +806,7 @@ fi
 # complete, not a reason to ask for a range past the end of the file.
 if want error-after-last-byte; then
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"overlong\"}"
+        offer_p11 overlong
         agent --once >"$WORK/last.log" 2>&1; rc=$?
         if [[ $rc == 0 && $(requests /payloads/u-1.1.0.payload) == 1 ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" &&
                 [[ $(next_boot "$DISK") == B ]]; then
@@ -818,7 +823,7 @@ if want resume-sigterm; then
         kill -TERM $APID; wait $APID; rc1=$?
         # Stopped is not failed: no failure event (it would count against the rollout).
         failures=$(events 3/0)
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once >>"$WORK/last.log" 2>&1; rc2=$?
         if [[ $rc1 == 1 && $rc2 == 0 && $failures == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
                 slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
@@ -845,11 +850,9 @@ if want sigterm-during-stall; then
 fi
 
 if want range-ignored; then
-        new_disk; agent_conf "download_retries = 0"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-        agent --once >/dev/null 2>&1
+        interrupted_download
         # The server now ignores Range and sends the whole file: the agent skips what it has.
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"norange\"}"
+        offer_p11 norange
         agent --once >"$WORK/last.log" 2>&1; rc=$?
         if [[ $rc == 0 ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
                 ok range-ignored
@@ -860,10 +863,8 @@ fi
 # bytes before it are dropped. One that starts after it, or has no Content-Range, cannot be
 # placed: a clear error, and the checkpoint stays for the next attempt.
 if want range-widened; then
-        new_disk; agent_conf "download_retries = 0"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-        agent --once >/dev/null 2>&1
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"range-widened\"}"
+        interrupted_download
+        offer_p11 range-widened
         agent --once >"$WORK/last.log" 2>&1; rc=$?
         if [[ $rc == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
                 slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
@@ -873,15 +874,13 @@ fi
 if want range-unusable; then
         good=1
         for mode in range-late range-bare; do
-                new_disk; agent_conf "download_retries = 0"
-                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"drop\",\"drop_after\":700000}"
-                agent --once >/dev/null 2>&1
-                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\",\"payload_mode\":\"$mode\"}"
+                interrupted_download
+                offer_p11 "$mode"
                 agent --once >"$WORK/last.log" 2>&1; rc=$?
                 msg="not from"; [[ $mode == range-bare ]] && msg="no usable Content-Range"
                 grep -q "$msg" "$WORK/last.log" && [[ $rc == 1 && -f $WORK/state/download/checkpoint ]] &&
                         b_not_bootable "$DISK" && a_untouched "$DISK" || { good=0; echo "  $mode: exit $rc" >&2; }
-                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+                offer_p11
                 agent --once >>"$WORK/last.log" 2>&1; rc=$?
                 [[ $rc == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" ||
                         { good=0; echo "  $mode, then a good server: exit $rc" >&2; }
@@ -895,7 +894,7 @@ if want reboot-strategy; then
         for strat in reboot off; do
                 new_disk; agent_conf "reboot_strategy = $strat" "reboot_command = touch $WORK/rebooted"
                 rm -f "$WORK/rebooted"
-                responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+                offer_p11
                 agent --once >"$WORK/last.log" 2>&1
                 if [[ $strat == reboot && ! -f $WORK/rebooted ]] || [[ $strat == off && -f $WORK/rebooted ]]; then good=0; fi
         done
@@ -951,7 +950,7 @@ fi
 
 if want pivotctl-check-update; then
         new_disk; agent_conf
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         c1=$("$CTL" --disk "$DISK" --state-dir "$WORK/state" --config "$WORK/update.conf" check 2>"$WORK/last.log")
         b1=$(slot "$DISK" B priority)
         "$CTL" --disk "$DISK" --state-dir "$WORK/state" --config "$WORK/update.conf" update >>"$WORK/last.log" 2>&1; rc=$?
@@ -1003,7 +1002,7 @@ if want tls; then
         TLS_URL=https://127.0.0.1:$PORT/v1/update/
         new_disk; agent_conf "ca_file = $T/ca.pem"
         sed -i "s|^server = .*|server = $TLS_URL|" "$WORK/update.conf"
-        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P11\"}"
+        offer_p11
         agent --once >"$WORK/last.log" 2>&1; rc1=$?
         new_disk; agent_conf
         sed -i "s|^server = .*|server = $TLS_URL|" "$WORK/update.conf"
