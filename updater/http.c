@@ -190,6 +190,7 @@ struct fetch_state {
         uint64_t offset;
         bool checked;      /* status looked at */
         bool complete;     /* got all that was asked for */
+        bool unplaceable;  /* a 206 whose bytes cannot be placed */
         long status;
         int sink_error;
         install_sink_fn sink;
@@ -237,9 +238,8 @@ static size_t fetch_write(char *p, size_t size, size_t n, void *userdata) {
                         f->skip = f->offset;
                 }
                 if (f->status == 206) {
-                        int r = range_start_skip(f);
-                        if (r < 0) {
-                                f->sink_error = r;
+                        if (range_start_skip(f) < 0) {
+                                f->unplaceable = true;
                                 return 0;
                         }
                 }
@@ -285,7 +285,7 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
         f.curl = c;
         common_options(c, &h->opts, h->url, errbuf);
         curl_easy_setopt(c, CURLOPT_URL, h->url);
-        if (offset || end) {
+        if ((offset || end) && !h->ranges_broken) {
                 if (end)
                         snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, offset, end - 1);
                 else
@@ -298,6 +298,15 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
         CURLcode cc = curl_easy_perform(c);
         if (!f.checked)
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f.status);
+        bool ranged = (offset || end) && !h->ranges_broken;
+        if (ranged && (f.unplaceable || f.status == 416)) {
+                /* Retries of this download will not depend on ranges: a cache that cannot serve
+                 * them would otherwise fail every resume, for ever. */
+                log_warning("%s: the server cannot serve this Range (HTTP %ld); asking for the "
+                            "whole file from now on", h->url, f.status);
+                h->ranges_broken = true;
+                return -EPROTO;
+        }
         if (f.sink_error)
                 return f.sink_error;
         if (f.complete)

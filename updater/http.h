@@ -32,6 +32,10 @@ struct http_source {
         struct install_source source;
         char *url;
         struct http_options opts;
+        /* The server (or a cache before it) answered a Range request with bytes that cannot be
+         * placed, or refused it (416): later requests ask for the whole file and skip to the
+         * offset, as for a server that ignores Range. */
+        bool ranges_broken;
 };
 int http_source_init(struct http_source *s, const char *url, const struct http_options *o);
 void http_source_done(struct http_source *s);

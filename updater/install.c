@@ -322,15 +322,17 @@ static void wake_all(struct engine *e) {
         pthread_cond_broadcast(&e->c_worker);
 }
 
-/* Records the first failure, logs it at level, wakes everyone; returns r. */
-__attribute__((format(printf, 5, 6))) static int fail_at(struct engine *e, enum log_level level,
-                                                         int r, int code, const char *fmt, ...) {
+/* Records the first failure (and whether it is a lost held chunk), logs it at level, wakes
+ * everyone; returns r. */
+__attribute__((format(printf, 6, 7))) static int fail_full(struct engine *e, enum log_level level,
+                                                           bool held_lost, int r, int code,
+                                                           const char *fmt, ...) {
         pthread_mutex_lock(&e->lock);
         bool first = e->error == 0;
         if (first) {
                 e->error = r;
                 e->error_code = code;
-                e->held_lost = r == -ESTALE; /* held_chunk_lost()'s error, and only its */
+                e->held_lost = held_lost;
         }
         wake_all(e);
         pthread_mutex_unlock(&e->lock);
@@ -348,7 +350,7 @@ __attribute__((format(printf, 5, 6))) static int fail_at(struct engine *e, enum 
         return r;
 }
 
-#define fail(e, r, code, ...) fail_at((e), LOG_LEVEL_ERROR, (r), (code), __VA_ARGS__)
+#define fail(e, r, code, ...) fail_full((e), LOG_LEVEL_ERROR, false, (r), (code), __VA_ARGS__)
 
 /* A chunk verified before a resume does not read back as it was: the slot or a staged boot file
  * was written meanwhile, or the disk lost writes it had confirmed (flash that ignores flushes,
@@ -356,9 +358,9 @@ __attribute__((format(printf, 5, 6))) static int fail_at(struct engine *e, enum 
  * against its rollout: the attempt stops, and install_run() starts the download over. */
 static int held_chunk_lost(struct engine *e, const struct payload_chunk *c, uint32_t chunk,
                            const char *why) {
-        return fail_at(e, LOG_LEVEL_WARNING, -ESTALE, UPDATE_ERROR_ROOTFS_VERIFY,
-                       "%s chunk %u, verified before the download stopped, %s; downloading "
-                       "again from the start", payload_image_name(c->image), chunk, why);
+        return fail_full(e, LOG_LEVEL_WARNING, true, -ESTALE, UPDATE_ERROR_ROOTFS_VERIFY,
+                         "%s chunk %u, verified before the download stopped, %s; downloading "
+                         "again from the start", payload_image_name(c->image), chunk, why);
 }
 
 static int current_error(struct engine *e) {
@@ -1142,12 +1144,22 @@ static int receive(void *userdata, const void *data, size_t len) {
         return current_error(e);
 }
 
-/* After a failed transfer: back to the last chunk boundary (or the start). */
+/* Where a retry starts: the last chunk boundary, or the start of the table or the file. */
+static uint64_t retry_offset(const struct engine *e) {
+        if (!e->have_manifest)
+                return 0;
+        if (!e->have_table)
+                return e->m.table_offset;
+        return e->chunk < e->m.n_chunks ? e->cur_chunk.offset : e->m.payload_size;
+}
+
+/* After a failed transfer: back to retry_offset(). */
 static void rewind_receiver(struct engine *e) {
+        uint64_t to = retry_offset(e);
         if (!e->have_manifest) {
                 e->prefix_len = 0;
                 e->prefix_size = 0;
-                e->pos = 0;
+                e->pos = to;
                 SHA256_Init(&e->file_ctx);
                 return;
         }
@@ -1155,7 +1167,7 @@ static void rewind_receiver(struct engine *e) {
                 e->table_len = 0;
                 SHA256_Init(&e->table_ctx);
                 e->file_ctx = e->chunk_start_ctx;
-                e->pos = e->m.table_offset;
+                e->pos = to;
                 return;
         }
         if (e->cur) {
@@ -1166,7 +1178,7 @@ static void rewind_receiver(struct engine *e) {
         }
         e->fill = 0;
         e->file_ctx = e->chunk_start_ctx;
-        e->pos = e->chunk < e->m.n_chunks ? e->cur_chunk.offset : e->m.payload_size;
+        e->pos = to;
 }
 
 static int fetch_all(struct engine *e) {
@@ -1196,17 +1208,22 @@ static int fetch_all(struct engine *e) {
                         return 0;
                 if (r == 0) {
                         /* The prefix and table alone were asked for (a possible resume) and came:
-                         * the receiver has decided where the chunks start. A body that brought
-                         * nothing (a server that ignores Range and sends less than the offset)
-                         * counts as a failed attempt below, not as a reason to ask again at once. */
-                        if (to && e->have_manifest && e->pos > before)
+                         * the receiver has decided where the chunks start. Or the signed prefix is
+                         * longer than the saved head: then it is another payload, and the rest of
+                         * the prefix comes next (table_complete() starts over). A body that
+                         * brought nothing (a server that ignores Range and sends less than the
+                         * offset) counts as a failed attempt below, not as a reason to ask again
+                         * at once. */
+                        if (to && e->pos > before)
                                 continue;
                         r = -ENODATA;
                 }
                 if (http)
                         e->result->http_status = http;
-                /* Progress made: the retry budget starts again. */
-                if (e->pos > before + (1u << 20))
+                /* Progress kept: the retry budget starts again. Measured where the retry will
+                 * start, not where the transfer stopped: a link that always drops 2 MiB into a
+                 * long table or a large chunk makes no progress, however far each try gets. */
+                if (retry_offset(e) >= before + (1u << 20))
                         attempt = 0;
                 /* 4xx will not change on a retry, except a timeout or a request to slow down. */
                 bool client_error = http >= 400 && http < 500 && http != 408 && http != 429;
@@ -1486,7 +1503,7 @@ static int install_attempt(const struct install_params *p, struct install_result
 int install_run(const struct install_params *p, struct install_result *ret) {
         bool held_lost = false;
         int r = install_attempt(p, ret, &held_lost);
-        if (r < 0 && held_lost) {
+        if (r < 0 && held_lost && !(p->cancel && *p->cancel)) {
                 /* The checkpoint is gone (not a transfer error): this attempt starts afresh. */
                 uint64_t fetched = ret->bytes_fetched;
                 r = install_attempt(p, ret, &held_lost);

@@ -163,17 +163,23 @@ static int cmd_create(int argc, char **argv) {
                 case ARG_KEY: key_path = optarg; break;
                 case ARG_OUT: p.out_path = optarg; break;
                 case ARG_CHUNK:
-                        if (parse_u32(optarg, &p.chunk_size) < 0)
-                                return log_error_errno(-EINVAL, "Bad --chunk-size %s", optarg);
+                        if (parse_u32(optarg, &p.chunk_size) < 0) {
+                                log_error("Bad --chunk-size %s", optarg);
+                                return USAGE_ERROR;
+                        }
                         break;
                 case ARG_LEVEL:
-                        if (parse_u32(optarg, &v) < 0 || v < 1 || v > 22)
-                                return log_error_errno(-EINVAL, "--level wants 1..22");
+                        if (parse_u32(optarg, &v) < 0 || v < 1 || v > 22) {
+                                log_error("--level wants 1..22");
+                                return USAGE_ERROR;
+                        }
                         p.level = (int)v;
                         break;
                 case ARG_THREADS:
-                        if (parse_u32(optarg, &p.threads) < 0 || p.threads > 256)
-                                return log_error_errno(-EINVAL, "Bad --threads %s", optarg);
+                        if (parse_u32(optarg, &p.threads) < 0 || p.threads > 256) {
+                                log_error("Bad --threads %s", optarg);
+                                return USAGE_ERROR;
+                        }
                         break;
                 case ARG_QUIET: p.quiet = true; break;
                 case 'h': usage(stdout); return 0;

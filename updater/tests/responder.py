@@ -12,8 +12,9 @@ Listens on 127.0.0.1 (a free port, written to --port-file). Every request re-rea
      "version": "1.1.0", "payload": "/path/u.payload", "name": "u.payload",
      "hash_sha256": "hex" (default: the real one), "size": N (default: the real one),
      "payload_mode": "ok" | "500" | "403" | "overlong" | "stall" | "drop" | "drop-once" | "slow" | "norange"
-                     | "range-widened" | "range-late" | "range-bare",  (206 from a block boundary
-                       before the offset; from 4 KiB after it; without Content-Range)
+                     | "range-widened" | "range-late" | "range-bare" | "range-416",  (206 from a
+                       block boundary before the offset; from 4 KiB after it; without
+                       Content-Range; 416 for any range but from the start)
      "drop_after": BYTES, "rate": BYTES_PER_SECOND,
      "omaha_delay": SECONDS}           # every Omaha answer that much late (logged at once)
 
@@ -167,7 +168,7 @@ class Handler(BaseHTTPRequestHandler):
             m = re.match(r"bytes=(\d+)-(\d*)", rng)
             start = int(m.group(1))
             end = int(m.group(2)) + 1 if m.group(2) else len(data)
-            if start >= len(data):
+            if start >= len(data) or (mode == "range-416" and start > 0):
                 return self.send(416, b"", "text/plain")
             end = min(end, len(data))
             code = 206

@@ -81,9 +81,9 @@ EOF
 }
 make_base
 
-# make_payload OUT VERSION [ROOT-BYTES] [MIN-VERSION] [KEY]
+# make_payload OUT VERSION [ROOT-BYTES] [MIN-VERSION] [KEY] [CHUNK-SIZE]
 make_payload() {
-        local out=$1 v=$2 bytes=${3:-3000000} min=${4:-0.0.0} key=${5:-$KEYS/dev.pem}
+        local out=$1 v=$2 bytes=${3:-3000000} min=${4:-0.0.0} key=${5:-$KEYS/dev.pem} chunk=${6:-64K}
         local d=$WORK/p-$v-$bytes
         if [[ ! -f $d/root.img ]]; then
                 mkdir -p "$d"
@@ -97,7 +97,7 @@ make_payload() {
         fi
         $PAYLOAD create --quiet --root "$d/root.img" --kernel "$d/vmlinuz" --initrd "$d/initrd" \
                 --cmdline "ro pivot.version=$v pivot.verity.roothash=$ROOTHASH" --version "$v" \
-                --min-version "$min" --key "$key" --out "$out" --chunk-size 64K >/dev/null
+                --min-version "$min" --key "$key" --out "$out" --chunk-size "$chunk" >/dev/null
         cp "$d/root.img" "$out.root"
         cp "$d/vmlinuz" "$out.vmlinuz"
 }
@@ -873,19 +873,68 @@ if want range-widened; then
 fi
 if want range-unusable; then
         good=1
-        for mode in range-late range-bare; do
+        for mode in range-late range-bare range-416; do
                 interrupted_download
                 offer_p11 "$mode"
                 agent --once >"$WORK/last.log" 2>&1; rc=$?
                 msg="not from"; [[ $mode == range-bare ]] && msg="no usable Content-Range"
+                [[ $mode == range-416 ]] && msg="cannot serve this Range (HTTP 416)"
                 grep -q "$msg" "$WORK/last.log" && [[ $rc == 1 && -f $WORK/state/download/checkpoint ]] &&
                         b_not_bootable "$DISK" && a_untouched "$DISK" || { good=0; echo "  $mode: exit $rc" >&2; }
-                offer_p11
-                agent --once >>"$WORK/last.log" 2>&1; rc=$?
-                [[ $rc == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" ||
-                        { good=0; echo "  $mode, then a good server: exit $rc" >&2; }
+                # With a retry, the same server still works: the whole file, skipped to the offset.
+                agent_conf "download_retries = 1"
+                agent --once >"$WORK/last.log" 2>&1; rc=$?
+                [[ $rc == 0 ]] && grep -q "Resuming the download" "$WORK/last.log" &&
+                        grep -q "asking for the whole file" "$WORK/last.log" &&
+                        slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]] ||
+                        { good=0; echo "  $mode, with a retry: exit $rc" >&2; }
         done
         if [[ $good == 1 ]]; then ok range-unusable; else notok range-unusable; fi
+fi
+
+# A link that always drops 1.3 MB into a transfer, and a payload whose chunks are bigger than
+# that: each try gets past 1 MiB but keeps nothing. That is no progress: the retries run out.
+# (They used to start again at every such drop, for ever.)
+if want retry-no-kept-progress; then
+        P4M=$WORK/u-1.1.0-4m.payload
+        [[ -f $P4M ]] || make_payload "$P4M" 1.1.0 3000000 0.0.0 "$KEYS/dev.pem" 4M
+        new_disk; agent_conf "download_retries = 2"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$P4M\",\"payload_mode\":\"drop\",\"drop_after\":1300000}"
+        timeout 60 "$AGENT" --disk "$DISK" --state-dir "$WORK/state" --config "$WORK/update.conf" --quiet \
+                --once >"$WORK/last.log" 2>&1; rc=$?
+        n=$(requests /payloads/u-1.1.0-4m.payload)
+        if [[ $rc == 1 && $n == 3 ]] && b_not_bootable "$DISK" && a_untouched "$DISK"; then
+                ok retry-no-kept-progress
+        else notok retry-no-kept-progress "exit $rc after $n requests"; fi
+fi
+
+# A saved download whose head is shorter than the new payload's signed prefix (a payload made
+# with a much longer manifest): the head asked for ends inside the prefix. The rest of it comes
+# next, and the download starts over; it used to ask for the same short head until it failed.
+if want resume-short-head; then
+        PLONG=$WORK/u-1.2.0-long.payload
+        if [[ ! -f $PLONG ]]; then
+                d=$WORK/p-1.2.0-long; mkdir -p "$d"
+                head -c 200000 /dev/urandom >"$d/root.img"
+                $PAYLOAD create --quiet --root "$d/root.img" --kernel "$WORK/p-1.1.0-3000000/vmlinuz" \
+                        --initrd "$WORK/p-1.1.0-3000000/initrd" --version 1.2.0 --key "$KEYS/dev.pem" \
+                        --cmdline "ro pivot.version=1.2.0 pivot.verity.roothash=$ROOTHASH $(printf 'pad=%03900d' 0)" \
+                        --out "$PLONG" --chunk-size 64K >/dev/null
+                cp "$d/root.img" "$PLONG.root"
+        fi
+        PSMALL=$WORK/u-1.1.0-small.payload
+        [[ -f $PSMALL ]] || make_payload "$PSMALL" 1.1.0 600000
+        new_disk; agent_conf "download_retries = 0"
+        responder "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$PSMALL\",\"payload_mode\":\"drop\",\"drop_after\":300000}"
+        agent --once >/dev/null 2>&1
+        head_old=$($PAYLOAD show --json "$PSMALL" | python3 -c "import json,sys; print(json.load(sys.stdin)['data_offset'])")
+        prefix_new=$($PAYLOAD show --json "$PLONG" | python3 -c "import json,sys; print(json.load(sys.stdin)['table_offset'])")
+        responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$PLONG\"}"
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        if ((prefix_new > head_old)) && [[ $rc == 0 ]] && grep -q "another payload" "$WORK/last.log" &&
+                slot_holds "$DISK" $SLOT_B_OFF "$PLONG.root" && [[ $(next_boot "$DISK") == B ]]; then
+                ok resume-short-head
+        else notok resume-short-head "exit $rc; prefix $prefix_new, saved head $head_old"; fi
 fi
 
 # Reboot strategies (offline, a reboot command configured on purpose is run).
