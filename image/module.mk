@@ -39,7 +39,7 @@ qemu:
 	@qemu-tests/boot --disk $(OUT)/disk.img --interactive
 
 .PHONY: qemu-test
-qemu-test: image
+qemu-test: all image # the fleet tests run out/bin/pivot-server too
 	@tools/deps.sh qemu
 	@qemu-tests/run
 

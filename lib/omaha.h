@@ -1,8 +1,8 @@
 /* Omaha v3: the update-check protocol Flatcar's update_engine and the Nebraska server speak.
  *
  * One module for both ends: pivot-agent builds requests and parses responses, pivot-server
- * parses requests and builds responses. The shapes are the ones docs in DESIGN.md ("Omaha v3")
- * describe.
+ * parses requests and builds responses. The shapes are those docs/design.md ("Omaha v3")
+ * describes.
  *
  * Parsing is hardened for input from the network: documents larger than OMAHA_MAX_DOCUMENT
  * are refused, a document with a DOCTYPE (and so any entity declaration) is refused, entities

@@ -1,7 +1,7 @@
 /* THE answer to "which root slot boots next". The UEFI boot selector, pivot-agent and pivotctl
  * all call slot_policy_choose(), so they cannot disagree. No libc.
  *
- * The rule (DESIGN.md, "GPT slot attributes"):
+ * The rule (docs/design.md, "GPT slot attributes"):
  *   - a slot qualifies when it is bootable, its priority is above 0, and it has tries left or is
  *     marked successful;
  *   - the qualifying slot with the highest priority wins, ties going to the lower partition

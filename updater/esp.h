@@ -1,6 +1,6 @@
 /* The EFI system partition, read and written with mtools straight on the disk (image file or
  * block device) at the partition's offset: the same code path on a device and on a file, and
- * no mount. Layout (DESIGN.md): \pivot\<slot>\vmlinuz, \pivot\<slot>\initrd,
+ * no mount. Layout (docs/design.md): \pivot\<slot>\vmlinuz, \pivot\<slot>\initrd,
  * \pivot\<slot>\cmdline. */
 #pragma once
 

@@ -1,7 +1,7 @@
 /* Installing a payload into the passive slot, in one stream:
  *
- *   source (HTTP or file) -> header, manifest, signature: checked before anything is written
- *     -> passive slot to priority 0
+ *   passive slot to priority 0 (before the first byte is fetched)
+ *     -> source (HTTP or file): header, manifest, signature, checked before anything is written
  *     -> the chunk table: to the state directory, checked against the signed manifest's hash
  *     -> per chunk: SHA-256 of the compressed bytes checked, then decompressed and written
  *        (root: into the slot with large aligned O_DIRECT writes; kernel, initrd: staged in the

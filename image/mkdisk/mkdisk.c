@@ -1,7 +1,7 @@
 /* pivot-mkdisk: writes Pivot's GPT disk image onto a plain file with libfdisk, then copies
  * the partition images into place. No loop devices, no mounts, no root needed.
  *
- * Layout (DESIGN.md): EFI-SYSTEM, ROOT-A, ROOT-B, STATE (rest of the disk). The disk and
+ * Layout (docs/design.md): EFI-SYSTEM, ROOT-A, ROOT-B, STATE (rest of the disk). The disk and
  * partition GUIDs are derived from a seed, so the same inputs give the same bytes. */
 #include <errno.h>
 #include <fcntl.h>

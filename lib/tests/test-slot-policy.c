@@ -1,5 +1,5 @@
 /* The slot policy, checked exhaustively against a second, independently written statement of
- * the rule in DESIGN.md. */
+ * the rule in docs/design.md. */
 #include "gpt-fixture.h"
 #include "slot-policy.h"
 #include "util.h"
