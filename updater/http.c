@@ -307,6 +307,8 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
                 h->ranges_broken = true;
                 return -EPROTO;
         }
+        if (f.unplaceable)
+                return -EPROTO; /* a 206 to a request without Range */
         if (f.sink_error)
                 return f.sink_error;
         if (f.complete)

@@ -1183,7 +1183,8 @@ static void rewind_receiver(struct engine *e) {
 
 static int fetch_all(struct engine *e) {
         const struct install_params *p = e->p;
-        unsigned attempt = 0, delay = p->retry_delay_ms ? p->retry_delay_ms : 1000;
+        const unsigned first_delay = p->retry_delay_ms ? p->retry_delay_ms : 1000;
+        unsigned attempt = 0, delay = first_delay;
 
         for (;;) {
                 uint64_t from = e->pos, to = 0;
@@ -1220,11 +1221,14 @@ static int fetch_all(struct engine *e) {
                 }
                 if (http)
                         e->result->http_status = http;
-                /* Progress kept: the retry budget starts again. Measured where the retry will
-                 * start, not where the transfer stopped: a link that always drops 2 MiB into a
-                 * long table or a large chunk makes no progress, however far each try gets. */
-                if (retry_offset(e) >= before + (1u << 20))
+                /* Progress kept: the retry budget and the delay start again. Measured where the
+                 * retry will start, not where the transfer stopped: a link that always drops
+                 * 2 MiB into a long table or a large chunk keeps nothing, however far each try
+                 * gets. That point only moves forward, so this cannot go on for ever. */
+                if (retry_offset(e) > before) {
                         attempt = 0;
+                        delay = first_delay;
+                }
                 /* 4xx will not change on a retry, except a timeout or a request to slow down. */
                 bool client_error = http >= 400 && http < 500 && http != 408 && http != 429;
                 if (!p->source->retryable || attempt >= p->retries || client_error) {

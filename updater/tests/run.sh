@@ -693,7 +693,9 @@ if want resume-restart; then
                 [[ $(next_boot "$DISK") == B ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" &&
                 [[ ! -f $WORK/state/download/checkpoint ]] &&
                 # What this run downloaded: the head again, and the chunks from the checkpoint on.
-                (($(sed -n 's/.*(resumed: \([0-9]*\) of \([0-9]*\) bytes.*/\2 - \1/p' "$WORK/last.log") > 600000)); then
+                [[ $(sed -n 's/.*(resumed: \([0-9]*\) of \([0-9]*\) bytes.*/\1/p' "$WORK/last.log") == \
+                        $(($(stat -c %s "$P11") - $(sed -n 's/.*Resuming the download.* (\([0-9]*\) of .*/\1/p' "$WORK/last.log") +
+                           $($PAYLOAD show --json "$P11" | python3 -c "import json,sys; print(json.load(sys.stdin)['data_offset'])"))) ]]; then
                 ok resume-restart
         else notok resume-restart "exits $rc1/$rc2, checkpoint '$ckpt', B prio after failure $b1"; fi
 fi
