@@ -285,7 +285,8 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
         f.curl = c;
         common_options(c, &h->opts, h->url, errbuf);
         curl_easy_setopt(c, CURLOPT_URL, h->url);
-        if ((offset || end) && !h->ranges_broken) {
+        const bool ranged = (offset || end) && !h->ranges_broken;
+        if (ranged) {
                 if (end)
                         snprintf(range, sizeof(range), "%" PRIu64 "-%" PRIu64, offset, end - 1);
                 else
@@ -298,7 +299,6 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
         CURLcode cc = curl_easy_perform(c);
         if (!f.checked)
                 curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &f.status);
-        bool ranged = (offset || end) && !h->ranges_broken;
         if (ranged && (f.unplaceable || f.status == 416)) {
                 /* Retries of this download will not depend on ranges: a cache that cannot serve
                  * them would otherwise fail every resume, for ever. */

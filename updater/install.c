@@ -1155,11 +1155,10 @@ static uint64_t retry_offset(const struct engine *e) {
 
 /* After a failed transfer: back to retry_offset(). */
 static void rewind_receiver(struct engine *e) {
-        uint64_t to = retry_offset(e);
+        e->pos = retry_offset(e);
         if (!e->have_manifest) {
                 e->prefix_len = 0;
                 e->prefix_size = 0;
-                e->pos = to;
                 SHA256_Init(&e->file_ctx);
                 return;
         }
@@ -1167,7 +1166,6 @@ static void rewind_receiver(struct engine *e) {
                 e->table_len = 0;
                 SHA256_Init(&e->table_ctx);
                 e->file_ctx = e->chunk_start_ctx;
-                e->pos = to;
                 return;
         }
         if (e->cur) {
@@ -1178,7 +1176,6 @@ static void rewind_receiver(struct engine *e) {
         }
         e->fill = 0;
         e->file_ctx = e->chunk_start_ctx;
-        e->pos = to;
 }
 
 static int fetch_all(struct engine *e) {
