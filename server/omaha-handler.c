@@ -70,11 +70,6 @@ static struct policy_input policy_input(const struct omaha_app_request *req, con
         };
 }
 
-/* Counting the machines in flight and granting one more must be one step, or requests at the
- * same moment all see room under the limit. (Per process: several server processes on one
- * PostgreSQL database can each admit one more at the same moment.) */
-static pthread_mutex_t grant_lock = PTHREAD_MUTEX_INITIALIZER;
-
 /* Fills out->updatecheck and the manifest for one app. */
 static void answer_updatecheck(struct server *srv, const struct omaha_app_request *req, const char *channel,
                                const struct machine_state *ms, int64_t now, const char *host,
@@ -83,19 +78,18 @@ static void answer_updatecheck(struct server *srv, const struct omaha_app_reques
 
         struct policy_input in = policy_input(req, ans, ms);
         enum policy_verdict v = req->machineid && *req->machineid ? policy_decide(&in) : VERDICT_NOT_IN_ROLLOUT;
-        bool limited = v == VERDICT_UPDATE && ans->policy.max_inflight > 0 && policy_starts_attempt(&in);
-        if (limited) {
-                pthread_mutex_lock(&grant_lock);
-                int64_t n = 0;
-                if (store_count_inflight(srv->store, req->appid, channel, c->release_version,
-                                         now - ans->policy.inflight_timeout, &n) >= 0 &&
-                    n >= ans->policy.max_inflight)
+        /* The in-flight limit counts only against a machine that starts an attempt, not one
+         * that goes on with its own. */
+        int64_t limit = policy_starts_attempt(&in) ? ans->policy.max_inflight : 0;
+        int granted = 0;
+        if (v == VERDICT_UPDATE) {
+                bool ok = false;
+                granted = store_grant_within_limit(srv->store, req->appid, channel, req->machineid,
+                                                   c->release_version, now, limit,
+                                                   now - ans->policy.inflight_timeout, &ok);
+                if (granted >= 0 && !ok)
                         v = VERDICT_INFLIGHT_LIMIT;
         }
-        int granted = v == VERDICT_UPDATE ?
-                store_grant(srv->store, req->appid, channel, req->machineid, c->release_version, now) : 0;
-        if (limited)
-                pthread_mutex_unlock(&grant_lock);
         if (v != VERDICT_UPDATE) {
                 count_refusal(srv, v);
                 out->updatecheck = "noupdate";

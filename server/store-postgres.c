@@ -14,7 +14,7 @@
 #include "log.h"
 #include "util.h"
 
-#define STMT_CACHE 64
+#define STMT_CACHE 128
 #define SMALL_PARAMS 32
 #define MAX_PARAMS 65535 /* the protocol's limit */
 

@@ -99,6 +99,7 @@ struct store {
         size_t n_all;
         /* Bumped by every write to apps, channels and releases through this store. */
         atomic_uint_fast64_t generation;
+        pthread_mutex_t grant_lock; /* store_grant_within_limit() on a single-process engine */
         pthread_mutex_t cache_lock;
         struct channel_snapshot *cache[CHANNEL_CACHE_SLOTS];
         unsigned cache_next;   /* the slot a new channel takes when all are used */
@@ -207,6 +208,7 @@ int store_open_with(const char *data_dir, const char *db_url, unsigned flags, st
         s->driver = db_url ? &db_postgres_driver : &db_sqlite_driver;
         s->target = strdup(db_url ? db_url : data_dir);
         pthread_mutex_init(&s->lock, NULL);
+        pthread_mutex_init(&s->grant_lock, NULL);
         pthread_mutex_init(&s->cache_lock, NULL);
         if (!s->target || pthread_key_create(&s->key, NULL) != 0) {
                 free(s->target);
@@ -1008,7 +1010,7 @@ int store_count_inflight(struct store *s, const char *app, const char *channel, 
         return 0;
 }
 
-int store_grant(struct store *s, const char *app, const char *channel, const char *machine,
+static int grant(struct store *s, const char *app, const char *channel, const char *machine,
                 const char *version, int64_t now) {
         int r = Q(s,
                   "UPDATE machines SET state = 'granted', target_version = $1, state_changed = $2"
@@ -1021,6 +1023,57 @@ int store_grant(struct store *s, const char *app, const char *channel, const cha
                  " VALUES ($1, $2, $3, $4, 'granted', $5, $5)"
                  " ON CONFLICT (app, channel, version, machine) DO UPDATE SET state = 'granted', updated = excluded.updated",
                  NULL, DB_TEXT(app), DB_TEXT(channel), DB_TEXT(version), DB_TEXT(machine), DB_INT(now));
+}
+
+/* Counting the machines in flight and granting one more must be one step, or requests at the
+ * same moment all see room under the limit. */
+static int grant_under_limit(struct store *s, const char *app, const char *channel, const char *machine,
+                             const char *version, int64_t now, int64_t max, int64_t since,
+                             bool *ret_granted) {
+        int64_t n = 0;
+        int r = store_count_inflight(s, app, channel, version, since, &n);
+        if (r < 0 || n >= max)
+                return r;
+        r = grant(s, app, channel, machine, version, now);
+        if (r >= 0)
+                *ret_granted = true;
+        return r;
+}
+
+int store_grant_within_limit(struct store *s, const char *app, const char *channel, const char *machine,
+                             const char *version, int64_t now, int64_t max, int64_t since,
+                             bool *ret_granted) {
+        int r;
+        *ret_granted = false;
+        if (max <= 0) {
+                r = grant(s, app, channel, machine, version, now);
+                *ret_granted = r >= 0;
+                return r;
+        }
+        if (s->driver->single_process) {
+                /* Every write to the database goes through this process. */
+                pthread_mutex_lock(&s->grant_lock);
+                r = grant_under_limit(s, app, channel, machine, version, now, max, since, ret_granted);
+                pthread_mutex_unlock(&s->grant_lock);
+                return r;
+        }
+        /* Other processes grant too (PostgreSQL): a transaction that first locks the channel's
+         * row, so that a grant of another process waits for this one to commit, and counts
+         * after it. Only engines that are not single-process run this (SQLite has no FOR
+         * UPDATE, and needs none). */
+        r = store_query(s, "BEGIN", NULL, 0, NULL);
+        if (r >= 0)
+                r = Q(s, "SELECT 1 FROM channels WHERE app = $1 AND name = $2 FOR UPDATE", NULL,
+                      DB_TEXT(app), DB_TEXT(channel));
+        if (r >= 0)
+                r = grant_under_limit(s, app, channel, machine, version, now, max, since, ret_granted);
+        if (r >= 0)
+                r = store_query(s, "COMMIT", NULL, 0, NULL);
+        if (r < 0) {
+                (void)store_query(s, "ROLLBACK", NULL, 0, NULL);
+                *ret_granted = false;
+        }
+        return r;
 }
 
 const char *event_state(int type, int result, int error_code) {

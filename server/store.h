@@ -136,9 +136,13 @@ void machine_state_done(struct machine_state *m);
 /* Counts the updates of (app, channel, version) in flight, not older than since. */
 int store_count_inflight(struct store *s, const char *app, const char *channel, const char *version,
                          int64_t since, int64_t *ret);
-/* Marks machine as granted version (an attempt starts, or goes on). */
-int store_grant(struct store *s, const char *app, const char *channel, const char *machine,
-                const char *version, int64_t now);
+/* Marks machine as granted version (an attempt starts, or goes on), unless max > 0 and max
+ * machines are in flight (store_count_inflight() from since): *ret_granted tells which. The
+ * count and the grant are one step for every server process on the database, so that requests
+ * at the same moment, to one process or to several, cannot pass the limit together. */
+int store_grant_within_limit(struct store *s, const char *app, const char *channel, const char *machine,
+                             const char *version, int64_t now, int64_t max, int64_t since,
+                             bool *ret_granted);
 
 struct event_record {
         const char *app, *channel, *machine, *version; /* version: what the machine runs */

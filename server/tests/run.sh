@@ -570,6 +570,29 @@ if [[ $ENGINE == postgres ]]; then
         s=$(request "$(mid 7100)" 1.2.0 multi | omaha | check_status)
         check first_process_obeys_halt test "$s" = noupdate
         unset OMAHA_URL
+        # The in-flight limit holds across the processes. A transaction that holds the channel's
+        # row, as a grant does, and makes a machine in flight stands for a grant in another
+        # process: a request meanwhile must wait for it and count that machine.
+        "${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel held --rollout 100 >/dev/null 2>&1
+        "${ADMIN[@]}" policy held --max-inflight 2 >/dev/null
+        s=$(request "$(mid 7200)" 1.2.0 held | OMAHA_URL=http://127.0.0.1:$PORT2 omaha | check_status)
+        NOCHECK=1 request "$(mid 7201)" 1.2.0 held | omaha >/dev/null
+        "${ADMIN[@]}" machines --json --limit 100000 >/dev/null # the check-in is written
+        psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 >"$WORK/held.out" 2>&1 <<EOT &
+BEGIN;
+SELECT 1 FROM channels WHERE app = '$APP' AND name = 'held' FOR UPDATE;
+UPDATE machines SET state = 'granted', target_version = '1.3.0', state_changed = $(date +%s)
+  WHERE app = '$APP' AND id = '$(mid 7201)';
+SELECT pg_sleep(2);
+COMMIT;
+EOT
+        holder=$!
+        sleep 0.5
+        t0=$(date +%s%N)
+        s2=$(request "$(mid 7202)" 1.2.0 held | OMAHA_URL=http://127.0.0.1:$PORT2 omaha | check_status)
+        waited=$(( ($(date +%s%N) - t0) / 1000000 ))
+        wait "$holder"
+        check inflight_limit_across_processes test "$s" = ok -a "$s2" = noupdate -a "$waited" -ge 1000
 fi
 
 # A database of schema version 1 (events without an id) is brought up to date at start, its

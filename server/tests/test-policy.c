@@ -226,7 +226,10 @@ TEST(store_safe_mode_on_sqlite) {
                 CHECK_EQ(store_machine_checkin(s, &ci, &ms), 0);
                 CHECK_STREQ(ms.state, STATE_IDLE);
                 machine_state_done(&ms);
-                CHECK_EQ(store_grant(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000), 0);
+                bool granted = false;
+                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000, 0, 0,
+                                                  &granted), 0);
+                CHECK(granted);
         }
         int64_t n = 0;
         CHECK_EQ(store_count_inflight(s, DEFAULT_APP_ID, "stable", "1.3.0", 0, &n), 0);
@@ -270,6 +273,46 @@ static void machine_row(struct store *s, const char *id, char *channel, char *ve
 
 /* Check-ins written without waiting: new machines, channel moves, and the order with the
  * writes that do wait. */
+/* The in-flight limit: room while under it, a refusal that grants nothing at it, and attempts
+ * older than `since` no longer counted. */
+TEST(store_inflight_limit_on_sqlite) {
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
+        if (!s)
+                return;
+        add_release(s, "1.3.0");
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
+        char id[4][40];
+        bool granted;
+        int64_t n = 0;
+        for (int i = 0; i < 4; i++) {
+                snprintf(id[i], sizeof(id[i]), "%032x", i);
+                struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id[i], .channel = "stable",
+                                              .version = "1.2.0", .now = 1000 };
+                CHECK_EQ(store_machine_checkin(s, &ci, NULL), 0);
+        }
+        for (int i = 0; i < 3; i++) {
+                granted = false;
+                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id[i], "1.3.0", 1000 + i, 2, 0,
+                                                  &granted), 0);
+                CHECK(granted == (i < 2));
+        }
+        CHECK_EQ(store_count_inflight(s, DEFAULT_APP_ID, "stable", "1.3.0", 0, &n), 0);
+        CHECK_EQ(n, 2);
+        /* Counted from 1001 on, the grant at 1000 has timed out: room for one more. */
+        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id[2], "1.3.0", 1005, 2, 1001,
+                                          &granted), 0);
+        CHECK(granted);
+        /* Without a limit, always granted. */
+        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id[3], "1.3.0", 1006, 0, 0, &granted), 0);
+        CHECK(granted);
+        CHECK_EQ(store_count_inflight(s, DEFAULT_APP_ID, "stable", "1.3.0", 0, &n), 0);
+        CHECK_EQ(n, 4);
+        store_close(s);
+        remove_dir(dir);
+}
+
 TEST(store_deferred_checkins_on_sqlite) {
         char dir[sizeof(STORE_TEST_DIR)];
         struct store *s = temp_store(dir);
@@ -603,7 +646,9 @@ TEST(store_retention_keeps_safe_mode_on_sqlite) {
                 struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id[i], .channel = "stable",
                                               .version = "1.2.0", .now = then };
                 CHECK_EQ(store_machine_checkin(s, &ci, NULL), 0);
-                CHECK_EQ(store_grant(s, DEFAULT_APP_ID, "stable", id[i], "1.3.0", then), 0);
+                bool granted = false;
+                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id[i], "1.3.0", then, 0, 0,
+                                                  &granted), 0);
         }
         /* Three failures 100 days ago, one yesterday followed by a flood from that machine. */
         for (int i = 0; i < 3; i++)
