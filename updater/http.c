@@ -186,6 +186,7 @@ int http_post(const struct http_options *o, const char *url, const char *body, s
 struct fetch_state {
         CURL *curl;
         uint64_t skip;     /* bytes to drop first (a server that ignored the Range) */
+        uint64_t *dropped; /* the source's count of them */
         uint64_t left;     /* bytes still wanted; UINT64_MAX: to the end */
         uint64_t offset;
         bool checked;      /* status looked at */
@@ -247,6 +248,7 @@ static size_t fetch_write(char *p, size_t size, size_t n, void *userdata) {
         if (f->skip) {
                 size_t s = f->skip < len ? (size_t)f->skip : len;
                 f->skip -= s, p += s, len -= s;
+                *f->dropped += s;
         }
         if (len > f->left)
                 len = (size_t)f->left;
@@ -272,6 +274,7 @@ static int http_fetch(struct install_source *s, uint64_t offset, uint64_t end, i
         _cleanup_(curl_cleanupp) CURL *c = NULL;
         char errbuf[CURL_ERROR_SIZE] = "", range[64];
         struct fetch_state f = {
+                .dropped = &s->bytes_dropped,
                 .left = end ? end - offset : UINT64_MAX,
                 .offset = offset,
                 .sink = sink,

@@ -1192,9 +1192,10 @@ static int fetch_all(struct engine *e) {
                 if (e->resume_candidate && e->pos < e->ckpt.head_size &&
                     (!e->have_manifest || e->ckpt.head_size == e->m.data_offset))
                         to = e->ckpt.head_size;
-                uint64_t before = e->pos;
+                uint64_t before = e->pos, dropped = p->source->bytes_dropped;
                 int http = 0;
                 int r = p->source->fetch(p->source, from, to, receive, e, &http);
+                e->result->bytes_fetched += p->source->bytes_dropped - dropped;
                 int err = current_error(e);
                 if (err < 0)
                         return err; /* not the network: already reported */

@@ -52,6 +52,9 @@ struct install_source {
         int (*fetch)(struct install_source *s, uint64_t offset, uint64_t end, install_sink_fn sink,
                      void *userdata, int *ret_http);
         bool retryable; /* a failure may be transient: retry with a Range request */
+        /* Bytes received and dropped before the offset asked for (a server that ignored or
+         * widened the Range): downloaded all the same, and counted in bytes_fetched. */
+        uint64_t bytes_dropped;
         const char *name; /* for messages: URL or path */
 };
 
@@ -105,7 +108,7 @@ struct install_result {
         char version[PAYLOAD_MAX_VERSION_LEN + 1];
         int slot;
         bool resumed;         /* continued from a checkpoint */
-        uint64_t bytes_fetched; /* payload bytes received in this run */
+        uint64_t bytes_fetched; /* payload bytes received in this run (dropped ones too) */
         uint64_t payload_size;  /* the whole payload's, once its manifest is checked */
 };
 

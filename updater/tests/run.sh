@@ -856,9 +856,12 @@ if want range-ignored; then
         # The server now ignores Range and sends the whole file: the agent skips what it has.
         offer_p11 norange
         agent --once >"$WORK/last.log" 2>&1; rc=$?
-        if [[ $rc == 0 ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
+        # Downloaded in this run: the head, then the whole file again (what it skipped counts).
+        got=$(sed -n 's/.*(resumed: \([0-9]*\) of .*/\1/p' "$WORK/last.log")
+        want=$(($(stat -c %s "$P11") + $($PAYLOAD show --json "$P11" | python3 -c "import json,sys; print(json.load(sys.stdin)['data_offset'])")))
+        if [[ $rc == 0 && $got == "$want" ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root" && [[ $(next_boot "$DISK") == B ]]; then
                 ok range-ignored
-        else notok range-ignored "exit $rc"; fi
+        else notok range-ignored "exit $rc, $got bytes downloaded, $want expected"; fi
 fi
 
 # A resume whose 206 starts before the offset asked for (a cache serving whole blocks): the
