@@ -124,6 +124,11 @@ static int boot_checks(struct updater *u, bool mark_good) {
         }
         if (!mark_good)
                 return 0;
+        /* Offline without --booted-slot, the "running" slot is only the one that boots next:
+         * it never booted, and marking it good would take away its fallback (a kernel that
+         * panics would then be chosen at every boot). */
+        if (!t->booted_runs)
+                return 0;
         if (s->successful && out != BOOT_NEW_VERSION)
                 return 0;
         updater_set_status(u, "health-check", NULL);

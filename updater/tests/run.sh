@@ -670,6 +670,20 @@ if want connection-refused; then
         else notok connection-refused "exit $rc"; fi
 fi
 
+# Offline without --booted-slot, a second run finds the slot installed by the first one
+# booting next: it never booted, so it must not be marked good (it would lose its fallback).
+if want offline-next-slot-not-marked-good; then
+        new_disk; agent_conf
+        offer_p11
+        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        rm -rf "$WORK/state"
+        agent --once >>"$WORK/last.log" 2>&1; rc2=$?
+        if [[ $rc1 == 0 && $(next_boot "$DISK") == B && $(slot "$DISK" B successful) == false ]] &&
+                ! grep -q "marked successful" "$WORK/last.log"; then
+                ok offline-next-slot-not-marked-good
+        else notok offline-next-slot-not-marked-good "exits $rc1/$rc2, B successful $(slot "$DISK" B successful)"; fi
+fi
+
 # Resume: a dropped connection is resumed with a Range request in the same run; an agent that
 # gives up (or is restarted) resumes from its checkpoint.
 if want resume-dropped; then
