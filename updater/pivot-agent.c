@@ -18,6 +18,7 @@
 #include <openssl/rand.h>
 
 #include "log.h"
+#include "slot-policy.h"
 #include "reboot.h"
 #include "state.h"
 #include "update.h"
@@ -108,6 +109,21 @@ static unsigned long monotonic_seconds(void) {
         return (unsigned long)ts.tv_sec;
 }
 
+/* A rollback chosen by hand while the health checks ran (pivotctl rollback) stands: the table
+ * is read again, and a slot now ranked above the running one that is still on trial means
+ * that. Marking it good would undo the rollback, and the update would be reported a success. */
+static bool rolled_back_meanwhile(struct target *t) {
+        if (target_reload(t) < 0)
+                return false;
+        const struct slot *run = &t->disk->slots[t->booted];
+        if (run->successful)
+                return false;
+        for (size_t i = 0; i < t->disk->n_slots; i++)
+                if ((int)i != t->booted && slot_ranks_above(&t->disk->slots[i], run))
+                        return true;
+        return false;
+}
+
 /* After boot: report an update that came up or rolled back, and mark the running slot good
  * once healthy. A system that never gets healthy is rebooted, which spends its tries and
  * falls back to the old slot. */
@@ -138,6 +154,11 @@ static int boot_checks(struct updater *u, bool mark_good) {
         unsigned step = 5;
         for (;;) {
                 int r = updater_health_check(u);
+                if (r == 0 && rolled_back_meanwhile(t)) {
+                        log_warning("Another slot was chosen to boot next during the health checks "
+                                    "(pivotctl rollback): slot %s is not marked good", s->name);
+                        return 0;
+                }
                 if (r == 0)
                         return updater_mark_good(u, false);
                 if (stop)

@@ -670,6 +670,25 @@ if want connection-refused; then
         else notok connection-refused "exit $rc"; fi
 fi
 
+# A rollback chosen by hand while the health checks run stands: the slot on trial is not
+# marked good, and the next boot (on the old slot) reports the rollback.
+if want rollback-during-health-checks; then
+        new_disk; agent_conf 'health_check = sleep 3'
+        offer_p11
+        agent --once --boot-id boot-1 >/dev/null 2>&1
+        responder '{"omaha":"noupdate"}'
+        agent --once --boot-id boot-2 --booted-slot B >"$WORK/last.log" 2>&1 &
+        apid=$!
+        sleep 1
+        "$CTL" --disk "$DISK" --booted-slot B --state-dir "$WORK/state" rollback >>"$WORK/last.log" 2>&1; rc1=$?
+        wait $apid
+        agent --once --boot-id boot-3 --booted-slot A >>"$WORK/last.log" 2>&1
+        if [[ $rc1 == 0 && $(slot "$DISK" B successful) == false && $(next_boot "$DISK") == A ]] &&
+                ! grep -q "Slot B .* marked successful" "$WORK/last.log" && [[ $(events 3/0/44) == 1 ]]; then
+                ok rollback-during-health-checks
+        else notok rollback-during-health-checks "rollback exit $rc1, B successful $(slot "$DISK" B successful), 44 events $(events 3/0/44)"; fi
+fi
+
 # Offline without --booted-slot, a second run finds the slot installed by the first one
 # booting next: it never booted, so it must not be marked good (it would lose its fallback).
 if want offline-next-slot-not-marked-good; then
