@@ -438,11 +438,16 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                 .before_flip = before_flip,
                 .userdata = &ps,
         };
-        /* The slot about to be overwritten no longer holds an installed update. */
+        /* The slot about to be overwritten no longer holds an installed update. Not the running
+         * slot, nor the only one known to boot: the install refuses those, and the record of
+         * an update on trial there must stay for its success or rollback report. */
         int target_slot = slot >= 0 ? slot : target_passive(u->target);
+        bool refused = target_slot == u->target->booted || (target_slot >= 0 &&
+                       target_slot_is_last_good(u->target, target_slot));
         state_begin(u);
         const char *pending = kv_get(&u->state, K_PENDING_SLOT);
-        if (pending && target_slot >= 0 && !strcmp(pending, target_slot_name(u->target, target_slot)))
+        if (pending && target_slot >= 0 && !refused &&
+            !strcmp(pending, target_slot_name(u->target, target_slot)))
                 clear_pending(u);
         state_commit(u);
         if (pkg) {

@@ -689,6 +689,21 @@ if want rollback-during-health-checks; then
         else notok rollback-during-health-checks "rollback exit $rc1, B successful $(slot "$DISK" B successful), 44 events $(events 3/0/44)"; fi
 fi
 
+# An install into the running slot is refused, and the record of the update on trial there
+# stays (its success or rollback is still reported).
+if want install-running-keeps-record; then
+        new_disk; agent_conf
+        offer_p11
+        agent --once --boot-id boot-1 >/dev/null 2>&1
+        agent --once --boot-id boot-2 --booted-slot B --no-mark-good >/dev/null 2>&1
+        "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" --key "$KEYS/dev.pub" \
+                install --slot B "$P11" >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc != 0 ]] && grep -q "it is the running one" "$WORK/last.log" &&
+                grep -q '^pending_slot *= *B' "$WORK/state/update-state"; then
+                ok install-running-keeps-record
+        else notok install-running-keeps-record "exit $rc; state: $(tr '\n' ' ' <"$WORK/state/update-state")"; fi
+fi
+
 # Offline without --booted-slot, a second run finds the slot installed by the first one
 # booting next: it never booted, so it must not be marked good (it would lose its fallback).
 if want offline-next-slot-not-marked-good; then
