@@ -109,6 +109,12 @@ static unsigned long monotonic_seconds(void) {
         return (unsigned long)ts.tv_sec;
 }
 
+/* Seconds until a time taken from monotonic_seconds() (0 for none, or past). */
+static long retry_in(unsigned long at) {
+        unsigned long now = monotonic_seconds();
+        return at > now ? (long)(at - now) : 0;
+}
+
 /* A rollback chosen by hand while the health checks ran (pivotctl rollback) stands: the table
  * is read again, and a slot now ranked above the running one that is still on trial means
  * that. Marking it good would undo the rollback, and the update would be reported a success. */
@@ -273,7 +279,9 @@ int main(int argc, char **argv) {
 
         long delay = jittered(u->cfg.first_check_delay, u->cfg.poll_jitter);
         unsigned backoff = 0;
-        time_t reboot_retry_at = 0; /* after a busy reboot lock or a failed reboot command */
+        /* After a busy reboot lock or a failed reboot command: when to try again, on the
+         * monotonic clock (0: no retry due). */
+        unsigned long reboot_retry_at = 0;
         for (;;) {
                 char next[32];
                 snprintf(next, sizeof(next), "%lld", (long long)(time(NULL) + delay));
@@ -289,12 +297,13 @@ int main(int argc, char **argv) {
                 updater_reload_state(u);
                 bool reboot_waits = false;
                 if (updater_reboot_pending(u)) {
-                        long until = reboot_wait(strategy, &u->cfg, time(NULL), reboot_retry_at);
+                        long until = reboot_wait(strategy, &u->cfg, time(NULL),
+                                                 retry_in(reboot_retry_at));
                         if (until == 0) {
                                 if (lock->acquire(&u->cfg) == 0)
                                         updater_reboot(u, "update installed");
                                 /* Still here: the lock is busy, or the reboot failed. */
-                                reboot_retry_at = time(NULL) + 60;
+                                reboot_retry_at = monotonic_seconds() + 60;
                                 until = 60;
                         }
                         if (until < 0)
@@ -308,7 +317,8 @@ int main(int argc, char **argv) {
                 sleep_for(delay);
                 if (stop)
                         break;
-                if (reboot_waits && reboot_wait(strategy, &u->cfg, time(NULL), reboot_retry_at) == 0)
+                if (reboot_waits &&
+                    reboot_wait(strategy, &u->cfg, time(NULL), retry_in(reboot_retry_at)) == 0)
                         continue;
 
                 struct check_result res;

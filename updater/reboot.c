@@ -27,10 +27,10 @@ const struct reboot_strategy_ops *reboot_strategy_get(enum reboot_strategy s) {
 }
 
 long reboot_wait(const struct reboot_strategy_ops *s, const struct config *c, time_t now,
-                 time_t retry_at) {
+                 long retry_in) {
         long wait = s->delay(c, now);
-        if (wait >= 0 && retry_at > now && (long)(retry_at - now) > wait)
-                wait = (long)(retry_at - now);
+        if (wait >= 0 && retry_in > wait)
+                wait = retry_in;
         return wait;
 }
 

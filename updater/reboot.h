@@ -27,7 +27,8 @@ const struct reboot_strategy_ops *reboot_strategy_get(enum reboot_strategy s);
 /* Seconds from `now` until an installed update may reboot the machine: 0 now, < 0 not by
  * itself. The daemon asks again each time it wakes, and never keeps a time worked out before:
  * a clock step since then must not put the reboot outside the window. A retry (a busy lock, a
- * failed reboot command) waits for `retry_at` (0: none). */
+ * failed reboot command) waits `retry_in` seconds more (<= 0: none); the caller counts that on
+ * the monotonic clock, so that a step of the wall clock neither stretches nor skips it. */
 long reboot_wait(const struct reboot_strategy_ops *s, const struct config *c, time_t now,
-                 time_t retry_at);
+                 long retry_in);
 const struct reboot_lock_ops *reboot_lock_get(const struct config *c);

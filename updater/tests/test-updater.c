@@ -193,11 +193,12 @@ TEST(reboot_waits) {
         CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 5 * 3600, 0), 7 * 86400 - 3 * 3600);
         CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 2 * 3600, 0), 0);
         /* A retry after a busy lock waits for its time, also inside the window. */
-        CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 2 * 3600, sunday_0100 + 2 * 3600 + 60), 60);
-        CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 2 * 3600 + 61, sunday_0100 + 2 * 3600 + 60), 0);
+        CHECK_EQ(reboot_wait(s, &c, sunday_0100 + 2 * 3600, 60), 60);
+        /* A retry due before the window opens waits for the window. */
+        CHECK_EQ(reboot_wait(s, &c, sunday_0100, 60), 2 * 3600);
         CHECK(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_OFF), &c, sunday_0100, 0) < 0);
-        CHECK(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_OFF), &c, sunday_0100,
-                          sunday_0100 + 60) < 0);
+        CHECK(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_OFF), &c, sunday_0100, 60) < 0);
+        CHECK_EQ(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_REBOOT), &c, sunday_0100, 60), 60);
         CHECK_EQ(reboot_wait(reboot_strategy_get(REBOOT_STRATEGY_REBOOT), &c, sunday_0100, 0), 0);
         config_done(&c);
 }
