@@ -1462,6 +1462,8 @@ static int install_attempt(const struct install_params *p, struct install_result
                 return log_error_errno(r, "Cannot set slot %s to priority 0: %m",
                                        target_slot_name(p->target, e.slot));
         }
+        if (p->slot_disabled)
+                p->slot_disabled(p->userdata, e.slot);
 
         e.prefix = malloc(PAYLOAD_HEADER_SIZE);
         if (!e.prefix)

@@ -99,6 +99,10 @@ struct install_params {
          * the new slot with no record of it, and how it boots would never be reported. A
          * negative errno (the record could not be saved) stops the install before the flip. */
         int (*before_flip)(void *userdata, int slot, const char *version);
+        /* Once the slot is at priority 0, before its first byte is written: whatever it held
+         * (an update installed and waiting for a reboot) is gone. Not called when the install
+         * refuses the slot or stops before touching it. */
+        void (*slot_disabled)(void *userdata, int slot);
         void *userdata;
 };
 

@@ -29,6 +29,7 @@
 #define EXIT_ERROR 1      /* anything failed: see the message */
 #define EXIT_USAGE 2
 #define EXIT_NO_UPDATE 3  /* --once: the server has nothing newer */
+#define EXIT_DEFERRED 4   /* --once: an update is offered but not installed now (see the log) */
 
 static volatile sig_atomic_t stop;
 static volatile int cancel;
@@ -59,8 +60,9 @@ static void usage(FILE *f) {
               "  -v, --verbose        debug messages\n"
               "  -h, --help           this text\n"
               "\n"
-              "Exit status (--once): 0 an update was installed; 3 no update; 1 error (the message\n"
-              "says which); 2 usage. The daemon exits 0 on SIGTERM, 1 if it cannot start.\n",
+              "Exit status (--once): 0 an update was installed; 3 no update; 4 an update waits for\n"
+              "a later check (the log says why); 1 error (the message says which); 2 usage. The\n"
+              "daemon exits 0 on SIGTERM, 1 if it cannot start.\n",
               f);
 }
 
@@ -270,7 +272,7 @@ int main(int argc, char **argv) {
                 }
                 if (r == 0) {
                         updater_set_status(u, "idle", NULL);
-                        return EXIT_NO_UPDATE;
+                        return res.deferred ? EXIT_DEFERRED : EXIT_NO_UPDATE;
                 }
                 if (strategy->delay(&u->cfg, time(NULL)) == 0 && lock->acquire(&u->cfg) == 0)
                         updater_reboot(u, "update installed (reboot_strategy = reboot)");

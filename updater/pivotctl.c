@@ -17,6 +17,7 @@
 #define EXIT_FAILURE_ 1
 #define EXIT_USAGE 2
 #define EXIT_NO_UPDATE 3 /* check/update: nothing newer on the server */
+#define EXIT_DEFERRED 4  /* update: one is offered, but not installed now (the message says why) */
 
 static void usage(FILE *f) {
         fputs("usage: pivotctl [OPTIONS] COMMAND [ARGS]\n"
@@ -29,7 +30,7 @@ static void usage(FILE *f) {
               "                       and switch to it\n"
               "                       [--no-flip] [--slot NAME] [--ignore-min-version]\n"
               "  mark-good [--force]  mark the running slot successful (--force: skip health checks)\n"
-              "  rollback [--force]   make the other slot boot next\n"
+              "  rollback [--force]   make the previous slot boot next\n"
               "  reboot               reboot into an installed update (reboot_strategy = off)\n"
               "\n"
               "Options:\n"
@@ -47,7 +48,8 @@ static void usage(FILE *f) {
               "  -v, --verbose        debug messages\n"
               "  -h, --help           this text\n"
               "\n"
-              "Exit status: 0 success; 1 failure; 2 usage; 3 check/update found no update.\n",
+              "Exit status: 0 success; 1 failure; 2 usage; 3 check/update found no update;\n"
+              "4 update found one but did not install it now (the message says why).\n",
               f);
 }
 
@@ -156,7 +158,10 @@ int main(int argc, char **argv) {
                 if (r == 0 && !install && res.update_available)
                         printf("update available: %s (%llu bytes)\n", res.version,
                                (unsigned long long)res.size);
-                else if (r == 0) {
+                else if (r == 0 && res.deferred) {
+                        printf("update %s deferred\n", res.version);
+                        return EXIT_DEFERRED;
+                } else if (r == 0) {
                         if (!install || !res.update_available)
                                 printf("no update\n");
                         return EXIT_NO_UPDATE;

@@ -161,7 +161,13 @@ int mkdir_p(const char *path, bool private) {
                         return negative_errno();
                 *s = '/';
         }
-        if (mkdir(p, private ? 0700 : 0755) < 0 && errno != EEXIST)
+        if (mkdir(p, private ? 0700 : 0755) == 0)
+                return 0;
+        if (errno != EEXIST)
                 return negative_errno();
-        return 0;
+        /* Something that is there already must be a folder (or lead to one). */
+        struct stat st;
+        if (stat(p, &st) < 0)
+                return negative_errno();
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }

@@ -234,6 +234,28 @@ int target_passive(const struct target *t) {
         return best < 0 ? -ENOENT : best;
 }
 
+static bool rather_fall_back(const struct slot *a, const struct slot *b) {
+        if (a->successful != b->successful)
+                return a->successful;
+        return slot_ranks_above(a, b);
+}
+
+int target_fallback(const struct target *t) {
+        int best = -1;
+        for (size_t i = 0; i < t->disk->n_slots; i++) {
+                if ((int)i == t->booted)
+                        continue;
+                if (best < 0 || rather_fall_back(&t->disk->slots[i], &t->disk->slots[best]))
+                        best = (int)i;
+        }
+        return best < 0 ? -ENOENT : best;
+}
+
+bool target_other_boots_next(const struct target *t) {
+        struct slot_choice choice;
+        return disk_next_boot(t->disk, &choice) == 0 && (int)choice.index != t->booted;
+}
+
 int target_slot_disable(struct target *t, int slot) {
         struct disk_slot_update u = {.slot = (size_t)slot};
         return disk_update_slots(t->disk, &u, 1);

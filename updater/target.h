@@ -46,6 +46,14 @@ int target_reload(struct target *t);
  * priority. -ENOENT when there is none. */
 int target_passive(const struct target *t);
 
+/* The slot a rollback goes to: the one that ran before, as far as the table tells. Among the
+ * non-running slots, one known to boot (successful) before one that is not, then the highest
+ * ranked. -ENOENT when there is none. */
+int target_fallback(const struct target *t);
+
+/* Another slot than the running one boots next (an installed update, a rollback by hand). */
+bool target_other_boots_next(const struct target *t);
+
 const char *target_slot_name(const struct target *t, int slot);
 
 /* Writing `slot` would take the last slot known to boot (successful), while the running one is

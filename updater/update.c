@@ -402,6 +402,20 @@ static int before_flip(void *userdata, int slot, const char *version) {
         return 0;
 }
 
+/* The slot no longer holds the update its record names: the record goes. Only here, once the
+ * slot is switched off: an install that refuses its slot (the running one, the only one known
+ * to boot) or stops before it must leave the record of an update on trial, whose success or
+ * rollback is still to be reported. */
+static void slot_disabled(void *userdata, int slot) {
+        struct progress_state *ps = userdata;
+        struct updater *u = ps->u;
+        state_begin(u);
+        const char *pending = kv_get(&u->state, K_PENDING_SLOT);
+        if (pending && !strcmp(pending, target_slot_name(u->target, slot)))
+                clear_pending(u);
+        state_commit(u);
+}
+
 bool updater_reboot_pending(struct updater *u) {
         const char *b = kv_get(&u->state, K_PENDING_BOOT_ID);
         return kv_get(&u->state, K_PENDING_SLOT) && b && !strcmp(b, u->boot_id);
@@ -436,20 +450,9 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                 .cancel = u->cancel,
                 .progress = on_progress,
                 .before_flip = before_flip,
+                .slot_disabled = slot_disabled,
                 .userdata = &ps,
         };
-        /* The slot about to be overwritten no longer holds an installed update. Not the running
-         * slot, nor the only one known to boot: the install refuses those, and the record of
-         * an update on trial there must stay for its success or rollback report. */
-        int target_slot = slot >= 0 ? slot : target_passive(u->target);
-        bool refused = target_slot == u->target->booted || (target_slot >= 0 &&
-                       target_slot_is_last_good(u->target, target_slot));
-        state_begin(u);
-        const char *pending = kv_get(&u->state, K_PENDING_SLOT);
-        if (pending && target_slot >= 0 && !refused &&
-            !strcmp(pending, target_slot_name(u->target, target_slot)))
-                clear_pending(u);
-        state_commit(u);
         if (pkg) {
                 p.expect_size = pkg->size;
                 p.has_expect_sha256 = pkg->has_sha256;
@@ -748,7 +751,7 @@ int updater_mark_good(struct updater *u, bool check_health) {
 
 int updater_rollback(struct updater *u, bool force) {
         struct target *t = u->target;
-        int other = target_passive(t);
+        int other = target_fallback(t);
         if (other < 0)
                 return log_error_errno(other, "No other slot");
         const struct slot *s = &t->disk->slots[other];
@@ -762,11 +765,22 @@ int updater_rollback(struct updater *u, bool force) {
         int r = target_slot_prefer(t, other, 1);
         if (r < 0)
                 return log_error_errno(r, "Cannot switch to slot %s: %m", s->name);
-        /* An update on trial (running, not yet marked good) that is rolled back by hand counts
-         * as one that did not come up: its record stays, so that the next boot reports the
-         * rollback (error 44) and that version is not installed again. */
         log_info("Slot %s (version %s) boots next", s->name,
                  t->slot_versions[other] ? t->slot_versions[other] : "?");
+        /* An update on trial (running, not yet marked good) that is rolled back by hand counts
+         * as one that did not come up: its record stays, so that the next boot reports the
+         * rollback (error 44) and that version is not installed again. A version already
+         * marked good has no record: noting it here keeps the agent from installing it again
+         * at its next check, which would undo the rollback. */
+        state_begin(u);
+        const char *pending = kv_get(&u->state, K_PENDING_SLOT);
+        bool on_trial = pending && !strcmp(pending, target_slot_name(t, t->booted));
+        if (t->booted_runs && !on_trial && t->running_version) {
+                state_set(u, K_FAILED_VERSION, t->running_version);
+                log_info("Version %s is not installed again by the agent (pivotctl update does)",
+                         t->running_version);
+        }
+        state_commit(u);
         return 0;
 }
 
@@ -1089,13 +1103,25 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 return 0;
         }
 
+        /* Neither is a failure: the next check after the slot is marked good, or after the
+         * reboot, installs. */
         int passive = target_passive(u->target);
         if (passive >= 0 && target_slot_is_last_good(u->target, passive)) {
-                /* Not a failure: once the running slot is marked good, the next check installs. */
                 log_warning("Not installing %s yet: the running slot %s is still on trial, and slot "
                             "%s is the only one known to boot", app->manifest_version,
                             target_slot_name(u->target, u->target->booted),
                             target_slot_name(u->target, passive));
+                ret->deferred = true;
+        } else if (!interactive && u->target->booted_runs && !updater_reboot_pending(u) &&
+                   target_other_boots_next(u->target)) {
+                /* Chosen by hand (pivotctl rollback): an install would overwrite the slot the
+                 * operator wants, or switch the machine away from it. */
+                log_warning("Not installing %s yet: another slot was chosen to boot next "
+                            "(pivotctl rollback); it is installed after the reboot",
+                            app->manifest_version);
+                ret->deferred = true;
+        }
+        if (ret->deferred) {
                 status_set(u, "last_result", "deferred");
                 updater_set_status(u, "idle", NULL);
                 return 0;

@@ -78,6 +78,9 @@ int updater_install_file(struct updater *u, const char *path, const struct insta
  * negative on error (logged, and reported to the server when possible). */
 struct check_result {
         bool update_available;
+        /* Offered, and installed by a later check, not now: the running slot is still on
+         * trial, or a rollback by hand waits for a reboot (the agent's checks only). */
+        bool deferred;
         char version[PAYLOAD_MAX_VERSION_LEN + 1];
         uint64_t size;
         int error_code; /* UPDATE_ERROR_* on failure */

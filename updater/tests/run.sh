@@ -174,6 +174,12 @@ if want three-slots; then
                 $(slot "$D3" C successful) == true && $(next_boot "$D3") == B ]]; then
                 ok priorities-keep-order-at-15
         else notok priorities-keep-order-at-15 "exit $rc, priorities A $(slot "$D3" A priority) B $(slot "$D3" B priority) C $(slot "$D3" C priority)"; fi
+        # A rollback from B goes back to C, the slot that ran before it (a good one ranked
+        # highest), not to A, the oldest.
+        "$CTL" --disk "$D3" --booted-slot B rollback >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(next_boot "$D3") == C ]]; then
+                ok rollback-three-slots
+        else notok rollback-three-slots "exit $rc, next $(next_boot "$D3")"; fi
         rm -f "$D3"
 fi
 
@@ -460,6 +466,30 @@ for l in open('$RLOG'):
         else notok boot-success "exit $rc, previousversion '$prev'"; fi
 fi
 
+# A rollback by hand after the update was marked good stands: while it waits for the reboot,
+# the agent installs nothing (an install would overwrite the slot chosen, or switch away from
+# it; exit 4, nothing reported), and after it the version left is not installed again.
+if want manual-rollback-stands; then
+        new_disk; agent_conf
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        offer_p11
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1
+        "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\"}"
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1; rcw=$?
+        n12=$(requests /payloads/u-1.2.0.payload); f12=$(events 3/0)
+        next=$(next_boot "$DISK")
+        offer_p11
+        agent --once --boot-id boot-3 --booted-slot A >>"$WORK/last.log" 2>&1; rca=$?
+        if [[ $rcr == 0 && $rcw == 4 && $n12 == 0 && $f12 == 0 && $next == A && $rca == 3 &&
+                $(requests /payloads/u-1.1.0.payload) == 0 && $(next_boot "$DISK") == A ]] &&
+                grep -q "another slot was chosen to boot next" "$WORK/last.log" &&
+                grep -q "rolled back here before" "$WORK/last.log"; then
+                ok manual-rollback-stands
+        else notok manual-rollback-stands "rollback exit $rcr, exits $rcw/$rca, 1.2.0 downloads $n12, next $next, then $(next_boot "$DISK")"; fi
+fi
+
 # The update came up but, before it was marked good, an admin rolled it back by hand: reported
 # as a rollback on the next boot, and that version is not taken again.
 if want boot-manual-rollback; then
@@ -532,7 +562,7 @@ if want install-while-on-trial; then
         agent --once --boot-id boot-2 --booted-slot B --no-mark-good >>"$WORK/last.log" 2>&1; rca=$?
         "$CTL" --disk "$DISK" --booted-slot B --state-dir "$WORK/state" --key "$KEYS/dev.pub" \
                 install "$WORK/u-1.2.0.payload" >>"$WORK/last.log" 2>&1; rcc=$?
-        if [[ $rca == 3 && $rcc == 1 && $(events 3/0) == 0 && $(requests /payloads/u-1.2.0.payload) == 0 ]] &&
+        if [[ $rca == 4 && $rcc == 1 && $(events 3/0) == 0 && $(requests /payloads/u-1.2.0.payload) == 0 ]] &&
                 grep -q "Not installing 1.2.0 yet" "$WORK/last.log" && grep -q "only slot known to boot" "$WORK/last.log" &&
                 a_untouched "$DISK"; then
                 ok install-while-on-trial
@@ -702,6 +732,22 @@ if want install-running-keeps-record; then
                 grep -q '^pending_slot *= *B' "$WORK/state/update-state"; then
                 ok install-running-keeps-record
         else notok install-running-keeps-record "exit $rc; state: $(tr '\n' ' ' <"$WORK/state/update-state")"; fi
+fi
+
+# An install that stops before it touches its slot (here: the download folder cannot be made)
+# leaves the record of the update installed there, which still boots next.
+if want install-stopped-keeps-record; then
+        new_disk; agent_conf
+        offer_p11
+        agent --once --boot-id boot-1 >/dev/null 2>&1
+        rm -rf "$WORK/state/download"; : >"$WORK/state/download"
+        "$CTL" --disk "$DISK" --booted-slot A --boot-id boot-1 --state-dir "$WORK/state" --key "$KEYS/dev.pub" \
+                install "$P11" >"$WORK/last.log" 2>&1; rc=$?
+        rm -f "$WORK/state/download"
+        if [[ $rc != 0 && $(next_boot "$DISK") == B ]] && grep -q "Cannot create" "$WORK/last.log" &&
+                grep -q '^pending_slot *= *B' "$WORK/state/update-state"; then
+                ok install-stopped-keeps-record
+        else notok install-stopped-keeps-record "exit $rc; state: $(tr '\n' ' ' <"$WORK/state/update-state")"; fi
 fi
 
 # Offline without --booted-slot, a second run finds the slot installed by the first one
