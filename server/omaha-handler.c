@@ -56,7 +56,7 @@ static void count_refusal(struct server *srv, enum policy_verdict v) {
 }
 
 static struct policy_input policy_input(const struct omaha_app_request *req, const struct app_answer *ans,
-                                        const struct machine_state *ms) {
+                                        const struct machine_state *ms, int64_t now) {
         const struct channel *c = ans->channel;
         return (struct policy_input){
                 .machine_id = req->machineid,
@@ -67,6 +67,7 @@ static struct policy_input policy_input(const struct omaha_app_request *req, con
                 .halted = ans->policy.halted,
                 .machine_state = ms ? ms->state : NULL,
                 .machine_target = ms ? ms->target_version : NULL,
+                .machine_state_stale = ms && ms->state_changed < now - ans->policy.inflight_timeout,
         };
 }
 
@@ -76,13 +77,15 @@ static void answer_updatecheck(struct server *srv, const struct omaha_app_reques
                                struct app_answer *ans, struct omaha_app_response *out) {
         const struct channel *c = ans->channel;
 
-        struct policy_input in = policy_input(req, ans, ms);
+        struct policy_input in = policy_input(req, ans, ms, now);
         enum policy_verdict v = req->machineid && *req->machineid ? policy_decide(&in) : VERDICT_NOT_IN_ROLLOUT;
-        /* The in-flight limit counts only against a machine that starts an attempt, not one
-         * that goes on with its own. */
-        int64_t limit = policy_starts_attempt(&in) ? ans->policy.max_inflight : 0;
+        /* The in-flight limit counts only against a machine that starts an attempt. One that
+         * goes on with its own is offered the release again, and nothing is written: a grant
+         * would restart its in-flight time at each check, and one that never starts would
+         * then hold its place under the limit for ever. */
         int granted = 0;
-        if (v == VERDICT_UPDATE) {
+        if (v == VERDICT_UPDATE && policy_starts_attempt(&in)) {
+                int64_t limit = ans->policy.max_inflight;
                 bool ok = false;
                 granted = store_grant_within_limit(srv->store, req->appid, channel, req->machineid,
                                                    c->release_version, now, limit,
@@ -180,7 +183,7 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
          * flight) and carry no event: the check-in is
          * then written without waiting for it, and the request never waits for the database. */
         if (req->n_events == 0) {
-                struct policy_input in = policy_input(req, ans, NULL);
+                struct policy_input in = policy_input(req, ans, NULL, now);
                 enum policy_verdict v = VERDICT_NOT_IN_ROLLOUT;
                 if (!req->updatecheck || !has_id || policy_decide_early(&in, &v)) {
                         if (has_id)
@@ -210,16 +213,17 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
                         .target_version = ms.target_version, .type = e->type, .result = e->result,
                         .error_code = e->error_code, .previous_version = e->previous_version, .now = now,
                 };
-                if (store_event(srv->store, &rec, &halted) >= 0 && halted) {
+                int moved = store_event(srv->store, &rec, &halted);
+                if (moved >= 0 && halted) {
                         atomic_fetch_add(&srv->metrics.safe_mode_halts, 1);
                         /* The answer below must already see the halt. */
                         ans->policy.halted = true;
                 }
                 /* The machine's state moved: keep the local copy in step for the decision. */
-                const char *st = event_state(e->type, e->result, e->error_code);
-                if (st) {
+                if (moved > 0) {
                         free(ms.state);
-                        ms.state = strdup(st);
+                        ms.state = strdup(event_state(e->type, e->result, e->error_code));
+                        ms.state_changed = now;
                 }
         }
         if (req->updatecheck)

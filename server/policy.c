@@ -20,6 +20,14 @@ unsigned policy_bucket(const char *machine_id, const char *version) {
         return (unsigned)(h % POLICY_BUCKETS);
 }
 
+unsigned policy_buckets_for(double percent) {
+        if (!(percent > 0))
+                return 0;
+        if (percent >= 100)
+                return POLICY_BUCKETS;
+        return (unsigned)(percent * (POLICY_BUCKETS / 100) + 0.5);
+}
+
 static bool in_flight(const char *state) {
         return state && (!strcmp(state, STATE_GRANTED) || !strcmp(state, STATE_DOWNLOADING) ||
                          !strcmp(state, STATE_DOWNLOADED) || !strcmp(state, STATE_INSTALLED));
@@ -27,7 +35,8 @@ static bool in_flight(const char *state) {
 
 bool policy_starts_attempt(const struct policy_input *in) {
         return !(in->machine_target && in->release_version &&
-                 strcmp(in->machine_target, in->release_version) == 0 && in_flight(in->machine_state));
+                 strcmp(in->machine_target, in->release_version) == 0 && in_flight(in->machine_state) &&
+                 !in->machine_state_stale);
 }
 
 bool policy_decide_early(const struct policy_input *in, enum policy_verdict *ret) {
@@ -55,7 +64,9 @@ enum policy_verdict policy_decide(const struct policy_input *in) {
         if (in->machine_target && strcmp(in->machine_target, in->release_version) == 0 && in->machine_state &&
             strcmp(in->machine_state, STATE_ROLLEDBACK) == 0)
                 return VERDICT_ROLLED_BACK;
-        if (policy_bucket(in->machine_id, in->release_version) >= in->percent * (POLICY_BUCKETS / 100.0))
+        /* Whole buckets, rounded: in floating point 0.07 * 100 is 7.000000000000001, which
+         * would let bucket 7 in as well. */
+        if (policy_bucket(in->machine_id, in->release_version) >= policy_buckets_for(in->percent))
                 return VERDICT_NOT_IN_ROLLOUT;
         return VERDICT_UPDATE;
 }

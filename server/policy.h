@@ -32,6 +32,7 @@ struct policy_input {
         bool paused, halted;
         const char *machine_state;     /* its update state, for release_version */
         const char *machine_target;    /* the version that state is about */
+        bool machine_state_stale;      /* unchanged for longer than the in-flight timeout */
 };
 
 /* Everything but the in-flight limit, which needs a count from the store: the caller checks
@@ -43,9 +44,14 @@ enum policy_verdict policy_decide(const struct policy_input *in);
  * decision needs machine_state and machine_target. Lets a caller skip reading them. */
 bool policy_decide_early(const struct policy_input *in, enum policy_verdict *ret);
 
-/* Whether granting this machine starts a new in-flight update (false when it is already
- * in flight for that release: offering it again costs nothing). */
+/* Whether granting this machine starts a new in-flight update: false when it is already in
+ * flight for that release (offering it again costs nothing), unless that state is older than
+ * the in-flight timeout. A machine silent that long is no longer counted in flight, so it
+ * starts again under the pause and the limit. */
 bool policy_starts_attempt(const struct policy_input *in);
+
+/* How many of the POLICY_BUCKETS buckets a rollout percentage offers (rounded to whole ones). */
+unsigned policy_buckets_for(double percent);
 
 const char *policy_verdict_name(enum policy_verdict v);
 

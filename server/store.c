@@ -606,6 +606,18 @@ void machine_state_done(struct machine_state *m) {
         *m = (struct machine_state){};
 }
 
+/* A machine that moves to another channel leaves its update in flight behind: that attempt
+ * was granted by the old channel's rollout, and the old channel's in-flight limit stops
+ * counting it. In the new one it starts again, under that channel's pause, percentage and
+ * limit. A rollback stays (the version it rolled back is not offered again). Used in the
+ * ON CONFLICT updates below, where machines.* is the row before the move. */
+#define IN_FLIGHT_STATES "('granted', 'downloading', 'downloaded', 'installed')"
+#define MOVED "machines.channel IS DISTINCT FROM excluded.channel AND machines.state IN " IN_FLIGHT_STATES
+#define MOVE_RESETS_STATE                                                                          \
+        " state = CASE WHEN " MOVED " THEN 'idle' ELSE machines.state END,"                       \
+        " target_version = CASE WHEN " MOVED " THEN NULL ELSE machines.target_version END,"       \
+        " state_changed = CASE WHEN " MOVED " THEN excluded.last_checkin ELSE machines.state_changed END,"
+
 int store_machine_checkin(struct store *s, const struct machine_checkin *c, struct machine_state *ret) {
         _cleanup_rows_ struct db_rows rows = {};
         /* The update leaves the indexed columns alone, so a plain check-in rewrites one row and
@@ -616,20 +628,33 @@ int store_machine_checkin(struct store *s, const struct machine_checkin *c, stru
                   " ON CONFLICT (app, id) DO UPDATE SET version = excluded.version,"
                   " aleph = excluded.aleph, oem = excluded.oem, bootid = excluded.bootid,"
                   " last_checkin = excluded.last_checkin"
-                  " RETURNING state, target_version, channel",
+                  " RETURNING state, target_version, channel, state_changed",
                   &rows, DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel), DB_TEXT(c->version),
                   DB_TEXT(c->aleph), DB_TEXT(c->oem), DB_TEXT(c->bootid), DB_INT(c->now));
         if (r < 0)
                 return r;
         const char *channel = db_cell(&rows, 0, 2);
         if (c->channel && (!channel || strcmp(channel, c->channel) != 0)) {
-                r = Q(s, "UPDATE machines SET channel = $1 WHERE app = $2 AND id = $3", NULL, DB_TEXT(c->channel),
-                      DB_TEXT(c->app), DB_TEXT(c->id));
+                _cleanup_rows_ struct db_rows moved = {};
+                /* An upsert of a row that exists, for the ON CONFLICT rule it shares with the
+                 * batched check-ins. */
+                r = Q(s,
+                      "INSERT INTO machines (app, id, channel, first_seen, last_checkin, state_changed)"
+                      " VALUES ($1, $2, $3, $4, $4, $4)"
+                      " ON CONFLICT (app, id) DO UPDATE SET" MOVE_RESETS_STATE " channel = excluded.channel"
+                      " RETURNING state, target_version, channel, state_changed",
+                      &moved, DB_TEXT(c->app), DB_TEXT(c->id), DB_TEXT(c->channel), DB_INT(c->now));
                 if (r < 0)
                         return r;
+                if (ret)
+                        *ret = (struct machine_state){ .state = dup_cell(&moved, 0, 0),
+                                                       .target_version = dup_cell(&moved, 0, 1),
+                                                       .state_changed = db_cell_int(&moved, 0, 3) };
+                return 0;
         }
         if (ret)
-                *ret = (struct machine_state){ .state = dup_cell(&rows, 0, 0), .target_version = dup_cell(&rows, 0, 1) };
+                *ret = (struct machine_state){ .state = dup_cell(&rows, 0, 0), .target_version = dup_cell(&rows, 0, 1),
+                                               .state_changed = db_cell_int(&rows, 0, 3) };
         return 0;
 }
 
@@ -643,8 +668,8 @@ static const char checkin_known[] =
 static const char checkin_new_or_moved[] =
         "INSERT INTO machines (version, aleph, oem, bootid, last_checkin, app, id, channel, first_seen,"
         " state_changed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $5, $5)"
-        " ON CONFLICT (app, id) DO UPDATE SET channel = excluded.channel, version = excluded.version,"
-        " aleph = excluded.aleph, oem = excluded.oem, bootid = excluded.bootid,"
+        " ON CONFLICT (app, id) DO UPDATE SET" MOVE_RESETS_STATE " channel = excluded.channel,"
+        " version = excluded.version, aleph = excluded.aleph, oem = excluded.oem, bootid = excluded.bootid,"
         " last_checkin = excluded.last_checkin";
 
 int store_machine_checkin_deferred(struct store *s, const struct machine_checkin *c) {
@@ -927,7 +952,7 @@ static char *writer_sql(size_t rows, bool update) {
                 r = asprintf(&sql,
                              "INSERT INTO machines (version, aleph, oem, bootid, last_checkin, app, id, channel,"
                              " first_seen, state_changed) VALUES %s"
-                             " ON CONFLICT (app, id) DO UPDATE SET channel = excluded.channel,"
+                             " ON CONFLICT (app, id) DO UPDATE SET" MOVE_RESETS_STATE " channel = excluded.channel,"
                              " version = excluded.version, aleph = excluded.aleph, oem = excluded.oem,"
                              " bootid = excluded.bootid, last_checkin = excluded.last_checkin"
                              " WHERE machines.last_checkin <= excluded.last_checkin",
@@ -1002,7 +1027,7 @@ int store_count_inflight(struct store *s, const char *app, const char *channel, 
         _cleanup_rows_ struct db_rows rows = {};
         int r = Q(s,
                   "SELECT COUNT(*) FROM machines WHERE app = $1 AND channel = $2 AND target_version = $3"
-                  " AND state IN ('granted', 'downloading', 'downloaded', 'installed') AND state_changed >= $4",
+                  " AND state IN " IN_FLIGHT_STATES " AND state_changed >= $4",
                   &rows, DB_TEXT(app), DB_TEXT(channel), DB_TEXT(version), DB_INT(since));
         if (r < 0)
                 return r;
@@ -1021,7 +1046,9 @@ static int grant(struct store *s, const char *app, const char *channel, const ch
         return Q(s,
                  "INSERT INTO attempts (app, channel, version, machine, state, started, updated)"
                  " VALUES ($1, $2, $3, $4, 'granted', $5, $5)"
-                 " ON CONFLICT (app, channel, version, machine) DO UPDATE SET state = 'granted', updated = excluded.updated",
+                 " ON CONFLICT (app, channel, version, machine) DO UPDATE SET"
+                 " state = CASE WHEN attempts.state = 'complete' THEN attempts.state ELSE 'granted' END,"
+                 " updated = excluded.updated",
                  NULL, DB_TEXT(app), DB_TEXT(channel), DB_TEXT(version), DB_TEXT(machine), DB_INT(now));
 }
 
@@ -1077,6 +1104,8 @@ int store_grant_within_limit(struct store *s, const char *app, const char *chann
 }
 
 const char *event_state(int type, int result, int error_code) {
+        if (type != 3 && type != 13 && type != 14)
+                return NULL; /* not a step of an update (pings, and types an agent makes up) */
         if (result == 0) /* any failed step ends the attempt */
                 return error_code == 44 ? STATE_ROLLEDBACK : STATE_ERROR;
         if (result != 1 && result != 2)
@@ -1138,23 +1167,40 @@ int store_event(struct store *s, const struct event_record *e, bool *ret_halted)
         if (!state)
                 return 0;
         bool failed = e->result == 0;
+        /* Only an update in flight moves: an event from a machine that is not updating (a
+         * failure an agent reports for a garbled answer, a report sent twice, one after the
+         * attempt ended) is kept in the log but changes no state, and no count safe mode
+         * reads. Otherwise one would turn a finished attempt into a failed one, or a rollback
+         * into an error, after which the release it rolled back is offered again. */
+        _cleanup_rows_ struct db_rows moved = {};
         r = Q(s,
-              "UPDATE machines SET state = $1, last_error = $2, state_changed = $3 WHERE app = $4 AND id = $5",
-              NULL, DB_TEXT(state), failed ? DB_INT(e->error_code) : DB_TEXT(NULL), DB_INT(e->now),
-              DB_TEXT(e->app), DB_TEXT(e->machine));
-        if (r < 0 || !e->target_version || !e->channel)
+              "UPDATE machines SET state = $1, last_error = $2, state_changed = $3 WHERE app = $4 AND id = $5"
+              " AND state IN " IN_FLIGHT_STATES " AND target_version IS NOT DISTINCT FROM $6 RETURNING id",
+              &moved, DB_TEXT(state), failed ? DB_INT(e->error_code) : DB_TEXT(NULL), DB_INT(e->now),
+              DB_TEXT(e->app), DB_TEXT(e->machine), DB_TEXT(e->target_version));
+        if (r < 0)
                 return r;
+        if (!moved.n_rows)
+                return 0;
+        if (!e->target_version || !e->channel)
+                return 1;
         /* The attempt: a failure sticks (failed = 1) even if a retry later succeeds, so safe
-         * mode sees every failure once per machine. */
+         * mode sees every failure once per machine. A success sticks too (state 'complete'),
+         * through a later grant of the same release (a machine reimaged, or rolled back by
+         * hand): taken back, it would leave the failures counted against fewer finished
+         * attempts, and halt a rollout early. */
         r = Q(s,
-              "UPDATE attempts SET state = $1, updated = $2, failed = CASE WHEN $3 > 0 THEN 1 ELSE failed END,"
+              "UPDATE attempts SET state = CASE WHEN state = 'complete' THEN state ELSE $1 END, updated = $2,"
+              " failed = CASE WHEN $3 > 0 THEN 1 ELSE failed END,"
               " error_code = CASE WHEN $3 > 0 THEN $4 ELSE error_code END"
               " WHERE app = $5 AND channel = $6 AND version = $7 AND machine = $8",
               NULL, DB_TEXT(state), DB_INT(e->now), DB_INT(failed), DB_INT(e->error_code), DB_TEXT(e->app),
               DB_TEXT(e->channel), DB_TEXT(e->target_version), DB_TEXT(e->machine));
-        if (r < 0 || !failed)
+        if (r < 0)
                 return r;
-        return apply_safe_mode(s, e, ret_halted);
+        if (failed && (r = apply_safe_mode(s, e, ret_halted)) < 0)
+                return r;
+        return 1;
 }
 
 /* --- event retention ---

@@ -63,6 +63,7 @@ struct machine_checkin {
 struct machine_state {
         char *state;
         char *target_version;
+        int64_t state_changed; /* when state last changed */
 };
 
 struct store;
@@ -151,9 +152,10 @@ struct event_record {
         const char *previous_version;
         int64_t now;
 };
-/* Stores an event and moves the machine and its attempt to the state it implies. When the
- * event is a failure, applies safe mode to the channel; *ret_halted tells whether it halted
- * the rollout just now. */
+/* Stores an event and, when the machine is in flight for e->target_version, moves it and its
+ * attempt to the state the event implies; when that is a failure, applies safe mode to the
+ * channel (*ret_halted: it halted the rollout just now). Returns 1 when the state moved, 0
+ * when the event was only logged, or a negative errno. */
 int store_event(struct store *s, const struct event_record *e, bool *ret_halted);
 
 /* Maps an event to the state it means, or NULL when it changes nothing. */

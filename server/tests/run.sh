@@ -340,6 +340,20 @@ wait "${pids[@]}"
 n=$(cat "$WORK"/burst.* | grep -c 'updatecheck status="ok"')
 check inflight_limit_concurrent test "$n" -eq 1
 
+# A machine that was granted and only checks again (it never starts) keeps its place for the
+# in-flight timeout, not for ever: its checks do not restart that time. Once the timeout is
+# past another machine takes the place, and the first one then starts again under the limit
+# like any other (refused: the place is taken).
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel idle --rollout 100 >/dev/null 2>&1
+"${ADMIN[@]}" policy idle --max-inflight 1 --inflight-timeout 2 >/dev/null
+s1=$(request "$(mid 3600)" 1.2.0 idle | omaha | check_status)
+for _ in 1 2; do sleep 0.5; request "$(mid 3600)" 1.2.0 idle | omaha >/dev/null; done
+sleep 2.1
+s2=$(request "$(mid 3601)" 1.2.0 idle | omaha | check_status)
+s3=$(request "$(mid 3600)" 1.2.0 idle | omaha | check_status)
+if [[ $s1/$s2/$s3 == ok/ok/noupdate ]]; then ok inflight_timeout_not_renewed_by_checks
+else notok inflight_timeout_not_renewed_by_checks "first, second machine, first again: $s1/$s2/$s3"; fi
+
 # Safe mode (default: >= 5 failures and >= 20% of finished attempts) halts the rollout.
 "${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel edge --rollout 100 >/dev/null 2>&1
 for i in $(seq 4000 4019); do request "$(mid "$i")" 1.2.0 edge | omaha >/dev/null; done
@@ -532,7 +546,7 @@ sql "UPDATE events SET time = time - 40 * 86400 WHERE machine IN ('$(mid 8000)',
 legacy=$DATA/payloads/$(tr -d '{}' <<<"$APP")/1.3.0
 mkdir -p "$legacy" && mv "$DATA/payloads/sha256/$sha" "$legacy/update.payload"
 start_server "$PORT" --event-retention 30 --events-per-machine 50; SERVER_PID=$LAST_PID
-check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 6
+check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 7
 curl -s -o "$WORK/dl3" "${codebase}update.payload"
 check legacy_payload_file_moved cmp -s "$WORK/dl3" "$DATA/payloads/sha256/$sha"
 check legacy_payload_download cmp -s "$WORK/dl3" "$WORK/pk/update.payload"

@@ -143,6 +143,30 @@ TEST(percent_selects_about_that_share) {
         CHECK(in_rollout > 4700 && in_rollout < 5300);
 }
 
+/* Whole buckets: 0.07% is 7 of 10000, not 8 (0.07 * 100 is 7.000000000000001). */
+TEST(percent_in_whole_buckets) {
+        CHECK_EQ(policy_buckets_for(0.07), 7);
+        CHECK_EQ(policy_buckets_for(0.14), 14);
+        CHECK_EQ(policy_buckets_for(0.55), 55);
+        CHECK_EQ(policy_buckets_for(12.5), 1250);
+        CHECK_EQ(policy_buckets_for(0), 0);
+        CHECK_EQ(policy_buckets_for(100), POLICY_BUCKETS);
+}
+
+/* In flight for longer than the timeout: no longer counted, so it starts again, and a pause
+ * holds it. */
+TEST(stale_in_flight_starts_again) {
+        struct policy_input in = base();
+        in.machine_state = STATE_DOWNLOADING;
+        in.machine_target = "1.3.0";
+        in.paused = true;
+        CHECK_EQ(policy_decide(&in), VERDICT_UPDATE);
+        CHECK(!policy_starts_attempt(&in));
+        in.machine_state_stale = true;
+        CHECK(policy_starts_attempt(&in));
+        CHECK_EQ(policy_decide(&in), VERDICT_PAUSED);
+}
+
 TEST(safe_mode_threshold) {
         CHECK(!policy_should_halt(4, 4, 5, 0.2));   /* too few failures */
         CHECK(policy_should_halt(5, 25, 5, 0.2));   /* 5 of 25 = 20% */
@@ -159,6 +183,9 @@ TEST(event_states) {
         CHECK_STREQ(event_state(3, 0, 10), STATE_ERROR);
         CHECK_STREQ(event_state(3, 0, 44), STATE_ROLLEDBACK);
         CHECK(event_state(3, 9, 0) == NULL);
+        /* Not a step of an update: nothing, whatever its result. */
+        CHECK(event_state(800, 0, 10) == NULL);
+        CHECK(event_state(2, 1, 0) == NULL);
 }
 
 /* A SQLite store in a new temporary directory, whose name goes to dir; NULL (the test has
@@ -240,7 +267,7 @@ TEST(store_safe_mode_on_sqlite) {
                 struct event_record e = { .app = DEFAULT_APP_ID, .channel = "stable", .machine = id, .version = "1.2.0",
                                           .target_version = "1.3.0", .type = 3, .result = 0,
                                           .error_code = i == 0 ? 44 : 10, .now = 1001 };
-                CHECK_EQ(store_event(s, &e, &halted), 0);
+                CHECK_EQ(store_event(s, &e, &halted), 1);
                 CHECK(halted == (i == 4));
         }
         CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
@@ -253,6 +280,122 @@ TEST(store_safe_mode_on_sqlite) {
         CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
         CHECK(!c.policy.halted);
         channel_done(&c);
+        store_close(s);
+        remove_dir(dir);
+}
+
+static int64_t finished_attempts(struct store *s, const char *version, int64_t *ret_failed) {
+        struct db_rows rows = {};
+        const struct db_param p[] = { DB_TEXT(DEFAULT_APP_ID), DB_TEXT(version) };
+        CHECK_EQ(store_query(s, "SELECT COALESCE(SUM(failed), 0), COALESCE(SUM(CASE WHEN failed > 0 OR"
+                             " state = 'complete' THEN 1 ELSE 0 END), 0) FROM attempts WHERE app = $1 AND version = $2",
+                             p, 2, &rows), 0);
+        *ret_failed = db_cell_int(&rows, 0, 0);
+        int64_t n = db_cell_int(&rows, 0, 1);
+        db_rows_done(&rows);
+        return n;
+}
+
+static void checkin(struct store *s, const char *id, const char *channel, const char *version, int64_t now,
+                    struct machine_state *ms) {
+        struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id, .channel = channel, .version = version, .now = now };
+        CHECK_EQ(store_machine_checkin(s, &ci, ms), 0);
+}
+
+static int event(struct store *s, const char *id, const char *target, int type, int result, int code, bool *halted) {
+        struct event_record e = { .app = DEFAULT_APP_ID, .channel = "stable", .machine = id, .version = "1.2.0",
+                                  .target_version = target, .type = type, .result = result, .error_code = code,
+                                  .now = 2000 };
+        return store_event(s, &e, halted);
+}
+
+/* Events move only an update in flight: a failure from a machine that finished, or one after a
+ * rollback, is logged and changes nothing safe mode or the policy reads. */
+TEST(store_events_outside_an_update_on_sqlite) {
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
+        if (!s)
+                return;
+        add_release(s, "1.3.0");
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
+        const struct db_param p[] = { DB_TEXT(DEFAULT_APP_ID) };
+        CHECK_EQ(store_query(s, "UPDATE channels SET safe_min_failures = 1 WHERE app = $1", p, 1, NULL), 0);
+        bool halted = false, granted = false;
+        struct machine_state ms = {};
+        const char *done = "00000000000000000000000000000001", *back = "00000000000000000000000000000002";
+        for (int i = 0; i < 2; i++) {
+                const char *id = i ? back : done;
+                checkin(s, id, "stable", "1.2.0", 1000, &ms);
+                machine_state_done(&ms);
+                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000, 0, 0, &granted), 0);
+        }
+        CHECK_EQ(event(s, done, "1.3.0", 3, 2, 0, &halted), 1);
+        /* Finished: a failure (a garbled answer, a made-up event type) is only logged. */
+        CHECK_EQ(event(s, done, "1.3.0", 3, 0, 2503, &halted), 0);
+        CHECK_EQ(event(s, done, "1.3.0", 800, 0, 10, &halted), 0);
+        CHECK(!halted);
+        int64_t failed = -1;
+        CHECK_EQ(finished_attempts(s, "1.3.0", &failed), 1);
+        CHECK_EQ(failed, 0);
+        /* Granted the same release again (reimaged): its success still counts. */
+        checkin(s, done, "stable", "1.2.0", 1500, &ms);
+        machine_state_done(&ms);
+        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", done, "1.3.0", 1500, 0, 0, &granted), 0);
+        CHECK_EQ(finished_attempts(s, "1.3.0", &failed), 1);
+        /* A rollback stays one: a later failure does not make it an error. */
+        CHECK_EQ(event(s, back, "1.3.0", 3, 0, 44, &halted), 1);
+        CHECK(halted);
+        CHECK_EQ(event(s, back, "1.3.0", 3, 0, 10, &halted), 0);
+        checkin(s, back, "stable", "1.2.0", 2001, &ms);
+        CHECK_STREQ(ms.state, STATE_ROLLEDBACK);
+        machine_state_done(&ms);
+        CHECK_EQ(finished_attempts(s, "1.3.0", &failed), 2);
+        CHECK_EQ(failed, 1);
+        store_close(s);
+        remove_dir(dir);
+}
+
+/* A machine that moves channel leaves its update in flight behind (it starts again under the
+ * new channel's rollout); a rollback goes with it. */
+TEST(store_channel_move_ends_flight_on_sqlite) {
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
+        if (!s)
+                return;
+        add_release(s, "1.3.0");
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "beta"), 0);
+        bool granted = false, halted = false;
+        struct machine_state ms = {};
+        const char *id = "00000000000000000000000000000003";
+        checkin(s, id, "stable", "1.2.0", 1000, &ms);
+        machine_state_done(&ms);
+        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000, 0, 0, &granted), 0);
+        checkin(s, id, "beta", "1.2.0", 1100, &ms);
+        CHECK_STREQ(ms.state, STATE_IDLE);
+        CHECK(ms.target_version == NULL);
+        CHECK_EQ(ms.state_changed, 1100);
+        machine_state_done(&ms);
+        int64_t n = -1;
+        CHECK_EQ(store_count_inflight(s, DEFAULT_APP_ID, "stable", "1.3.0", 0, &n), 0);
+        CHECK_EQ(n, 0);
+        /* The deferred check-in (no update check) moves it the same way. */
+        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "beta", id, "1.3.0", 1200, 0, 0, &granted), 0);
+        struct machine_checkin ci = { .app = DEFAULT_APP_ID, .id = id, .channel = "stable", .version = "1.2.0", .now = 1300 };
+        CHECK_EQ(store_machine_checkin_deferred(s, &ci), 0);
+        checkin(s, id, "stable", "1.2.0", 1301, &ms);
+        CHECK_STREQ(ms.state, STATE_IDLE);
+        machine_state_done(&ms);
+        /* Rolled back in stable, then moved: still rolled back. */
+        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1400, 0, 0, &granted), 0);
+        struct event_record e = { .app = DEFAULT_APP_ID, .channel = "stable", .machine = id, .version = "1.2.0",
+                                  .target_version = "1.3.0", .type = 3, .result = 0, .error_code = 44, .now = 1500 };
+        CHECK_EQ(store_event(s, &e, &halted), 1);
+        checkin(s, id, "beta", "1.2.0", 1600, &ms);
+        CHECK_STREQ(ms.state, STATE_ROLLEDBACK);
+        CHECK_STREQ(ms.target_version, "1.3.0");
+        machine_state_done(&ms);
         store_close(s);
         remove_dir(dir);
 }
@@ -508,7 +651,7 @@ static void event_at(struct store *s, const char *machine, const char *channel, 
                                   .target_version = target, .type = type, .result = result, .error_code = code,
                                   .now = now };
         bool halted = false;
-        CHECK_EQ(store_event(s, &e, &halted), 0);
+        CHECK(store_event(s, &e, &halted) >= 0);
 }
 
 /* A machine's events (all machines' with ""), and the smallest error code among them. */
@@ -674,7 +817,7 @@ TEST(store_retention_keeps_safe_mode_on_sqlite) {
         struct event_record e = { .app = DEFAULT_APP_ID, .channel = "stable", .machine = id[4], .version = "1.2.0",
                                   .target_version = "1.3.0", .type = 3, .result = 0, .error_code = 10, .now = now };
         bool halted = false;
-        CHECK_EQ(store_event(s, &e, &halted), 0);
+        CHECK_EQ(store_event(s, &e, &halted), 1);
         CHECK(halted);
         CHECK_EQ(store_channel_get(s, DEFAULT_APP_ID, "stable", &c), 0);
         CHECK(c.policy.halted);
