@@ -223,15 +223,20 @@ static bool rather_write(const struct slot *a, const struct slot *b) {
         return a->priority < b->priority;
 }
 
-int target_passive(const struct target *t) {
+/* The non-running slot that `rather` prefers to every other. */
+static int pick_other(const struct target *t, bool (*rather)(const struct slot *a, const struct slot *b)) {
         int best = -1;
         for (size_t i = 0; i < t->disk->n_slots; i++) {
                 if ((int)i == t->booted)
                         continue;
-                if (best < 0 || rather_write(&t->disk->slots[i], &t->disk->slots[best]))
+                if (best < 0 || rather(&t->disk->slots[i], &t->disk->slots[best]))
                         best = (int)i;
         }
         return best < 0 ? -ENOENT : best;
+}
+
+int target_passive(const struct target *t) {
+        return pick_other(t, rather_write);
 }
 
 static bool rather_fall_back(const struct slot *a, const struct slot *b) {
@@ -241,14 +246,7 @@ static bool rather_fall_back(const struct slot *a, const struct slot *b) {
 }
 
 int target_fallback(const struct target *t) {
-        int best = -1;
-        for (size_t i = 0; i < t->disk->n_slots; i++) {
-                if ((int)i == t->booted)
-                        continue;
-                if (best < 0 || rather_fall_back(&t->disk->slots[i], &t->disk->slots[best]))
-                        best = (int)i;
-        }
-        return best < 0 ? -ENOENT : best;
+        return pick_other(t, rather_fall_back);
 }
 
 bool target_other_boots_next(const struct target *t) {
