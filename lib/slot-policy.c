@@ -1,7 +1,7 @@
 /* The slot policy; see slot-policy.h. No libc: compiled into the UEFI boot selector. */
 #include "slot-policy.h"
 
-static bool qualifies(const struct slot *s) {
+bool slot_qualifies(const struct slot *s) {
         return s->bootable && s->priority > 0 && (s->tries > 0 || s->successful);
 }
 
@@ -15,7 +15,7 @@ int slot_policy_choose(const struct slot *slots, size_t n, struct slot_choice *r
         size_t best = n, first = n;
 
         for (size_t i = 0; i < n; i++)
-                if (qualifies(&slots[i]) && (best == n || slot_ranks_above(&slots[i], &slots[best])))
+                if (slot_qualifies(&slots[i]) && (best == n || slot_ranks_above(&slots[i], &slots[best])))
                         best = i;
         if (best < n) {
                 ret->index = best;

@@ -54,6 +54,9 @@ struct slot_choice {
         bool fallback;  /* no slot qualified: warn loudly */
 };
 
+/* Whether the selector would start s by itself: a priority, and a try left or successful. */
+bool slot_qualifies(const struct slot *s);
+
 /* Whether a is tried before b: higher priority, or the same priority and a lower partition
  * number. */
 bool slot_ranks_above(const struct slot *a, const struct slot *b);

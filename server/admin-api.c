@@ -141,7 +141,7 @@ json_t *admin_channel_json(struct server *srv, const char *app, const char *name
                 if (Q(srv->store,
                       "SELECT COUNT(*), COALESCE(SUM(failed), 0),"
                       " COALESCE(SUM(CASE WHEN state = 'complete' THEN 1 ELSE 0 END), 0),"
-                      " COALESCE(SUM(CASE WHEN state IN ('granted', 'downloading', 'downloaded', 'installed') THEN 1 ELSE 0 END), 0),"
+                      " COALESCE(SUM(CASE WHEN state IN " IN_FLIGHT_STATES " THEN 1 ELSE 0 END), 0),"
                       " COALESCE(SUM(CASE WHEN state = 'rolledback' THEN 1 ELSE 0 END), 0),"
                       " COALESCE(SUM(CASE WHEN failed > 0 OR state = 'complete' THEN 1 ELSE 0 END), 0)"
                       " FROM attempts WHERE app = $1 AND channel = $2 AND version = $3",

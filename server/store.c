@@ -611,7 +611,6 @@ void machine_state_done(struct machine_state *m) {
  * counting it. In the new one it starts again, under that channel's pause, percentage and
  * limit. A rollback stays (the version it rolled back is not offered again). Used in the
  * ON CONFLICT updates below, where machines.* is the row before the move. */
-#define IN_FLIGHT_STATES "('granted', 'downloading', 'downloaded', 'installed')"
 #define MOVED "machines.channel IS DISTINCT FROM excluded.channel AND machines.state IN " IN_FLIGHT_STATES
 #define MOVE_RESETS_STATE                                                                          \
         " state = CASE WHEN " MOVED " THEN 'idle' ELSE machines.state END,"                       \

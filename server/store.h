@@ -54,6 +54,8 @@ struct channel {
 #define STATE_COMPLETE "complete"      /* running the new version */
 #define STATE_ERROR "error"
 #define STATE_ROLLEDBACK "rolledback"  /* error code 44: the new version did not boot */
+/* The states of an update in flight (granted .. installed), as an SQL list for IN. */
+#define IN_FLIGHT_STATES "('" STATE_GRANTED "', '" STATE_DOWNLOADING "', '" STATE_DOWNLOADED "', '" STATE_INSTALLED "')"
 
 struct machine_checkin {
         const char *app, *id, *channel, *version, *aleph, *oem, *bootid;

@@ -121,15 +121,7 @@ static long retry_in(unsigned long at) {
  * is read again, and a slot now ranked above the running one that is still on trial means
  * that. Marking it good would undo the rollback, and the update would be reported a success. */
 static bool rolled_back_meanwhile(struct target *t) {
-        if (target_reload(t) < 0)
-                return false;
-        const struct slot *run = &t->disk->slots[t->booted];
-        if (run->successful)
-                return false;
-        for (size_t i = 0; i < t->disk->n_slots; i++)
-                if ((int)i != t->booted && slot_ranks_above(&t->disk->slots[i], run))
-                        return true;
-        return false;
+        return target_reload(t) >= 0 && !t->disk->slots[t->booted].successful && target_outranked(t);
 }
 
 /* After boot: report an update that came up or rolled back, and mark the running slot good

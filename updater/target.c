@@ -249,9 +249,13 @@ int target_fallback(const struct target *t) {
         return pick_other(t, rather_fall_back);
 }
 
-bool target_other_boots_next(const struct target *t) {
-        struct slot_choice choice;
-        return disk_next_boot(t->disk, &choice) == 0 && (int)choice.index != t->booted;
+bool target_outranked(const struct target *t) {
+        const struct slot *run = &t->disk->slots[t->booted];
+        for (size_t i = 0; i < t->disk->n_slots; i++)
+                if ((int)i != t->booted && slot_qualifies(&t->disk->slots[i]) &&
+                    slot_ranks_above(&t->disk->slots[i], run))
+                        return true;
+        return false;
 }
 
 int target_slot_disable(struct target *t, int slot) {

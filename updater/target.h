@@ -51,8 +51,10 @@ int target_passive(const struct target *t);
  * ranked. -ENOENT when there is none. */
 int target_fallback(const struct target *t);
 
-/* Another slot than the running one boots next (an installed update, a rollback by hand). */
-bool target_other_boots_next(const struct target *t);
+/* A slot the selector would start ranks above the running one: an update installed and not
+ * booted yet, or a rollback by hand. Not a slot whose update failed (no tries left), nor an
+ * older slot the running one merely spent its try over. */
+bool target_outranked(const struct target *t);
 
 const char *target_slot_name(const struct target *t, int slot);
 

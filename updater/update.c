@@ -1113,7 +1113,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                             target_slot_name(u->target, passive));
                 ret->deferred = true;
         } else if (!interactive && u->target->booted_runs && !updater_reboot_pending(u) &&
-                   target_other_boots_next(u->target)) {
+                   target_outranked(u->target)) {
                 /* Chosen by hand (pivotctl rollback): an install would overwrite the slot the
                  * operator wants, or switch the machine away from it. */
                 log_warning("Not installing %s yet: another slot was chosen to boot next "
