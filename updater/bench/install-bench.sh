@@ -136,13 +136,20 @@ fi
 # --- Runs ---------------------------------------------------------------------------------------
 busy() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; } # user nice system irq softirq
 hz=$(getconf CLK_TCK)
+# Every agent run starts from the same disk: slot A running and good, B below it. Left flipped
+# by the run before, B would outrank the running slot, which the agent takes for a rollback by
+# hand (its install record, which tells its own install apart, is wiped with the state).
+reset_slots() { # DISK
+        sfdisk -q --part-attrs "$1" 2 "GUID:49,56" && sfdisk -q --part-attrs "$1" 3 "GUID:48,56"
+}
 run_agent() { # [DISK [STAGES-FILE]]; prints: wall maxrss user sys others-cpu; the per-thread CPU
         # line goes to agent.stages
         rm -rf "$B/state"
+        reset_slots "${1:-$disk}" >&2
         local b0; b0=$(busy)
         /usr/bin/time -f "%e %M %U %S" -o "$B/time.out" out/bin/pivot-agent --once --quiet -v --no-mark-good \
                 --disk "${1:-$disk}" --booted-slot A --state-dir "$B/state" --config "$B/update.conf" 2>"$B/agent.log" || {
-                cat "$B/agent.log"; echo "install-bench: the agent failed"; exit 1; }
+                cat "$B/agent.log" >&2; echo "install-bench: the agent failed" >&2; exit 1; }
         local b1; b1=$(busy)
         read -r t m u s <"$B/time.out"
         echo "$t $m $u $s $(echo "$b0 $b1 $hz $u $s" | awk '{o = ($2 - $1) / $3 - $4 - $5; print o < 0 ? 0 : o}')"
@@ -187,12 +194,12 @@ echo "install-bench: $RUNS runs each; payload $((size >> 20)) MiB for $((raw >> 
 cat "$payload" "$B/data-$MIB.zst" >/dev/null # the page cache holds both sides' input
 run_zstd >/dev/null
 for i in $(seq "$RUNS"); do
-        read -r t rss au as ao < <(run_agent)
+        read -r t rss au as ao < <(run_agent) && [[ -n $t ]] || exit 1
         tf=$(run_pipeline fsync)
         td=$(run_pipeline direct)
         read -r zt zu zs zo < <(run_zstd)
         ts=0
-        [[ -n $shm_disk ]] && read -r ts _ < <(run_agent "$shm_disk" /dev/null)
+        if [[ -n $shm_disk ]]; then read -r ts _ < <(run_agent "$shm_disk" /dev/null) && [[ -n $ts ]] || exit 1; fi
         tfloor=$(disk_floor)
         echo "$t $rss $au $as $ao $tf $td $zt $zu $zs $zo $ts $tfloor" >>"$B/runs"
         echo "  run $i: agent ${t}s (peak RSS $((rss / 1024)) MiB, other processes ${ao} CPU-s meanwhile)," \
@@ -213,7 +220,7 @@ ln -sf "$small" "$B/www/payloads/$(basename "$small")"
 cp "$B/responder.json" "$B/responder.json.1g"
 printf '{"omaha":"update","version":"2.0.0","payload":"%s","hash_sha256":"%s","base_url":"http://127.0.0.1:%s"}\n' \
         "$small" "$(payload_sha "$small")" "$nport" >"$B/responder.json"
-read -r _ rss256 _ < <(run_agent)
+read -r _ rss256 _ < <(run_agent) && [[ -n $rss256 ]] || exit 1
 printf '{"omaha":"noupdate"}\n' >"$B/responder.json"
 rm -rf "$B/state"
 /usr/bin/time -f "%M" -o "$B/time.out" out/bin/pivot-agent --once --quiet --no-mark-good --disk "$disk" \
