@@ -236,6 +236,7 @@ int omaha_request_build(const struct omaha_request *req, char **ret_xml, size_t 
                         if (e->error_code)
                                 buf_attr_int(&b, "errorcode", e->error_code);
                         buf_attr(&b, "previousversion", e->previous_version);
+                        buf_attr(&b, "nextversion", e->next_version);
                         buf_puts(&b, "></event>\n");
                 }
                 buf_puts(&b, " </app>\n");
@@ -654,7 +655,9 @@ static int sax_event(struct omaha_app_request *a, int n, const xmlChar **attrs) 
         if ((r = sax_attr_long(n, attrs, "errorcode", INT_MIN, INT_MAX, &v)) < 0)
                 return r;
         e->error_code = (int)v;
-        return sax_attr_dup(n, attrs, "previousversion", &e->previous_version);
+        if ((r = sax_attr_dup(n, attrs, "previousversion", &e->previous_version)) < 0)
+                return r;
+        return sax_attr_dup(n, attrs, "nextversion", &e->next_version);
 }
 
 static void sax_start(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri,
@@ -1055,8 +1058,10 @@ void omaha_request_done(struct omaha_request *req) {
                 free(a->alephversion);
                 free(a->lang);
                 free(a->board);
-                for (size_t k = 0; k < a->n_events; k++)
+                for (size_t k = 0; k < a->n_events; k++) {
                         free(a->events[k].previous_version);
+                        free(a->events[k].next_version);
+                }
                 free(a->events);
         }
         free(req->apps);

@@ -55,7 +55,11 @@ struct omaha_event {
         int type;       /* OMAHA_EVENT_* */
         int result;     /* OMAHA_RESULT_* */
         int error_code; /* 0 when absent */
-        char *previous_version;
+        char *previous_version; /* the version before the update */
+        /* The version the update goes to ("nextversion"): it names the attempt, so that a report
+         * that comes late (a rollback found at the next boot) is charged to the release it is
+         * about, not to one granted meanwhile. NULL when absent (update_engine sends none). */
+        char *next_version;
 };
 
 struct omaha_app_request {

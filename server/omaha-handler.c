@@ -208,9 +208,12 @@ static void handle_app(struct server *srv, const struct omaha_app_request *req, 
                 out->n_events++;
                 if (!registered)
                         continue;
+                /* The attempt the event names (nextversion), if it names one: a rollback
+                 * reported at the next boot may be about a release the machine had installed
+                 * before it was granted the one it is in flight for now. */
                 struct event_record rec = {
                         .app = req->appid, .channel = channel, .machine = req->machineid, .version = req->version,
-                        .target_version = ms.target_version, .type = e->type, .result = e->result,
+                        .target_version = e->next_version ?: ms.target_version, .type = e->type, .result = e->result,
                         .error_code = e->error_code, .previous_version = e->previous_version, .now = now,
                 };
                 int moved = store_event(srv->store, &rec, &halted);

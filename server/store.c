@@ -1153,6 +1153,29 @@ static int apply_safe_mode(struct store *s, const struct event_record *e, bool *
         return 0;
 }
 
+/* Moves the machine's attempt at e->target_version to state; in_flight_only: only if the
+ * attempt itself is still in flight. *ret_moved: it did. */
+static int move_attempt(struct store *s, const struct event_record *e, const char *state, bool in_flight_only,
+                        bool *ret_moved) {
+        _cleanup_rows_ struct db_rows rows = {};
+        bool failed = e->result == 0;
+        /* A failure sticks (failed = 1) even if a retry later succeeds, so safe mode sees every
+         * failure once per machine. A success sticks too (state 'complete'), through a later
+         * grant of the same release (a machine reimaged, or rolled back by hand): taken back, it
+         * would leave the failures counted against fewer finished attempts, and halt a rollout
+         * early. */
+        int r = Q(s,
+                  "UPDATE attempts SET state = CASE WHEN state = 'complete' THEN state ELSE $1 END, updated = $2,"
+                  " failed = CASE WHEN $3 > 0 THEN 1 ELSE failed END,"
+                  " error_code = CASE WHEN $3 > 0 THEN $4 ELSE error_code END"
+                  " WHERE app = $5 AND channel = $6 AND version = $7 AND machine = $8"
+                  " AND ($9 = 0 OR state IN " IN_FLIGHT_STATES ") RETURNING machine",
+                  &rows, DB_TEXT(state), DB_INT(e->now), DB_INT(failed), DB_INT(e->error_code), DB_TEXT(e->app),
+                  DB_TEXT(e->channel), DB_TEXT(e->target_version), DB_TEXT(e->machine), DB_INT(in_flight_only));
+        *ret_moved = r >= 0 && rows.n_rows > 0;
+        return r;
+}
+
 int store_event(struct store *s, const struct event_record *e, bool *ret_halted) {
         int r = Q(s,
                   "INSERT INTO events (app, channel, machine, version, target_version, type, result, error_code,"
@@ -1165,7 +1188,6 @@ int store_event(struct store *s, const struct event_record *e, bool *ret_halted)
         const char *state = event_state(e->type, e->result, e->error_code);
         if (!state)
                 return 0;
-        bool failed = e->result == 0;
         /* Only an update in flight moves: an event from a machine that is not updating (a
          * failure an agent reports for a garbled answer, a report sent twice, one after the
          * attempt ended) is kept in the log but changes no state, and no count safe mode
@@ -1175,31 +1197,22 @@ int store_event(struct store *s, const struct event_record *e, bool *ret_halted)
         r = Q(s,
               "UPDATE machines SET state = $1, last_error = $2, state_changed = $3 WHERE app = $4 AND id = $5"
               " AND state IN " IN_FLIGHT_STATES " AND target_version IS NOT DISTINCT FROM $6 RETURNING id",
-              &moved, DB_TEXT(state), failed ? DB_INT(e->error_code) : DB_TEXT(NULL), DB_INT(e->now),
+              &moved, DB_TEXT(state), e->result == 0 ? DB_INT(e->error_code) : DB_TEXT(NULL), DB_INT(e->now),
               DB_TEXT(e->app), DB_TEXT(e->machine), DB_TEXT(e->target_version));
         if (r < 0)
                 return r;
-        if (!moved.n_rows)
-                return 0;
         if (!e->target_version || !e->channel)
-                return 1;
-        /* The attempt: a failure sticks (failed = 1) even if a retry later succeeds, so safe
-         * mode sees every failure once per machine. A success sticks too (state 'complete'),
-         * through a later grant of the same release (a machine reimaged, or rolled back by
-         * hand): taken back, it would leave the failures counted against fewer finished
-         * attempts, and halt a rollout early. */
-        r = Q(s,
-              "UPDATE attempts SET state = CASE WHEN state = 'complete' THEN state ELSE $1 END, updated = $2,"
-              " failed = CASE WHEN $3 > 0 THEN 1 ELSE failed END,"
-              " error_code = CASE WHEN $3 > 0 THEN $4 ELSE error_code END"
-              " WHERE app = $5 AND channel = $6 AND version = $7 AND machine = $8",
-              NULL, DB_TEXT(state), DB_INT(e->now), DB_INT(failed), DB_INT(e->error_code), DB_TEXT(e->app),
-              DB_TEXT(e->channel), DB_TEXT(e->target_version), DB_TEXT(e->machine));
+                return moved.n_rows > 0;
+        /* An event that names an attempt the machine has left behind (a rollback found at the
+         * next boot, after the machine was granted a newer release) still ends that attempt, if
+         * it is in flight, but not the machine's newer one. */
+        bool attempt_moved = false;
+        r = move_attempt(s, e, state, !moved.n_rows, &attempt_moved);
         if (r < 0)
                 return r;
-        if (failed && (r = apply_safe_mode(s, e, ret_halted)) < 0)
+        if (attempt_moved && e->result == 0 && (r = apply_safe_mode(s, e, ret_halted)) < 0)
                 return r;
-        return 1;
+        return moved.n_rows > 0;
 }
 
 /* --- event retention ---

@@ -149,15 +149,17 @@ int store_grant_within_limit(struct store *s, const char *app, const char *chann
 
 struct event_record {
         const char *app, *channel, *machine, *version; /* version: what the machine runs */
-        const char *target_version;                   /* the attempt it belongs to, or NULL */
+        const char *target_version; /* the attempt it belongs to (the event's nextversion, else the
+                                     * machine's target), or NULL */
         int type, result, error_code;
         const char *previous_version;
         int64_t now;
 };
 /* Stores an event and, when the machine is in flight for e->target_version, moves it and its
- * attempt to the state the event implies; when that is a failure, applies safe mode to the
- * channel (*ret_halted: it halted the rollout just now). Returns 1 when the state moved, 0
- * when the event was only logged, or a negative errno. */
+ * attempt to the state the event implies; when the machine has moved on to another release,
+ * only the attempt, if still in flight. When that is a failure, applies safe mode to the
+ * channel (*ret_halted: it halted the rollout just now). Returns 1 when the machine's state
+ * moved, 0 when it did not, or a negative errno. */
 int store_event(struct store *s, const struct event_record *e, bool *ret_halted);
 
 /* Maps an event to the state it means, or NULL when it changes nothing. */

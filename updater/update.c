@@ -29,7 +29,7 @@
 #define K_PENDING_VERSION "pending_version"
 #define K_PREVIOUS_VERSION "previous_version"
 #define K_PENDING_BOOT_ID "pending_boot_id"
-#define K_REPORT "report"             /* "TYPE RESULT ERRORCODE PREVIOUS-VERSION" */
+#define K_REPORT "report" /* "TYPE RESULT ERRORCODE PREVIOUS-VERSION NEXT-VERSION", "-" for none */
 #define K_FAILED_VERSION "failed_version"
 #define K_ALEPH "aleph_version"
 #define K_MACHINE_ID "machine_id"
@@ -650,9 +650,16 @@ int updater_status(struct updater *u, bool json, FILE *out) {
 
 /* --- Boot outcome, health, mark good, rollback, reboot ----------------------------------- */
 
-static void queue_report(struct updater *u, int type, int result, int code, const char *previous) {
-        char buf[128];
-        snprintf(buf, sizeof(buf), "%d %d %d %s", type, result, code, previous ? previous : "");
+static const char *version_or_null(const char *v) {
+        return *v && strcmp(v, "-") != 0 ? v : NULL;
+}
+
+#define REPORT_MAX (3 * 12 + 2 * (PAYLOAD_MAX_VERSION_LEN + 1) + 1)
+
+static void queue_report(struct updater *u, int type, int result, int code, const char *previous,
+                         const char *next) {
+        char buf[REPORT_MAX];
+        snprintf(buf, sizeof(buf), "%d %d %d %s %s", type, result, code, previous ?: "-", next ?: "-");
         state_set(u, K_REPORT, buf);
 }
 
@@ -684,7 +691,7 @@ static enum boot_outcome boot_outcome(struct updater *u) {
         log_warning("Version %s in slot %s did not come up; running %s from slot %s (rolled back)",
                     version ? version : "?", slot, t->running_version, target_slot_name(t, t->booted));
         queue_report(u, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR, UPDATE_ERROR_ROLLED_BACK,
-                     t->running_version);
+                     t->running_version, version);
         if (version)
                 state_set(u, K_FAILED_VERSION, version);
         clear_pending(u);
@@ -742,7 +749,7 @@ int updater_mark_good(struct updater *u, bool check_health) {
         const char *pending = kv_get(&u->state, K_PENDING_SLOT);
         if (pending && !strcmp(pending, s->name) && !updater_reboot_pending(u)) {
                 queue_report(u, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_SUCCESS_REBOOT, 0,
-                             kv_get(&u->state, K_PREVIOUS_VERSION));
+                             kv_get(&u->state, K_PREVIOUS_VERSION), t->running_version);
                 clear_pending(u);
         }
         state_commit(u);
@@ -873,11 +880,14 @@ static void omaha_call_init(struct updater *u, struct omaha_call *c, bool intera
         };
 }
 
-static void omaha_call_event(struct omaha_call *c, int type, int result, int code, const char *prev) {
+/* next: the version the update goes to, when the event is about one (see struct omaha_event). */
+static void omaha_call_event(struct omaha_call *c, int type, int result, int code, const char *prev,
+                             const char *next) {
         if (c->app.n_events >= ELEMENTSOF(c->events))
                 return;
         c->events[c->app.n_events++] = (struct omaha_event){
-                .type = type, .result = result, .error_code = code, .previous_version = (char *)prev};
+                .type = type, .result = result, .error_code = code, .previous_version = (char *)prev,
+                .next_version = (char *)next};
 }
 
 static struct http_options http_opts(struct updater *u, unsigned total) {
@@ -937,11 +947,11 @@ static int omaha_send(struct updater *u, struct omaha_call *c, struct omaha_resp
 
 /* Best effort: one event, in its own request. */
 static void send_event(struct updater *u, bool interactive, int type, int result, int code,
-                       const char *prev) {
+                       const char *next) {
         struct omaha_call c;
         int ignored;
         omaha_call_init(u, &c, interactive);
-        omaha_call_event(&c, type, result, code, prev);
+        omaha_call_event(&c, type, result, code, NULL, next);
         struct omaha_response resp = {0};
         if (omaha_send(u, &c, &resp, &ignored) == 0)
                 log_debug("Reported event %d/%d/%d", type, result, code);
@@ -962,7 +972,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         _cleanup_(omaha_response_done) struct omaha_response resp = {0};
         struct omaha_call c;
         int code = 0, r;
-        char report_prev[PAYLOAD_MAX_VERSION_LEN + 1] = "";
+        char report_prev[PAYLOAD_MAX_VERSION_LEN + 1] = "", report_next[PAYLOAD_MAX_VERSION_LEN + 1] = "";
         bool have_report = false;
 
         memset(ret, 0, sizeof(*ret));
@@ -970,7 +980,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         updater_reload_state(u);
         /* A boot result still to report goes with the check, as Flatcar does. Read here, before
          * omaha_call_init() takes pointers into the state. */
-        char report[128] = "";
+        char report[REPORT_MAX] = "";
         _cleanup_close_ int report_lock = -1;
         if (kv_get(&u->state, K_REPORT)) {
                 report_lock = take_report_lock(u);
@@ -987,8 +997,10 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         c.app.ping_active = 1;
         c.app.updatecheck = true;
         int rt = 0, rr = 0, rc = 0;
-        if (sscanf(report, "%d %d %d %64s", &rt, &rr, &rc, report_prev) >= 3) {
-                omaha_call_event(&c, rt, rr, rc, report_prev[0] ? report_prev : NULL);
+        _Static_assert(PAYLOAD_MAX_VERSION_LEN == 64, "the widths below");
+        /* A report queued before versions were named has the previous version only, or none. */
+        if (sscanf(report, "%d %d %d %64s %64s", &rt, &rr, &rc, report_prev, report_next) >= 3) {
+                omaha_call_event(&c, rt, rr, rc, version_or_null(report_prev), version_or_null(report_next));
                 have_report = true;
         }
         char now[32];
@@ -1089,7 +1101,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 ret->error_code = UPDATE_ERROR_POLICY;
                 status_set(u, "last_result", "refused");
                 send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
-                           UPDATE_ERROR_POLICY, NULL);
+                           UPDATE_ERROR_POLICY, app->manifest_version);
                 updater_set_status(u, "idle", NULL);
                 return log_error_errno(-EPERM, "The server offers %s, older than the running %s: "
                                        "refused (allow_downgrade = yes to accept)",
@@ -1130,13 +1142,14 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         if (r < 0) {
                 ret->error_code = UPDATE_ERROR_SIGNATURE;
                 send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
-                           UPDATE_ERROR_SIGNATURE, NULL);
+                           UPDATE_ERROR_SIGNATURE, app->manifest_version);
                 return r;
         }
         r = take_lock(u);
         if (r < 0)
                 return r;
-        send_event(u, interactive, OMAHA_EVENT_DOWNLOAD_STARTED, OMAHA_RESULT_SUCCESS, 0, NULL);
+        send_event(u, interactive, OMAHA_EVENT_DOWNLOAD_STARTED, OMAHA_RESULT_SUCCESS, 0,
+                   app->manifest_version);
         struct install_result res = {0};
         /* Each codebase in turn while the failure is one of transport (a mirror down); the
          * checkpoint carries over, so the next one resumes where this one stopped. */
@@ -1183,15 +1196,17 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 snprintf(e, sizeof(e), "error %d", res.error_code);
                 updater_set_status(u, "error", e);
                 send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
-                           res.error_code, NULL);
+                           res.error_code, app->manifest_version);
                 return r;
         }
         /* Downloaded, and installed: one request with both events. */
         struct omaha_call done;
         int ignored;
         omaha_call_init(u, &done, interactive);
-        omaha_call_event(&done, OMAHA_EVENT_DOWNLOAD_FINISHED, OMAHA_RESULT_SUCCESS, 0, NULL);
-        omaha_call_event(&done, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_SUCCESS, 0, NULL);
+        omaha_call_event(&done, OMAHA_EVENT_DOWNLOAD_FINISHED, OMAHA_RESULT_SUCCESS, 0, NULL,
+                         app->manifest_version);
+        omaha_call_event(&done, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_SUCCESS, 0, NULL,
+                         app->manifest_version);
         struct omaha_response dresp = {0};
         if (omaha_send(u, &done, &dresp, &ignored) < 0)
                 log_warning("Could not report the finished install to the server");

@@ -135,7 +135,8 @@ TEST(parses_noupdate_and_error_statuses) {
 
 TEST(request_round_trip) {
         struct omaha_event events[] = {
-                { .type = 3, .result = 0, .error_code = 44, .previous_version = "1.2.0" },
+                { .type = 3, .result = 0, .error_code = 44, .previous_version = "1.2.0",
+                  .next_version = "1.3.0" },
                 { .type = 13, .result = 1 },
         };
         struct omaha_app_request app = {
@@ -179,8 +180,10 @@ TEST(request_round_trip) {
         CHECK_EQ(back.apps[0].n_events, 2);
         CHECK_EQ(back.apps[0].events[0].error_code, 44);
         CHECK_STREQ(back.apps[0].events[0].previous_version, "1.2.0");
+        CHECK_STREQ(back.apps[0].events[0].next_version, "1.3.0");
         CHECK_EQ(back.apps[0].events[1].type, 13);
         CHECK(back.apps[0].events[1].previous_version == NULL);
+        CHECK(back.apps[0].events[1].next_version == NULL);
 }
 
 TEST(response_round_trip) {

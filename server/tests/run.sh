@@ -76,8 +76,8 @@ SERVER_PID=$LAST_PID
 ADMIN=("$ADMIN_BIN" --server "$URL" --token-file "$DATA/admin.token")
 
 APP='{b9606f32-42ac-4029-aef4-20ed435e8c45}'
-# request MACHINE VERSION TRACK [EVENT...] -- EVENT is "type:result[:errorcode]"; adds an
-# update check unless NOCHECK=1. Prints the XML.
+# request MACHINE VERSION TRACK [EVENT...] -- EVENT is "type:result[:errorcode[:nextversion]]";
+# adds an update check unless NOCHECK=1. Prints the XML.
 request() {
         local machine=$1 version=$2 track=$3; shift 3
         printf '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -89,8 +89,9 @@ request() {
         [[ ${NOCHECK:-0} == 1 ]] || printf '  <updatecheck></updatecheck>\n'
         local e
         for e in "$@"; do
-                IFS=: read -r t r c <<<"$e"
-                printf '  <event eventtype="%s" eventresult="%s"%s previousversion=""></event>\n' "$t" "$r" "${c:+ errorcode=\"$c\"}"
+                IFS=: read -r t r c n <<<"$e"
+                printf '  <event eventtype="%s" eventresult="%s"%s previousversion=""%s></event>\n' "$t" "$r" \
+                        "${c:+ errorcode=\"$c\"}" "${n:+ nextversion=\"$n\"}"
         done
         printf ' </app>\n</request>\n'
 }
@@ -354,6 +355,25 @@ s3=$(request "$(mid 3600)" 1.2.0 idle | omaha | check_status)
 if [[ $s1/$s2/$s3 == ok/ok/noupdate ]]; then ok inflight_timeout_not_renewed_by_checks
 else notok inflight_timeout_not_renewed_by_checks "first, second machine, first again: $s1/$s2/$s3"; fi
 
+# A rollback reported late names its release (nextversion): a machine installed 1.3.0 and
+# waits for its reboot when 1.4.0 comes out and is granted it; then 1.3.0 does not come up.
+# The rollback ends the 1.3.0 attempt, not the 1.4.0 one: 1.4.0 is still offered to the
+# machine, and its rollout (safe mode at the first failure) does not halt.
+"${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel late --rollout 100 >/dev/null 2>&1
+"${ADMIN[@]}" policy late --safe-min-failures 1 --safe-failure-ratio 0.01 >/dev/null
+request "$(mid 3700)" 1.2.0 late | omaha >/dev/null
+NOCHECK=1 request "$(mid 3700)" 1.2.0 late 13:1::1.3.0 14:1::1.3.0 3:1::1.3.0 | omaha >/dev/null
+# (1.4.0 is hosted as the test of external hosting below publishes it: a release is one per version)
+"${ADMIN[@]}" publish "$WORK/pk/next/update.payload" --channel late --rollout 100 \
+        --base-url https://cdn.example.net/pivot/1.4.0 >/dev/null 2>&1
+v1=$(request "$(mid 3700)" 1.2.0 late | omaha | sed -n 's/.*<manifest version="\([^"]*\)".*/\1/p')
+s=$(request "$(mid 3700)" 1.2.0 late 3:0:44:1.3.0 | omaha | check_status)
+"${ADMIN[@]}" status --json >"$WORK/late.json"
+halted=$(json '[c for c in j["channels"] if c["name"]=="late"][0]["rollout"]["halted"]' <"$WORK/late.json")
+charged=$("${ADMIN[@]}" events --json --limit 1 --machine "$(mid 3700)" | json 'j["events"][0]["target_version"]')
+if [[ $v1/$s/$halted/$charged == 1.4.0/ok/false/1.3.0 ]]; then ok late_rollback_charged_to_its_release
+else notok late_rollback_charged_to_its_release "offered, answer after the rollback, halted, charged to: $v1/$s/$halted/$charged"; fi
+
 # Safe mode (default: >= 5 failures and >= 20% of finished attempts) halts the rollout.
 "${ADMIN[@]}" publish "$WORK/pk/update.payload" --channel edge --rollout 100 >/dev/null 2>&1
 for i in $(seq 4000 4019); do request "$(mid "$i")" 1.2.0 edge | omaha >/dev/null; done
@@ -546,7 +566,7 @@ sql "UPDATE events SET time = time - 40 * 86400 WHERE machine IN ('$(mid 8000)',
 legacy=$DATA/payloads/$(tr -d '{}' <<<"$APP")/1.3.0
 mkdir -p "$legacy" && mv "$DATA/payloads/sha256/$sha" "$legacy/update.payload"
 start_server "$PORT" --event-retention 30 --events-per-machine 50; SERVER_PID=$LAST_PID
-check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 7
+check restart_keeps_state test "$("${ADMIN[@]}" status --json | json 'len(j["channels"])')" = 8
 curl -s -o "$WORK/dl3" "${codebase}update.payload"
 check legacy_payload_file_moved cmp -s "$WORK/dl3" "$DATA/payloads/sha256/$sha"
 check legacy_payload_download cmp -s "$WORK/dl3" "$WORK/pk/update.payload"

@@ -356,6 +356,52 @@ TEST(store_events_outside_an_update_on_sqlite) {
         remove_dir(dir);
 }
 
+/* An event that names an attempt the machine has left behind (granted a newer release
+ * meanwhile) ends that attempt if it is still in flight, and leaves the machine's newer one
+ * alone; an attempt that finished stays as it was. */
+TEST(store_late_event_names_its_attempt_on_sqlite) {
+        char dir[sizeof(STORE_TEST_DIR)];
+        struct store *s = temp_store(dir);
+        if (!s)
+                return;
+        add_release(s, "1.3.0");
+        add_release(s, "1.4.0");
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
+        bool halted = false, granted = false;
+        struct machine_state ms = {};
+        const char *installed = "00000000000000000000000000000004", *done = "00000000000000000000000000000005";
+        for (int i = 0; i < 2; i++) {
+                const char *id = i ? done : installed;
+                checkin(s, id, "stable", "1.2.0", 1000, &ms);
+                machine_state_done(&ms);
+                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000, 0, 0, &granted), 0);
+                CHECK_EQ(event(s, id, "1.3.0", 3, i ? 2 : 1, 0, &halted), 1);
+        }
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.4.0", 100), 0);
+        for (int i = 0; i < 2; i++)
+                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", i ? done : installed, "1.4.0", 1500,
+                                                  0, 0, &granted), 0);
+        /* 1.3.0 did not come up on the first, and the second reports a failure about its
+         * finished 1.3.0: neither is the machine's attempt at 1.4.0. */
+        CHECK_EQ(event(s, installed, "1.3.0", 3, 0, 44, &halted), 0);
+        CHECK_EQ(event(s, done, "1.3.0", 3, 0, 10, &halted), 0);
+        int64_t failed = -1;
+        CHECK_EQ(finished_attempts(s, "1.3.0", &failed), 2);
+        CHECK_EQ(failed, 1);
+        CHECK_EQ(finished_attempts(s, "1.4.0", &failed), 0);
+        CHECK_EQ(failed, 0);
+        CHECK(!halted);
+        for (int i = 0; i < 2; i++) {
+                checkin(s, i ? done : installed, "stable", "1.2.0", 2001, &ms);
+                CHECK_STREQ(ms.state, STATE_GRANTED);
+                CHECK_STREQ(ms.target_version, "1.4.0");
+                machine_state_done(&ms);
+        }
+        store_close(s);
+        remove_dir(dir);
+}
+
 /* A machine that moves channel leaves its update in flight behind (it starts again under the
  * new channel's rollout); a rollback goes with it. */
 TEST(store_channel_move_ends_flight_on_sqlite) {

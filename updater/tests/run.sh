@@ -419,6 +419,20 @@ for line in open(sys.argv[1]):
 print(n)
 EOF
 }
+# event_attr TYPE/RESULT[/CODE] ATTRIBUTE: that attribute of the last such event ("" if none).
+event_attr() {
+        python3 - "$RLOG" "$1" "$2" <<'EOF'
+import json, sys
+want = sys.argv[2].split("/")
+v = ""
+for line in open(sys.argv[1]):
+    for ev in json.loads(line).get("events", []):
+        got = [ev.get("eventtype"), ev.get("eventresult"), ev.get("errorcode", "0")]
+        if got[:len(want)] == want:
+            v = ev.get(sys.argv[3], "")
+print(v)
+EOF
+}
 requests() { grep -c "\"path\": \"$1\"" "$RLOG"; }
 
 if want agent-noupdate; then
@@ -436,9 +450,11 @@ if want agent-update; then
         if [[ $rc == 0 && $(next_boot "$DISK") == B && $(slot "$DISK" B tries) == 1 ]] &&
                 slot_holds "$DISK" $SLOT_B_OFF "$P11.root" &&
                 [[ $(events 13/1) == 1 && $(events 14/1) == 1 && $(events 3/1) == 1 && $(events 3/0) == 0 ]] &&
+                [[ $(event_attr 13/1 nextversion)/$(event_attr 3/1 nextversion) == 1.1.0/1.1.0 ]] &&
                 grep -q '"track": "stable"' "$RLOG" && grep -q '"appid": "{b9606f32-42ac-4029-aef4-20ed435e8c45}"' "$RLOG"; then
                 ok agent-update
-        else notok agent-update "exit $rc, events 13:$(events 13/1) 14:$(events 14/1) 3/1:$(events 3/1)"; fi
+        else notok agent-update "exit $rc, events 13:$(events 13/1) 14:$(events 14/1) 3/1:$(events 3/1)," \
+                "nextversion of 3/1: '$(event_attr 3/1 nextversion)'"; fi
 fi
 
 if want channel-override; then
@@ -455,15 +471,11 @@ if want boot-success; then
         agent --once --boot-id boot-1 >/dev/null 2>&1
         responder '{"omaha":"noupdate"}'
         agent --once --boot-id boot-2 --booted-slot B >"$WORK/last.log" 2>&1; rc=$?
-        prev=$(python3 -c "
-import json
-for l in open('$RLOG'):
-    for e in json.loads(l).get('events', []):
-        if e.get('eventtype') == '3' and e.get('eventresult') == '2': print(e.get('previousversion'))")
-        if [[ $rc == 3 && $(slot "$DISK" B successful) == true && $(slot "$DISK" B tries) == 0 && $prev == 1.0.0 ]] &&
-                [[ $(next_boot "$DISK") == B ]]; then
+        prev=$(event_attr 3/2 previousversion) next=$(event_attr 3/2 nextversion)
+        if [[ $rc == 3 && $(slot "$DISK" B successful) == true && $(slot "$DISK" B tries) == 0 ]] &&
+                [[ $prev/$next == 1.0.0/1.1.0 && $(next_boot "$DISK") == B ]]; then
                 ok boot-success
-        else notok boot-success "exit $rc, previousversion '$prev'"; fi
+        else notok boot-success "exit $rc, previousversion '$prev', nextversion '$next'"; fi
 fi
 
 # A rollback by hand after the update was marked good stands: while it waits for the reboot,
@@ -645,9 +657,9 @@ if want boot-rollback; then
         # The selector spent B's try and B never got healthy: the next boot is A again.
         agent --once --boot-id boot-2 --booted-slot A >"$WORK/last.log" 2>&1; rc=$?
         if [[ $(events 3/0/44) == 1 && $rc == 3 ]] && grep -q "rolled back here before" "$WORK/last.log" &&
-                [[ $(requests /payloads/u-1.1.0.payload) == 1 ]]; then
+                [[ $(requests /payloads/u-1.1.0.payload) == 1 && $(event_attr 3/0/44 nextversion) == 1.1.0 ]]; then
                 ok boot-rollback
-        else notok boot-rollback "exit $rc, 44 events: $(events 3/0/44)"; fi
+        else notok boot-rollback "exit $rc, 44 events: $(events 3/0/44), nextversion '$(event_attr 3/0/44 nextversion)'"; fi
 fi
 
 # Bad answers from the server. In each: an error, a failure event when the server can take one,
