@@ -694,7 +694,11 @@ int store_machine_checkin_deferred(struct store *s, const struct machine_checkin
  * The writes cannot overtake each other badly: a batch never moves a machine's last
  * check-in backwards (another process may have written a newer one meanwhile), never touches
  * the update state (events and grants are written at once), and within a batch only a
- * machine's latest check-in counts. */
+ * machine's latest check-in counts. Check-ins are timed in whole seconds, so a batch moves a
+ * machine to another channel only with a check-in of a later second than the one written:
+ * one queued on channel A must not undo a move to B that a request of the same second wrote
+ * at once (and that move's grant with it). A move queued in the second of an earlier check-in
+ * then waits for the machine's next one. */
 
 #define WRITER_MS 100
 #define WRITER_BATCH 512
@@ -954,7 +958,8 @@ static char *writer_sql(size_t rows, bool update) {
                              " ON CONFLICT (app, id) DO UPDATE SET" MOVE_RESETS_STATE " channel = excluded.channel,"
                              " version = excluded.version, aleph = excluded.aleph, oem = excluded.oem,"
                              " bootid = excluded.bootid, last_checkin = excluded.last_checkin"
-                             " WHERE machines.last_checkin <= excluded.last_checkin",
+                             " WHERE machines.last_checkin < excluded.last_checkin OR (machines.last_checkin ="
+                             " excluded.last_checkin AND machines.channel IS NOT DISTINCT FROM excluded.channel)",
                              values);
         return r < 0 ? NULL : sql;
 }
