@@ -46,8 +46,8 @@ static void put_words(struct out *o, const char *s, const char *prefix) {
 }
 
 int selector_cmdline_build(char *buf, size_t size, const char *slot_cmdline, size_t len,
-                           const char *cmdline_extra, const char *console, const char *slot_name,
-                           const char *partuuid) {
+                           const char *cmdline_extra, const char *console, const char *disk_pci,
+                           const char *slot_name, const char *partuuid) {
         struct out o = {buf, size > SELECTOR_CMDLINE_MAX ? SELECTOR_CMDLINE_MAX : size, 0, false};
         size_t end = 0, s = 0;
 
@@ -91,7 +91,12 @@ int selector_cmdline_build(char *buf, size_t size, const char *slot_cmdline, siz
         put_sep(&o);
         put_str(&o, "initrd=\\pivot\\");
         put_str(&o, slot_name);
-        put_str(&o, "\\initrd pivot.slot=");
+        put_str(&o, "\\initrd");
+        if (disk_pci && *disk_pci) {
+                put_str(&o, " pivot.disk=pci:");
+                put_str(&o, disk_pci);
+        }
+        put_str(&o, " pivot.slot=");
         put_str(&o, slot_name);
         put_str(&o, " pivot.root=PARTUUID=");
         put_str(&o, partuuid);
@@ -100,4 +105,22 @@ int selector_cmdline_build(char *buf, size_t size, const char *slot_cmdline, siz
         if (o.overflow)
                 return SELECTOR_E2BIG;
         return (int)o.len;
+}
+
+int selector_pci_path_add(char *buf, size_t size, unsigned device, unsigned function) {
+        static const char hex[] = "0123456789abcdef";
+        size_t len = 0;
+        while (len < size && buf[len])
+                len++;
+        size_t need = len + (len ? 1 : 0) + 4 + 1;
+        if (len >= size || need > size || device > 0x1f || function > 7)
+                return SELECTOR_E2BIG;
+        if (len)
+                buf[len++] = '/';
+        buf[len++] = hex[device >> 4];
+        buf[len++] = hex[device & 15];
+        buf[len++] = '.';
+        buf[len++] = hex[function];
+        buf[len] = '\0';
+        return 0;
 }

@@ -2,9 +2,13 @@
  * selector.conf and the chosen partition. No libc.
  *
  *   <slot cmdline> <cmdline_extra> console=<c1> [console=<c2>...] initrd=\pivot\<X>\initrd
- *   pivot.slot=<X> pivot.root=PARTUUID=<lowercase unique GUID>
+ *   [pivot.disk=pci:<DD.F>[/<DD.F>...]] pivot.slot=<X> pivot.root=PARTUUID=<lowercase unique GUID>
  *
- * pivot.slot and pivot.root are the contract with the initramfs: same names, always last. */
+ * pivot.slot and pivot.root are the contract with the initramfs: same names, always last.
+ * pivot.disk names the disk the selector ran from by its PCI path (device.function of each
+ * bridge and of the controller, from the root, in hex as Linux writes them in sysfs): every
+ * disk written from one image has the same partition GUIDs, so with a copy of the image on a
+ * second disk (an installer stick) pivot.root alone matches two partitions. */
 #pragma once
 
 #include <stddef.h>
@@ -21,5 +25,10 @@
  * control or non-ASCII byte in that line is -EINVAL (a damaged file); a result that does not
  * fit in size (at most SELECTOR_CMDLINE_MAX) bytes is -E2BIG. Returns the length. */
 int selector_cmdline_build(char *buf, size_t size, const char *slot_cmdline, size_t len,
-                           const char *cmdline_extra, const char *console, const char *slot_name,
-                           const char *partuuid);
+                           const char *cmdline_extra, const char *console, const char *disk_pci,
+                           const char *slot_name, const char *partuuid);
+
+/* Appends one PCI node (device, function) to the path in buf (a NUL-terminated string of
+ * size bytes): "01.0", then "01.0/00.0". Returns SELECTOR_E2BIG when it does not fit (buf is
+ * then left as it was). */
+int selector_pci_path_add(char *buf, size_t size, unsigned device, unsigned function);

@@ -28,6 +28,7 @@ static char slot_file[SLOT_FILE_MAX + 1];
 static char kernel_cmdline[SELECTOR_CMDLINE_MAX];
 static CHAR16 kernel_cmdline16[SELECTOR_CMDLINE_MAX];
 static char summary[512];
+static char disk_pci[64]; /* the boot disk's PCI path, for pivot.disk (empty: not on PCI) */
 
 static EFI_HANDLE self;
 static EFI_HANDLE esp_handle;
@@ -78,7 +79,8 @@ static int disk_flush(void *ctx) {
 }
 
 /* The ESP's device path ends in a hard-drive media node: drop it and what is left names the
- * whole disk, whose BlockIo/DiskIo handle we need for the GPT. */
+ * whole disk, whose BlockIo/DiskIo handle we need for the GPT. Its PCI nodes are the disk's
+ * PCI path, which the initramfs matches to tell this disk from a copy of it (pivot.disk). */
 static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
         EFI_DEVICE_PATH *path, *copy, *node, *last = NULL, *rest;
         EFI_HANDLE handle;
@@ -90,8 +92,18 @@ static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
         copy = DuplicateDevicePath(path);
         if (!copy)
                 return EFI_OUT_OF_RESOURCES;
-        for (node = copy; !IsDevicePathEnd(node); node = NextDevicePathNode(node))
+        disk_pci[0] = '\0';
+        bool pci_ok = true;
+        for (node = copy; !IsDevicePathEnd(node); node = NextDevicePathNode(node)) {
                 last = node;
+                if (DevicePathType(node) == HARDWARE_DEVICE_PATH && DevicePathSubType(node) == HW_PCI_DP) {
+                        const PCI_DEVICE_PATH *pci = (const PCI_DEVICE_PATH *)node;
+                        pci_ok = pci_ok && selector_pci_path_add(disk_pci, sizeof(disk_pci), pci->Device,
+                                                                 pci->Function) == 0;
+                }
+        }
+        if (!pci_ok)
+                disk_pci[0] = '\0'; /* a path too deep to pass: the initramfs goes by pivot.root */
         if (!last || DevicePathType(last) != MEDIA_DEVICE_PATH ||
             DevicePathSubType(last) != MEDIA_HARDDRIVE_DP) {
                 FreePool(copy);
@@ -330,7 +342,7 @@ static void boot_slot(struct slot *s, const struct slot_choice *choice) {
         gpt_entry_uuid(&gpt, s->partno - 1, &guid);
         gpt_guid_to_string(&guid, uuid);
         r = selector_cmdline_build(kernel_cmdline, sizeof(kernel_cmdline), slot_file, len,
-                                   conf.cmdline_extra, conf.console, s->name, uuid);
+                                   conf.cmdline_extra, conf.console, disk_pci, s->name, uuid);
         if (r < 0) {
                 mark_bad(s, r == SELECTOR_E2BIG ? L"command line too long"
                                                 : L"cmdline file is not one line of ASCII",

@@ -50,6 +50,8 @@ BENCHES += image/bench/bench-image.sh
 
 UNIT_TESTS += $(OUT)/test/test-initramfs-cmdline
 $(OUT)/test/test-initramfs-cmdline: $(OUT)/obj-san/image/tests/test-cmdline.o \
-		$(OUT)/obj-san/image/initramfs/cmdline.o $(OUT)/obj-san/lib/test/test-main.o
+		$(OUT)/obj-san/image/initramfs/cmdline.o $(OUT)/obj-san/image/initramfs/disk.o \
+		$(OUT)/obj-san/lib/gpt.o $(OUT)/obj-san/lib/gpt-fd.o $(OUT)/obj-san/lib/crc32.o \
+		$(OUT)/obj-san/lib/log.o $(OUT)/obj-san/lib/test/test-main.o
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^

@@ -23,14 +23,28 @@ class Timeout(Exception):
     pass
 
 
-def qemu_command(overlay, vars_file, memory=512, extra=()):
+def disk_args(overlay, other_disks=()):
+    """The boot disk, alone on an automatic PCI slot; or, with other disks (qcow2 files), those
+    first, on the lower slots where Linux finds them first, and the boot disk after them, where
+    the firmware is told to boot from (bootindex)."""
+    if not other_disks:
+        return ["-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe"]
+    args = []
+    for i, disk in enumerate(other_disks):
+        args += ["-drive", f"file={disk},format=qcow2,if=none,id=other{i},cache=unsafe",
+                 "-device", f"virtio-blk-pci,drive=other{i}"]
+    return args + ["-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
+                   "-device", "virtio-blk-pci,drive=boot,bootindex=0"]
+
+
+def qemu_command(overlay, vars_file, memory=512, extra=(), other_disks=()):
     return [
         # -nodefaults: no default DVD drive for the firmware to try first, no VGA.
         "qemu-system-x86_64", "-nodefaults", "-machine", "q35", "-m", str(memory), "-smp", "1",
         "-display", "none", "-monitor", "none", "-serial", "stdio",
         "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,file={vars_file}",
-        "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
+        *disk_args(overlay, other_disks),
         "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
         # A hung boot must end in a reset, as on real hardware with a watchdog.
         "-device", "i6300esb", "-action", "watchdog=reset",
@@ -47,7 +61,7 @@ def make_overlay(disk, path, size=None):
 
 
 class PivotVM:
-    def __init__(self, disk, workdir, name="vm", size="3G", memory=512, extra=(), log=None):
+    def __init__(self, disk, workdir, name="vm", size="3G", memory=512, extra=(), log=None, other_disks=()):
         self.disk = disk
         self.workdir = workdir
         self.name = name
@@ -56,6 +70,7 @@ class PivotVM:
         self.size = size
         self.memory = memory
         self.extra = list(extra)
+        self.other_disks = list(other_disks)
         self.log_path = log or os.path.join(workdir, f"{name}-console.log")
         self.proc = None
         self.lines = []          # every console line so far, across boots
@@ -73,7 +88,7 @@ class PivotVM:
         self.started = time.monotonic()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            qemu_command(self.overlay, self.vars, self.memory, self.extra),
+            qemu_command(self.overlay, self.vars, self.memory, self.extra, self.other_disks),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -2,10 +2,11 @@
 (SQLite store, on the host's loopback), finds version 2 published with pivot-admin, streams it
 into slot B, flips the GPT, reboots into B, and marks B good; the server sees it all."""
 import os
+import subprocess
 import time
 
 from fleet import Server, build_image
-from pivotvm import BANNER, PivotVM
+from pivotvm import BANNER, PivotVM, make_overlay
 
 BOOT_TIMEOUT = 180
 INSTALL_TIMEOUT = 400
@@ -47,3 +48,26 @@ def test_update_1_to_2(ctx):
         vm.power_off()
         slots = vm.gpt()
         assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
+
+
+def test_copy_of_the_image_on_another_disk(ctx):
+    """Every disk written from one image has the same partition GUIDs. With a copy of the image
+    on a second disk that Linux finds first (an installer stick left in), the machine boots its
+    root from the disk the firmware started, updates that disk, and leaves the copy alone."""
+    v1 = build_image("v1", "1")
+    v2 = build_image("v2", "2")
+    base = os.path.join(v1, "disk.img")
+    copy = os.path.join(ctx.workdir, "copy.qcow2")
+    make_overlay(base, copy)
+    with Server(ctx.workdir) as server, PivotVM(base, ctx.workdir, other_disks=[copy]) as vm:
+        server.admin("publish", os.path.join(v2, "update.payload"), "--channel", "stable")
+        vm.start()
+        vm.expect(r"is on 2 disks: using /dev/vdb, the boot disk", BOOT_TIMEOUT)
+        assert booted(vm) == ("A", "1")
+        assert booted(vm, INSTALL_TIMEOUT) == ("B", "2"), "did not come up on B with version 2"
+        vm.expect(r"Slot B \(version 2\) marked successful", 120)
+        vm.power_off()
+        slots = vm.gpt()
+        assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
+    same = subprocess.run(["qemu-img", "compare", "-q", copy, base])
+    assert same.returncode == 0, "the copy on the other disk was written to"

@@ -2,13 +2,16 @@
 #include "disk.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <blkid.h>
@@ -260,4 +263,52 @@ int disk_find_by_partuuid(const char *partuuid, char **ret) {
         if (asprintf(ret, "/dev/%s", name) < 0)
                 return -ENOMEM;
         return 0;
+}
+
+/* Reads one line of a sysfs attribute with scanf's format; returns how many fields matched. */
+static int sysfs_scan(const char *dir, const char *attr, const char *format, void *a, void *b) {
+        char path[PATH_MAX];
+        snprintf(path, sizeof(path), "%s/%s", dir, attr);
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f)
+                return 0;
+        int n = fscanf(f, format, a, b);
+        return n < 0 ? 0 : n;
+}
+
+/* A block device's whole disk and partition number, from its sysfs directory. */
+static int partition_of(const char *sysdir, char **ret_disk, unsigned *ret_partno) {
+        unsigned maj, min, partno;
+        if (sysfs_scan(sysdir, "partition", "%u", &partno, NULL) != 1)
+                return -ENOENT; /* a whole disk, or not a disk at all */
+        if (sysfs_scan(sysdir, "dev", "%u:%u", &maj, &min) != 2)
+                return -ENODEV;
+        char name[256];
+        dev_t whole;
+        if (blkid_devno_to_wholedisk(makedev(maj, min), name, sizeof(name), &whole) < 0)
+                return -ENODEV;
+        if (asprintf(ret_disk, "/dev/%s", name) < 0)
+                return -ENOMEM;
+        *ret_partno = partno;
+        return 0;
+}
+
+int disk_find_running_root(const char *root, char **ret_disk, unsigned *ret_partno) {
+        struct stat st;
+        char sysdir[128], slaves[160];
+        if (stat(root, &st) < 0)
+                return negative_errno();
+        snprintf(sysdir, sizeof(sysdir), "/sys/dev/block/%u:%u", major(st.st_dev), minor(st.st_dev));
+        /* dm-verity reads its data (and here its hash tree) from one partition. */
+        snprintf(slaves, sizeof(slaves), "%s/slaves", sysdir);
+        _cleanup_(closedirp) DIR *d = opendir(slaves);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                char under[PATH_MAX];
+                snprintf(under, sizeof(under), "/sys/class/block/%s", de->d_name);
+                return partition_of(under, ret_disk, ret_partno);
+        }
+        return partition_of(sysdir, ret_disk, ret_partno);
 }

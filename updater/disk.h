@@ -65,3 +65,8 @@ int disk_next_boot(const struct disk *d, struct slot_choice *ret);
 /* Finds the whole disk holding the partition with this PARTUUID (libblkid).
  * *ret is e.g. "/dev/vda". */
 int disk_find_by_partuuid(const char *partuuid, char **ret);
+
+/* The partition the root file system at root (normally "/") is read from: the device under
+ * its dm-verity mapping, or the device itself. *ret_disk is its whole disk ("/dev/vda"),
+ * *ret_partno its number. -ENOENT when the root is not on a disk partition. */
+int disk_find_running_root(const char *root, char **ret_disk, unsigned *ret_partno);

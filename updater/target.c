@@ -94,6 +94,7 @@ static int pick_offline_booted(struct target *t, const char *name) {
 int target_open(const struct target_options *o, struct target **ret) {
         _cleanup_(target_freep) struct target *t = calloc(1, sizeof(*t));
         _cleanup_free_ char *cmdline = NULL, *disk_path = NULL;
+        unsigned root_partno = 0; /* the partition "/" is read from; 0: not known */
         int r;
 
         if (!t)
@@ -114,7 +115,16 @@ int target_open(const struct target_options *o, struct target **ret) {
                         return log_error_errno(-ENODEV, "The kernel command line has no "
                                                "pivot.root=PARTUUID=...: not booted by the Pivot "
                                                "boot selector (use --disk FILE for an image file)");
-                r = disk_find_by_partuuid(root + 9, &disk_path);
+                /* The disk the root file system is read from, not the first disk that holds a
+                 * partition with that GUID: every disk written from one image has the same
+                 * GUIDs, and a copy on another disk (an installer stick) must never be
+                 * updated in the running one's place. */
+                r = disk_find_running_root("/", &disk_path, &root_partno);
+                if (r < 0) {
+                        log_full_errno(LOG_LEVEL_DEBUG, r, "/ is not read from a disk partition "
+                                       "(%m); finding partition %s by its GUID", root + 9);
+                        r = disk_find_by_partuuid(root + 9, &disk_path);
+                }
                 if (r < 0)
                         return log_error_errno(r, "Cannot find the disk holding partition %s",
                                                root + 9);
@@ -156,6 +166,11 @@ int target_open(const struct target_options *o, struct target **ret) {
                 if (t->booted < 0)
                         return log_error_errno(-ENOENT, "The running root (%s) is not a slot of %s",
                                                root, disk_path);
+                unsigned booted_partno = t->disk->slots[t->booted].partno;
+                if (root_partno && root_partno != booted_partno)
+                        return log_error_errno(-EINVAL, "/ is read from partition %u of %s, but %s is "
+                                               "partition %u: refusing to guess which slot runs",
+                                               root_partno, disk_path, root, booted_partno);
                 t->booted_runs = true;
                 if (slot && strcmp(slot, t->disk->slots[t->booted].name) != 0)
                         return log_error_errno(-EINVAL, "pivot.slot=%s, but the running root %s is "

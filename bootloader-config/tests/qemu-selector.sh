@@ -125,7 +125,7 @@ case_trying_b() {
   expect_attrs try 3 "$(attrs 2 1 0)"
   local uuid
   uuid=$(sfdisk --part-uuid "$work/try/disk.img" 3 | tr 'A-F' 'a-f')
-  expect_log try 1 "fake-kernel: cmdline=slotfile=B console=ttyS0,115200 initrd=\\pivot\\B\\initrd pivot.slot=B pivot.root=PARTUUID=$uuid"
+  expect_log try 1 "fake-kernel: cmdline=slotfile=B console=ttyS0,115200 initrd=\\pivot\\B\\initrd pivot.disk=pci:01.0 pivot.slot=B pivot.root=PARTUUID=$uuid"
 }
 
 # B never becomes healthy: its last try is spent, and the boot after that is A's (rollback).
@@ -238,7 +238,7 @@ verbose = 1
   boot conf 1
   expect_boot conf 1 A
   expect_log conf 1 "warning: selector.conf line 4: unknown key ignored: colour"
-  expect_log conf 1 "fake-kernel: cmdline=slotfile=A quiet  loglevel=3 console=tty0 console=ttyS0,115200n8 initrd=\\pivot\\A\\initrd pivot.slot=A"
+  expect_log conf 1 "fake-kernel: cmdline=slotfile=A quiet  loglevel=3 console=tty0 console=ttyS0,115200n8 initrd=\\pivot\\A\\initrd pivot.disk=pci:01.0 pivot.slot=A"
   expect_log conf 1 "pivot-selector: command line: slotfile=A quiet"
 }
 

@@ -104,7 +104,7 @@ TEST(conf_warnings_never_stop) {
 #define UUID "80fdc30f-8850-ec42-93f3-5f4e3b33cbae"
 
 static int build(char *buf, size_t size, const char *file, const char *extra, const char *console) {
-        return selector_cmdline_build(buf, size, file, strlen(file), extra, console, "B", UUID);
+        return selector_cmdline_build(buf, size, file, strlen(file), extra, console, NULL, "B", UUID);
 }
 
 TEST(cmdline_contract) {
@@ -124,6 +124,30 @@ TEST(cmdline_contract) {
         CHECK_STREQ(buf, "a b initrd=\\pivot\\B\\initrd pivot.slot=B pivot.root=PARTUUID=" UUID);
         build(buf, sizeof(buf), "a", " x=\"1 2\" ", "");
         CHECK_STREQ(buf, "a x=\"1 2\" initrd=\\pivot\\B\\initrd pivot.slot=B pivot.root=PARTUUID=" UUID);
+
+        /* The boot disk's PCI path, when it has one, goes before the slot. */
+        char pci[16] = "";
+        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 0x1c, 4), 0);
+        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 0, 0), 0);
+        CHECK_STREQ(pci, "1c.4/00.0");
+        selector_cmdline_build(buf, sizeof(buf), "ro", 2, NULL, NULL, pci, "B", UUID);
+        CHECK_STREQ(buf, "ro initrd=\\pivot\\B\\initrd pivot.disk=pci:1c.4/00.0 pivot.slot=B pivot.root=PARTUUID=" UUID);
+        selector_cmdline_build(buf, sizeof(buf), "ro", 2, NULL, NULL, "", "B", UUID);
+        CHECK_STREQ(buf, "ro initrd=\\pivot\\B\\initrd pivot.slot=B pivot.root=PARTUUID=" UUID);
+}
+
+TEST(pci_path_bounds) {
+        char pci[10] = "";
+        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 1, 0), 0);
+        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 2, 7), 0);
+        CHECK_STREQ(pci, "01.0/02.7");
+        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 3, 0), SELECTOR_E2BIG); /* full: unchanged */
+        CHECK_STREQ(pci, "01.0/02.7");
+        char one[5] = "";
+        CHECK_EQ(selector_pci_path_add(one, sizeof(one), 0x20, 0), SELECTOR_E2BIG); /* no such device */
+        CHECK_EQ(selector_pci_path_add(one, sizeof(one), 1, 8), SELECTOR_E2BIG);
+        CHECK_EQ(selector_pci_path_add(one, sizeof(one), 0x1f, 7), 0);
+        CHECK_STREQ(one, "1f.7");
 }
 
 TEST(cmdline_rejects) {
@@ -131,7 +155,7 @@ TEST(cmdline_rejects) {
 
         CHECK_EQ(build(buf, sizeof(buf), "ro \x01 x", "", ""), SELECTOR_EINVAL);
         CHECK_EQ(build(buf, sizeof(buf), "ro caf\xc3\xa9", "", ""), SELECTOR_EINVAL);
-        CHECK_EQ(selector_cmdline_build(buf, sizeof(buf), "ro\0x", 4, "", "", "B", UUID),
+        CHECK_EQ(selector_cmdline_build(buf, sizeof(buf), "ro\0x", 4, "", "", NULL, "B", UUID),
                  SELECTOR_EINVAL);
 
         /* Too long for the kernel: refused rather than cut (the pivot.* arguments are last). */

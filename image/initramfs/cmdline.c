@@ -48,6 +48,10 @@ int boot_args_parse(const char *cmdline, struct boot_args *args, const char **ba
                                 ok = vlen > 9 && strncmp(v, "PARTUUID=", 9) == 0 &&
                                      copy_value(args->root_partuuid, sizeof(args->root_partuuid),
                                                 v + 9, vlen - 9);
+                        } else if (KEY("pivot.disk")) {
+                                if (!(vlen > 4 && strncmp(v, "pci:", 4) == 0 &&
+                                      copy_value(args->disk_pci, sizeof(args->disk_pci), v + 4, vlen - 4)))
+                                        args->disk_pci[0] = '\0';
                         } else if (KEY("pivot.verity.roothash"))
                                 ok = copy_value(args->verity_roothash,
                                                 sizeof(args->verity_roothash), v, vlen);

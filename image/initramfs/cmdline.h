@@ -8,6 +8,10 @@
 struct boot_args {
         char slot[SLOT_NAME_MAX]; /* pivot.slot=A: any name the selector accepts */
         char root_partuuid[40];  /* pivot.root=PARTUUID=<uuid> */
+        /* pivot.disk=pci:<DD.F>[/<DD.F>...]: the PCI path of the disk the selector ran from,
+         * to tell it from a copy of the image on another disk; "" when not given, or given in
+         * a form this initramfs does not know (a hint: never a reason not to boot). */
+        char disk_pci[64];
         char verity_roothash[129];
         char verity_salt[129];
         unsigned long long verity_data_blocks; /* 4 KiB blocks of file system */

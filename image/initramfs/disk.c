@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/blkpg.h>
 #include <linux/fs.h>
 #include <stdio.h>
@@ -57,15 +58,44 @@ static int partition_node(const char *disk_name, unsigned partno, char *out, siz
         return -ENOENT;
 }
 
-static int scan_once(const struct gpt_guid *want, char *disk, size_t disk_size, char *part,
-                     size_t part_size) {
+void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
+        size_t len = 0;
+        if (size)
+                out[0] = '\0';
+        for (const char *p = sysfs_path; *p;) {
+                size_t n = strcspn(p, "/");
+                /* A PCI function: "0000:00:1c.0", domain:bus:device.function. */
+                if (n == 12 && p[4] == ':' && p[7] == ':' && p[10] == '.') {
+                        if (len + (len ? 1 : 0) + 4 + 1 > size) {
+                                out[0] = '\0'; /* too deep to compare: no path */
+                                return;
+                        }
+                        if (len)
+                                out[len++] = '/';
+                        memcpy(out + len, p + 8, 4);
+                        len += 4;
+                        out[len] = '\0';
+                }
+                p += n;
+                p += strspn(p, "/");
+        }
+}
+
+struct match {
+        char disk[300], part[300], pci[64];
+};
+#define MAX_MATCHES 4
+
+/* Every disk that holds the partition now; returns how many (at most MAX_MATCHES). */
+static size_t scan_once(const struct gpt_guid *want, struct match *m) {
         _cleanup_(closedirp) DIR *d = opendir("/sys/block");
         struct dirent *de;
+        size_t n = 0;
 
         if (!d)
-                return negative_errno();
-        while ((de = readdir(d))) {
-                char dev[300];
+                return 0;
+        while ((de = readdir(d)) && n < MAX_MATCHES) {
+                char dev[300], sys[300], real[PATH_MAX];
                 struct gpt_fd f;
                 struct gpt_io io;
                 _cleanup_close_ int fd = -1;
@@ -79,24 +109,58 @@ static int scan_once(const struct gpt_guid *want, char *disk, size_t disk_size, 
                 int idx = gpt_find_by_uuid(&table, want);
                 if (idx < 0)
                         continue;
-                if (partition_node(de->d_name, (unsigned)idx + 1, part, part_size) < 0)
+                if (partition_node(de->d_name, (unsigned)idx + 1, m[n].part, sizeof(m[n].part)) < 0)
                         continue; /* the kernel has not announced the partitions yet */
-                snprintf(disk, disk_size, "%s", dev);
-                return 0;
+                snprintf(m[n].disk, sizeof(m[n].disk), "%s", dev);
+                snprintf(sys, sizeof(sys), "/sys/block/%s", de->d_name);
+                if (realpath(sys, real))
+                        disk_pci_path(real, m[n].pci, sizeof(m[n].pci));
+                else
+                        m[n].pci[0] = '\0';
+                n++;
         }
-        return -ENOENT;
+        return n;
 }
 
-int disk_find_partuuid(const char *partuuid, unsigned timeout_sec, char *disk, size_t disk_size,
-                       char *part, size_t part_size) {
+/* How long a partition found on a disk other than the selector's waits for that one to show
+ * up: disks appear in any order, but a pivot.disk that names no disk here (a PCI path Linux
+ * sees otherwise) must not hold up the boot for long. */
+#define HINT_WAIT_TICKS 50 /* of 100 ms */
+
+int disk_find_partuuid(const char *partuuid, const char *disk_pci, unsigned timeout_sec, char *disk,
+                       size_t disk_size, char *part, size_t part_size) {
         struct gpt_guid want;
+        struct match m[MAX_MATCHES];
 
         if (gpt_guid_from_string(partuuid, &want) < 0)
                 return log_error_errno(-EINVAL, "'%s' is not a GUID", partuuid);
+        bool hint = disk_pci && *disk_pci;
         /* Disks appear asynchronously after their driver loads. */
-        for (unsigned i = 0; i < timeout_sec * 10; i++) {
-                if (scan_once(&want, disk, disk_size, part, part_size) == 0)
+        for (unsigned tick = 0; tick < timeout_sec * 10; tick++) {
+                size_t n = scan_once(&want, m), pick = n;
+                for (size_t i = 0; hint && i < n; i++)
+                        if (!strcmp(m[i].pci, disk_pci)) {
+                                pick = i;
+                                break;
+                        }
+                if (pick == n && n > 0 && (!hint || tick >= HINT_WAIT_TICKS))
+                        pick = 0;
+                if (pick < n) {
+                        const char *pci = m[pick].pci[0] ? m[pick].pci : "none";
+                        if (hint && strcmp(m[pick].pci, disk_pci) != 0)
+                                log_warning("no disk at the boot disk's PCI path %s holds partition %s: "
+                                            "using %s (PCI %s)", disk_pci, partuuid, m[pick].disk, pci);
+                        else if (n > 1 && hint)
+                                log_info("partition %s is on %zu disks: using %s, the boot disk (PCI %s)",
+                                         partuuid, n, m[pick].disk, pci);
+                        else if (n > 1)
+                                log_warning("partition %s is on %zu disks and pivot.disk does not say "
+                                            "which one booted: using %s (PCI %s)", partuuid, n,
+                                            m[pick].disk, pci);
+                        snprintf(disk, disk_size, "%s", m[pick].disk);
+                        snprintf(part, part_size, "%s", m[pick].part);
                         return 0;
+                }
                 usleep(100 * 1000);
         }
         return log_error_errno(-ENOENT, "No partition with PARTUUID %s after %u s", partuuid,

@@ -256,7 +256,7 @@ int main(void) {
         if (args.watchdog_sec && watchdog_arm(args.watchdog_sec) < 0)
                 log_warning("booting without a watchdog");
 
-        if (disk_find_partuuid(args.root_partuuid, 30, disk, sizeof(disk), part, sizeof(part)) < 0)
+        if (disk_find_partuuid(args.root_partuuid, args.disk_pci, 30, disk, sizeof(disk), part, sizeof(part)) < 0)
                 die("root partition PARTUUID=%s not found", args.root_partuuid);
         if (dm_verity_create("root", part, &args, root_dev, sizeof(root_dev)) < 0)
                 die("cannot set up dm-verity on %s", part);

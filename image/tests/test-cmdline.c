@@ -2,6 +2,7 @@
 #include <errno.h>
 
 #include "../initramfs/cmdline.h"
+#include "../initramfs/disk.h"
 #include "test/test.h"
 
 static const char *full =
@@ -71,4 +72,39 @@ TEST(later_argument_wins_and_others_are_ignored) {
         snprintf(buf, sizeof(buf), "%s pivot.init=/bin/cat pivot.unknown=1 pivotx=2", full);
         CHECK_EQ(boot_args_parse(buf, &a, &bad), 0);
         CHECK_STREQ(a.init, "/bin/cat");
+}
+
+/* pivot.disk is a hint: kept when it is a PCI path, and never a reason to refuse a boot (a
+ * newer selector may name a disk another way). */
+TEST(disk_hint_never_fails) {
+        struct boot_args a;
+        const char *bad;
+        char line[1024];
+        snprintf(line, sizeof(line), "pivot.disk=pci:1c.0/00.0 %s", full);
+        CHECK_EQ(boot_args_parse(line, &a, &bad), 0);
+        CHECK_STREQ(a.disk_pci, "1c.0/00.0");
+        static const char *const odd[] = { "pivot.disk=nvme:eui.0025", "pivot.disk=", "pivot.disk=pci:",
+                                           "pivot.disk=pci:0123456789012345678901234567890123456789"
+                                           "0123456789012345678901234567890123456789" };
+        for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++) {
+                snprintf(line, sizeof(line), "%s %s", odd[i], full);
+                CHECK_EQ(boot_args_parse(line, &a, &bad), 0);
+                CHECK_STREQ(a.disk_pci, "");
+        }
+        CHECK_EQ(boot_args_parse(full, &a, &bad), 0);
+        CHECK_STREQ(a.disk_pci, "");
+}
+
+/* The PCI path of a disk as its sysfs path shows it, in the form the selector writes. */
+TEST(disk_pci_path_from_sysfs) {
+        char out[64];
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:01.0/virtio1/block/vda", out, sizeof(out));
+        CHECK_STREQ(out, "01.0");
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:1c.4/0000:02:00.0/nvme/nvme0/nvme0n1", out, sizeof(out));
+        CHECK_STREQ(out, "1c.4/00.0");
+        disk_pci_path("/sys/devices/virtual/block/loop0", out, sizeof(out));
+        CHECK_STREQ(out, "");
+        char small[8];
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:1c.4/0000:02:00.0/x", small, sizeof(small));
+        CHECK_STREQ(small, ""); /* too deep for the room: no path rather than half of one */
 }
