@@ -23,28 +23,29 @@ class Timeout(Exception):
     pass
 
 
-def disk_args(overlay, other_disks=()):
+def disk_args(overlay, other_disks=(), boot_disk_first=False):
     """The boot disk, alone on an automatic PCI slot; or, with other disks (qcow2 files), those
-    first, on the lower slots where Linux finds them first, and the boot disk after them, where
-    the firmware is told to boot from (bootindex)."""
+    on the PCI slots before the boot disk (or after it, boot_disk_first), and the firmware told
+    to boot from the boot disk (bootindex)."""
     if not other_disks:
         return ["-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe"]
-    args = []
+    others = []
     for i, disk in enumerate(other_disks):
-        args += ["-drive", f"file={disk},format=qcow2,if=none,id=other{i},cache=unsafe",
-                 "-device", f"virtio-blk-pci,drive=other{i}"]
-    return args + ["-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
-                   "-device", "virtio-blk-pci,drive=boot,bootindex=0"]
+        others += ["-drive", f"file={disk},format=qcow2,if=none,id=other{i},cache=unsafe",
+                   "-device", f"virtio-blk-pci,drive=other{i}"]
+    boot = ["-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
+            "-device", "virtio-blk-pci,drive=boot,bootindex=0"]
+    return boot + others if boot_disk_first else others + boot
 
 
-def qemu_command(overlay, vars_file, memory=512, extra=(), other_disks=()):
+def qemu_command(overlay, vars_file, memory=512, extra=(), other_disks=(), boot_disk_first=False):
     return [
         # -nodefaults: no default DVD drive for the firmware to try first, no VGA.
         "qemu-system-x86_64", "-nodefaults", "-machine", "q35", "-m", str(memory), "-smp", "1",
         "-display", "none", "-monitor", "none", "-serial", "stdio",
         "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,file={vars_file}",
-        *disk_args(overlay, other_disks),
+        *disk_args(overlay, other_disks, boot_disk_first),
         "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
         # A hung boot must end in a reset, as on real hardware with a watchdog.
         "-device", "i6300esb", "-action", "watchdog=reset",
@@ -61,7 +62,8 @@ def make_overlay(disk, path, size=None):
 
 
 class PivotVM:
-    def __init__(self, disk, workdir, name="vm", size="3G", memory=512, extra=(), log=None, other_disks=()):
+    def __init__(self, disk, workdir, name="vm", size="3G", memory=512, extra=(), log=None, other_disks=(),
+                 boot_disk_first=False):
         self.disk = disk
         self.workdir = workdir
         self.name = name
@@ -71,6 +73,7 @@ class PivotVM:
         self.memory = memory
         self.extra = list(extra)
         self.other_disks = list(other_disks)
+        self.boot_disk_first = boot_disk_first
         self.log_path = log or os.path.join(workdir, f"{name}-console.log")
         self.proc = None
         self.lines = []          # every console line so far, across boots
@@ -88,7 +91,8 @@ class PivotVM:
         self.started = time.monotonic()
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            qemu_command(self.overlay, self.vars, self.memory, self.extra, self.other_disks),
+            qemu_command(self.overlay, self.vars, self.memory, self.extra, self.other_disks,
+                         self.boot_disk_first),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

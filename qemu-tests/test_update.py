@@ -50,19 +50,22 @@ def test_update_1_to_2(ctx):
         assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
 
 
-def test_copy_of_the_image_on_another_disk(ctx):
+def copy_on_another_disk(ctx, boot_disk_first):
     """Every disk written from one image has the same partition GUIDs. With a copy of the image
-    on a second disk that Linux finds first (an installer stick left in), the machine boots its
-    root from the disk the firmware started, updates that disk, and leaves the copy alone."""
+    on a second disk (an installer stick left in), the machine boots its root from the disk the
+    firmware started, updates that disk, and leaves the copy alone, whichever of the two comes
+    first on the PCI bus."""
     v1 = build_image("v1", "1")
     v2 = build_image("v2", "2")
     base = os.path.join(v1, "disk.img")
     copy = os.path.join(ctx.workdir, "copy.qcow2")
     make_overlay(base, copy)
-    with Server(ctx.workdir) as server, PivotVM(base, ctx.workdir, other_disks=[copy]) as vm:
+    boot_dev = "/dev/vda" if boot_disk_first else "/dev/vdb"
+    with Server(ctx.workdir) as server, \
+            PivotVM(base, ctx.workdir, other_disks=[copy], boot_disk_first=boot_disk_first) as vm:
         server.admin("publish", os.path.join(v2, "update.payload"), "--channel", "stable")
         vm.start()
-        vm.expect(r"is on 2 disks: using /dev/vdb, the boot disk", BOOT_TIMEOUT)
+        vm.expect(f"is on 2 disks: using {boot_dev}, the boot disk", BOOT_TIMEOUT)
         assert booted(vm) == ("A", "1")
         assert booted(vm, INSTALL_TIMEOUT) == ("B", "2"), "did not come up on B with version 2"
         vm.expect(r"Slot B \(version 2\) marked successful", 120)
@@ -71,3 +74,11 @@ def test_copy_of_the_image_on_another_disk(ctx):
         assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
     same = subprocess.run(["qemu-img", "compare", "-q", copy, base])
     assert same.returncode == 0, "the copy on the other disk was written to"
+
+
+def test_copy_of_the_image_on_a_disk_before(ctx):
+    copy_on_another_disk(ctx, boot_disk_first=False)
+
+
+def test_copy_of_the_image_on_a_disk_after(ctx):
+    copy_on_another_disk(ctx, boot_disk_first=True)
