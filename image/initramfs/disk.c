@@ -137,26 +137,27 @@ int disk_find_partuuid(const char *partuuid, const char *disk_pci, unsigned time
         bool hint = disk_pci && *disk_pci;
         /* Disks appear asynchronously after their driver loads. */
         for (unsigned tick = 0; tick < timeout_sec * 10; tick++) {
-                size_t n = scan_once(&want, m), pick = n;
+                size_t n = scan_once(&want, m), pick = n, at_hint = 0;
                 for (size_t i = 0; hint && i < n; i++)
-                        if (!strcmp(m[i].pci, disk_pci)) {
+                        if (!strcmp(m[i].pci, disk_pci) && at_hint++ == 0)
                                 pick = i;
-                                break;
-                        }
                 if (pick == n && n > 0 && (!hint || tick >= HINT_WAIT_TICKS))
                         pick = 0;
                 if (pick < n) {
                         const char *pci = m[pick].pci[0] ? m[pick].pci : "none";
-                        if (hint && strcmp(m[pick].pci, disk_pci) != 0)
+                        if (hint && !at_hint)
                                 log_warning("no disk at the boot disk's PCI path %s holds partition %s: "
                                             "using %s (PCI %s)", disk_pci, partuuid, m[pick].disk, pci);
-                        else if (n > 1 && hint)
+                        else if (at_hint > 1)
+                                log_warning("partition %s is on %zu disks behind the boot disk's PCI "
+                                            "device %s: using %s", partuuid, at_hint, disk_pci,
+                                            m[pick].disk);
+                        else if (n > 1 && !hint)
+                                log_warning("partition %s is on %zu disks and pivot.disk does not say "
+                                            "which one booted: using %s", partuuid, n, m[pick].disk);
+                        else if (n > 1)
                                 log_info("partition %s is on %zu disks: using %s, the boot disk (PCI %s)",
                                          partuuid, n, m[pick].disk, pci);
-                        else if (n > 1)
-                                log_warning("partition %s is on %zu disks and pivot.disk does not say "
-                                            "which one booted: using %s (PCI %s)", partuuid, n,
-                                            m[pick].disk, pci);
                         snprintf(disk, disk_size, "%s", m[pick].disk);
                         snprintf(part, part_size, "%s", m[pick].part);
                         return 0;
