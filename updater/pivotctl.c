@@ -31,6 +31,7 @@ static void usage(FILE *f) {
               "                       [--no-flip] [--slot NAME] [--ignore-min-version]\n"
               "  mark-good [--force]  mark the running slot successful (--force: skip health checks)\n"
               "  rollback [--force]   make the previous slot boot next\n"
+              "           [--cancel]  before the reboot: the running slot boots next again\n"
               "  reboot               reboot into an installed update (reboot_strategy = off)\n"
               "\n"
               "Options:\n"
@@ -105,19 +106,21 @@ int main(int argc, char **argv) {
         static const struct option copts[] = {
                 {"json", no_argument, NULL, 'j'},
                 {"force", no_argument, NULL, 'f'},
+                {"cancel", no_argument, NULL, 'c'},
                 {"no-flip", no_argument, NULL, 'n'},
                 {"slot", required_argument, NULL, 's'},
                 {"ignore-min-version", no_argument, NULL, 'm'},
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
-        bool json = false, force = false;
+        bool json = false, force = false, cancel = false;
         struct install_options io = {0};
         optind = 1;
         while ((c = getopt_long(cargc, cargv, "h", copts, NULL)) >= 0) {
                 switch (c) {
                 case 'j': json = true; break;
                 case 'f': force = true; break;
+                case 'c': cancel = true; break;
                 case 'n': io.no_flip = true; break;
                 case 's': io.slot = optarg; break;
                 case 'm': io.ignore_min_version = true; break;
@@ -126,6 +129,10 @@ int main(int argc, char **argv) {
                 }
         }
         const char *arg = optind < cargc ? cargv[optind] : NULL;
+        if (cancel && strcmp(cmd, "rollback") != 0) {
+                log_error("%s: --cancel is an option of rollback", cmd);
+                return EXIT_USAGE;
+        }
         bool wants_arg = !strcmp(cmd, "install");
         if ((wants_arg && (!arg || optind + 1 != cargc)) || (!wants_arg && arg)) {
                 log_error("%s: wrong arguments (see --help)", cmd);
@@ -172,7 +179,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(cmd, "mark-good"))
                 r = updater_mark_good(u, !force);
         else if (!strcmp(cmd, "rollback"))
-                r = updater_rollback(u, force);
+                r = cancel ? updater_rollback_cancel(u) : updater_rollback(u, force);
         else if (!strcmp(cmd, "reboot")) {
                 if (!updater_reboot_pending(u) && !force)
                         log_info("No installed update waits for a reboot; rebooting anyway");

@@ -791,6 +791,33 @@ int updater_rollback(struct updater *u, bool force) {
         return 0;
 }
 
+int updater_rollback_cancel(struct updater *u) {
+        struct target *t = u->target;
+        const char *name = target_slot_name(t, t->booted);
+        if (!t->booted_runs)
+                return log_error_errno(-EINVAL, "Offline, name the running slot (--booted-slot) to "
+                                       "keep it");
+        if (updater_reboot_pending(u))
+                return log_error_errno(-EBUSY, "An installed update waits for a reboot: that is "
+                                       "not a rollback to cancel");
+        if (!target_outranked(t)) {
+                log_info("Slot %s boots next already: no rollback to cancel", name);
+                return 0;
+        }
+        /* On trial (rolled back before it was marked good), it gets its try back: the next
+         * boot is its trial again, and its boot report follows from that. */
+        int r = target_slot_prefer(t, t->booted, 1);
+        if (r < 0)
+                return log_error_errno(r, "Cannot make slot %s boot next: %m", name);
+        log_info("Slot %s (version %s) boots next again", name, t->running_version);
+        state_begin(u);
+        const char *failed = kv_get(&u->state, K_FAILED_VERSION);
+        if (failed && !strcmp(failed, t->running_version))
+                state_set(u, K_FAILED_VERSION, NULL); /* noted by the rollback */
+        state_commit(u);
+        return 0;
+}
+
 int updater_reboot(struct updater *u, const char *reason) {
         /* Offline, the machine running this is not the one updated: only a reboot command
          * configured on purpose (tests) runs. */

@@ -103,6 +103,9 @@ int updater_health_check(struct updater *u);
 int updater_mark_good(struct updater *u, bool check_health);
 /* Makes the other slot boot next. */
 int updater_rollback(struct updater *u, bool force);
+/* Undoes a rollback by hand before the reboot: the running slot boots next again, and its
+ * version may be installed again. */
+int updater_rollback_cancel(struct updater *u);
 /* Reboots through the configured command (refused offline). `reason` for the log. */
 int updater_reboot(struct updater *u, const char *reason);
 /* Whether an installed update waits for a reboot (as of the last reading of update-state). */

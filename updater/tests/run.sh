@@ -502,6 +502,31 @@ if want manual-rollback-stands; then
         else notok manual-rollback-stands "rollback exit $rcr, exits $rcw/$rca, 1.2.0 downloads $n12, next $next, then $(next_boot "$DISK")"; fi
 fi
 
+# A rollback by hand is undone before the reboot (rollback --cancel): the running slot boots
+# next again, and the agent installs the next release at once, as if nothing happened.
+if want manual-rollback-cancel; then
+        new_disk; agent_conf
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        offer_p11
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1
+        ctl_b() { "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" "$@"; }
+        ctl_b rollback --cancel >>"$WORK/last.log" 2>&1; rc0=$?  # nothing to cancel
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        next1=$(next_boot "$DISK")
+        ctl_b rollback --cancel >>"$WORK/last.log" 2>&1; rcc=$?
+        next2=$(next_boot "$DISK")
+        ctl_b status --cancel >>"$WORK/last.log" 2>&1; rcu=$?
+        responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\"}"
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1; rcw=$?
+        if [[ $rc0/$rcr/$next1/$rcc/$next2/$rcu/$rcw == 0/0/A/0/B/2/0 && $(next_boot "$DISK") == A ]] &&
+                [[ $(slot "$DISK" B successful) == true ]] && slot_holds "$DISK" $SLOT_A_OFF "$WORK/u-1.2.0.payload.root" &&
+                grep -q "no rollback to cancel" "$WORK/last.log" && grep -q "boots next again" "$WORK/last.log"; then
+                ok manual-rollback-cancel
+        else notok manual-rollback-cancel "exits (none to cancel/rollback/next/cancel/next/misuse/agent)" \
+                "$rc0/$rcr/$next1/$rcc/$next2/$rcu/$rcw, then $(next_boot "$DISK")"; fi
+fi
+
 # The update came up but, before it was marked good, an admin rolled it back by hand: reported
 # as a rollback on the next boot, and that version is not taken again.
 if want boot-manual-rollback; then
