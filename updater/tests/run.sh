@@ -527,6 +527,29 @@ if want manual-rollback-cancel; then
                 "$rc0/$rcr/$next1/$rcc/$next2/$rcu/$rcw, then $(next_boot "$DISK")"; fi
 fi
 
+# The same for an update still on trial: rolled back by hand before it was marked good, then
+# the rollback cancelled. It gets its try back, is marked good, and its success is reported,
+# not a rollback.
+if want manual-rollback-cancel-on-trial; then
+        new_disk; agent_conf
+        offer_p11
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        agent --once --boot-id boot-2 --booted-slot B --no-mark-good >>"$WORK/last.log" 2>&1
+        ctl_b() { "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" "$@"; }
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        next1=$(next_boot "$DISK")
+        ctl_b rollback --cancel >>"$WORK/last.log" 2>&1; rcc=$?
+        next2=$(next_boot "$DISK") tries=$(slot "$DISK" B tries)
+        responder '{"omaha":"noupdate"}'
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1
+        if [[ $rcr/$next1/$rcc/$next2/$tries == 0/A/0/B/1 && $(slot "$DISK" B successful) == true ]] &&
+                [[ $(events 3/2) == 1 && $(events 3/0/44) == 0 && $(next_boot "$DISK") == B ]]; then
+                ok manual-rollback-cancel-on-trial
+        else notok manual-rollback-cancel-on-trial "exits $rcr/$rcc, next $next1 then $next2 (B tries $tries)," \
+                "successes $(events 3/2), rollbacks $(events 3/0/44)"; fi
+fi
+
 # The update came up but, before it was marked good, an admin rolled it back by hand: reported
 # as a rollback on the next boot, and that version is not taken again.
 if want boot-manual-rollback; then
