@@ -309,27 +309,42 @@ static int event(struct store *s, const char *id, const char *target, int type, 
         return store_event(s, &e, halted);
 }
 
+/* A machine on 1.2.0 checks in on channel and is granted version (no in-flight limit). */
+static void check_in_and_grant(struct store *s, const char *id, const char *channel, const char *version,
+                               int64_t now) {
+        struct machine_state ms = {};
+        bool granted = false;
+        checkin(s, id, channel, "1.2.0", now, &ms);
+        machine_state_done(&ms);
+        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, channel, id, version, now, 0, 0, &granted), 0);
+        CHECK(granted);
+}
+
+/* A store in dir whose channel "stable" offers release to everyone; NULL if it cannot open. */
+static struct store *stable_store(char *dir, const char *release) {
+        struct store *s = temp_store(dir);
+        if (!s)
+                return NULL;
+        add_release(s, release);
+        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
+        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", release, 100), 0);
+        return s;
+}
+
 /* Events move only an update in flight: a failure from a machine that finished, or one after a
  * rollback, is logged and changes nothing safe mode or the policy reads. */
 TEST(store_events_outside_an_update_on_sqlite) {
         char dir[sizeof(STORE_TEST_DIR)];
-        struct store *s = temp_store(dir);
+        struct store *s = stable_store(dir, "1.3.0");
         if (!s)
                 return;
-        add_release(s, "1.3.0");
-        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
-        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
         const struct db_param p[] = { DB_TEXT(DEFAULT_APP_ID) };
         CHECK_EQ(store_query(s, "UPDATE channels SET safe_min_failures = 1 WHERE app = $1", p, 1, NULL), 0);
-        bool halted = false, granted = false;
+        bool halted = false;
         struct machine_state ms = {};
         const char *done = "00000000000000000000000000000001", *back = "00000000000000000000000000000002";
-        for (int i = 0; i < 2; i++) {
-                const char *id = i ? back : done;
-                checkin(s, id, "stable", "1.2.0", 1000, &ms);
-                machine_state_done(&ms);
-                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000, 0, 0, &granted), 0);
-        }
+        for (int i = 0; i < 2; i++)
+                check_in_and_grant(s, i ? back : done, "stable", "1.3.0", 1000);
         CHECK_EQ(event(s, done, "1.3.0", 3, 2, 0, &halted), 1);
         /* Finished: a failure (a garbled answer, a made-up event type) is only logged. */
         CHECK_EQ(event(s, done, "1.3.0", 3, 0, 2503, &halted), 0);
@@ -339,9 +354,7 @@ TEST(store_events_outside_an_update_on_sqlite) {
         CHECK_EQ(finished_attempts(s, "1.3.0", &failed), 1);
         CHECK_EQ(failed, 0);
         /* Granted the same release again (reimaged): its success still counts. */
-        checkin(s, done, "stable", "1.2.0", 1500, &ms);
-        machine_state_done(&ms);
-        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", done, "1.3.0", 1500, 0, 0, &granted), 0);
+        check_in_and_grant(s, done, "stable", "1.3.0", 1500);
         CHECK_EQ(finished_attempts(s, "1.3.0", &failed), 1);
         /* A rollback stays one: a later failure does not make it an error. */
         CHECK_EQ(event(s, back, "1.3.0", 3, 0, 44, &halted), 1);
@@ -361,27 +374,21 @@ TEST(store_events_outside_an_update_on_sqlite) {
  * alone; an attempt that finished stays as it was. */
 TEST(store_late_event_names_its_attempt_on_sqlite) {
         char dir[sizeof(STORE_TEST_DIR)];
-        struct store *s = temp_store(dir);
+        struct store *s = stable_store(dir, "1.3.0");
         if (!s)
                 return;
-        add_release(s, "1.3.0");
         add_release(s, "1.4.0");
-        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
-        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
-        bool halted = false, granted = false;
+        bool halted = false;
         struct machine_state ms = {};
         const char *installed = "00000000000000000000000000000004", *done = "00000000000000000000000000000005";
         for (int i = 0; i < 2; i++) {
                 const char *id = i ? done : installed;
-                checkin(s, id, "stable", "1.2.0", 1000, &ms);
-                machine_state_done(&ms);
-                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000, 0, 0, &granted), 0);
+                check_in_and_grant(s, id, "stable", "1.3.0", 1000);
                 CHECK_EQ(event(s, id, "1.3.0", 3, i ? 2 : 1, 0, &halted), 1);
         }
         CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.4.0", 100), 0);
         for (int i = 0; i < 2; i++)
-                CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", i ? done : installed, "1.4.0", 1500,
-                                                  0, 0, &granted), 0);
+                check_in_and_grant(s, i ? done : installed, "stable", "1.4.0", 1500);
         /* 1.3.0 did not come up on the first, and the second reports a failure about its
          * finished 1.3.0: neither is the machine's attempt at 1.4.0. */
         CHECK_EQ(event(s, installed, "1.3.0", 3, 0, 44, &halted), 0);
@@ -415,9 +422,7 @@ TEST(store_channel_move_ends_flight_on_sqlite) {
         bool granted = false, halted = false;
         struct machine_state ms = {};
         const char *id = "00000000000000000000000000000003";
-        checkin(s, id, "stable", "1.2.0", 1000, &ms);
-        machine_state_done(&ms);
-        CHECK_EQ(store_grant_within_limit(s, DEFAULT_APP_ID, "stable", id, "1.3.0", 1000, 0, 0, &granted), 0);
+        check_in_and_grant(s, id, "stable", "1.3.0", 1000);
         checkin(s, id, "beta", "1.2.0", 1100, &ms);
         CHECK_STREQ(ms.state, STATE_IDLE);
         CHECK(ms.target_version == NULL);
@@ -466,12 +471,9 @@ static void machine_row(struct store *s, const char *id, char *channel, char *ve
  * older than `since` no longer counted. */
 TEST(store_inflight_limit_on_sqlite) {
         char dir[sizeof(STORE_TEST_DIR)];
-        struct store *s = temp_store(dir);
+        struct store *s = stable_store(dir, "1.3.0");
         if (!s)
                 return;
-        add_release(s, "1.3.0");
-        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
-        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
         char id[4][40];
         bool granted;
         int64_t n = 0;
@@ -822,13 +824,10 @@ TEST(store_event_retention_after_interrupted_pass_on_sqlite) {
  * it reads the attempts, which retention leaves alone. */
 TEST(store_retention_keeps_safe_mode_on_sqlite) {
         char dir[sizeof(STORE_TEST_DIR)];
-        struct store *s = temp_store(dir);
+        struct store *s = stable_store(dir, "1.3.0");
         if (!s)
                 return;
         const int64_t now = 1700000000, then = now - 100 * DAY;
-        add_release(s, "1.3.0");
-        CHECK_EQ(store_channel_create(s, DEFAULT_APP_ID, "stable"), 0);
-        CHECK_EQ(store_channel_set_release(s, DEFAULT_APP_ID, "stable", "1.3.0", 100), 0);
         char id[10][40];
         for (int i = 0; i < 10; i++) {
                 snprintf(id[i], sizeof(id[i]), "%032x", i);

@@ -478,16 +478,24 @@ if want boot-success; then
         else notok boot-success "exit $rc, previousversion '$prev', nextversion '$next'"; fi
 fi
 
+# A fresh disk where 1.1.0 was installed into B and B then booted (boot-2); the log starts in
+# $WORK/last.log. ARGS go to the agent's run on B (--no-mark-good: B stays on trial).
+installed_and_booted_b() {
+        new_disk; agent_conf
+        offer_p11
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        agent --once --boot-id boot-2 --booted-slot B "$@" >>"$WORK/last.log" 2>&1
+}
+# pivotctl on that disk, running B in boot-2.
+ctl_b() { "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" "$@"; }
+
 # A rollback by hand after the update was marked good stands: while it waits for the reboot,
 # the agent installs nothing (an install would overwrite the slot chosen, or switch away from
 # it; exit 4, nothing reported), and after it the version left is not installed again.
 if want manual-rollback-stands; then
-        new_disk; agent_conf
         [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
-        offer_p11
-        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
-        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1
-        "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        installed_and_booted_b
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
         responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\"}"
         agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1; rcw=$?
         n12=$(requests /payloads/u-1.2.0.payload); f12=$(events 3/0)
@@ -505,12 +513,8 @@ fi
 # A rollback by hand is undone before the reboot (rollback --cancel): the running slot boots
 # next again, and the agent installs the next release at once, as if nothing happened.
 if want manual-rollback-cancel; then
-        new_disk; agent_conf
         [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
-        offer_p11
-        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
-        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1
-        ctl_b() { "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" "$@"; }
+        installed_and_booted_b
         ctl_b rollback --cancel >>"$WORK/last.log" 2>&1; rc0=$?  # nothing to cancel
         ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
         next1=$(next_boot "$DISK")
@@ -531,11 +535,7 @@ fi
 # the rollback cancelled. It gets its try back, is marked good, and its success is reported,
 # not a rollback.
 if want manual-rollback-cancel-on-trial; then
-        new_disk; agent_conf
-        offer_p11
-        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
-        agent --once --boot-id boot-2 --booted-slot B --no-mark-good >>"$WORK/last.log" 2>&1
-        ctl_b() { "$CTL" --disk "$DISK" --booted-slot B --boot-id boot-2 --state-dir "$WORK/state" "$@"; }
+        installed_and_booted_b --no-mark-good
         ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
         next1=$(next_boot "$DISK")
         ctl_b rollback --cancel >>"$WORK/last.log" 2>&1; rcc=$?
