@@ -26,7 +26,7 @@ EFI_OBJCOPY_SECTIONS = -j .text -j .sdata -j .data -j .dynamic -j .dynsym -j .re
 	-j '.rel.*' -j '.rela.*' -j .reloc
 
 SELECTOR_SRCS := bootloader-config/selector-efi.c bootloader-config/selector-conf.c \
-	bootloader-config/selector-cmdline.c lib/gpt.c lib/crc32.c lib/slot-policy.c
+	bootloader-config/selector-cmdline.c lib/gpt.c lib/crc32.c lib/slot-policy.c lib/pci-path.c
 SELECTOR_OBJS := $(SELECTOR_SRCS:%.c=$(OUT)/efi/obj/%.o)
 
 SELECTOR_EFI := $(OUT)/efi/BOOTX64.EFI
@@ -63,7 +63,8 @@ UNIT_TESTS += $(OUT)/test/test-selector
 
 $(OUT)/test/test-selector: $(OUT)/obj-san/bootloader-config/tests/test-selector.o \
 		$(OUT)/obj-san/bootloader-config/selector-conf.o \
-		$(OUT)/obj-san/bootloader-config/selector-cmdline.o $(OUT)/obj-san/$(TEST_MAIN:.c=.o)
+		$(OUT)/obj-san/bootloader-config/selector-cmdline.o $(OUT)/obj-san/lib/pci-path.o \
+		$(OUT)/obj-san/$(TEST_MAIN:.c=.o)
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^
 

@@ -27,8 +27,3 @@
 int selector_cmdline_build(char *buf, size_t size, const char *slot_cmdline, size_t len,
                            const char *cmdline_extra, const char *console, const char *disk_pci,
                            const char *slot_name, const char *partuuid);
-
-/* Appends one PCI node (device, function) to the path in buf (a NUL-terminated string of
- * size bytes): "01.0", then "01.0/00.0". Returns SELECTOR_E2BIG when it does not fit (buf is
- * then left as it was). */
-int selector_pci_path_add(char *buf, size_t size, unsigned device, unsigned function);

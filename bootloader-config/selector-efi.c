@@ -13,6 +13,7 @@
 #include <efilib.h>
 
 #include "gpt.h"
+#include "pci-path.h"
 #include "selector-cmdline.h"
 #include "selector-conf.h"
 #include "slot-policy.h"
@@ -98,7 +99,7 @@ static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
                 last = node;
                 if (DevicePathType(node) == HARDWARE_DEVICE_PATH && DevicePathSubType(node) == HW_PCI_DP) {
                         const PCI_DEVICE_PATH *pci = (const PCI_DEVICE_PATH *)node;
-                        pci_ok = pci_ok && selector_pci_path_add(disk_pci, sizeof(disk_pci), pci->Device,
+                        pci_ok = pci_ok && pci_path_add(disk_pci, sizeof(disk_pci), pci->Device,
                                                                  pci->Function) == 0;
                 }
         }

@@ -9,7 +9,7 @@ $(OUT)/bin/pivot-mkdisk: $(MKDISK_OBJS)
 	$(CC) -o $@ $^ $(call pkg-libs,fdisk libcrypto)
 
 # The initramfs's /init: static, so the initramfs needs no C library of its own.
-INIT_SRCS := $(wildcard image/initramfs/*.c) lib/log.c lib/gpt.c lib/gpt-fd.c lib/crc32.c
+INIT_SRCS := $(wildcard image/initramfs/*.c) lib/log.c lib/gpt.c lib/gpt-fd.c lib/crc32.c lib/pci-path.c
 $(OUT)/bin/pivot-init: $(INIT_SRCS:%.c=$(OUT)/obj/%.o)
 	@mkdir -p $(@D)
 	$(CC) -static -o $@ $^
@@ -52,6 +52,6 @@ UNIT_TESTS += $(OUT)/test/test-initramfs-cmdline
 $(OUT)/test/test-initramfs-cmdline: $(OUT)/obj-san/image/tests/test-cmdline.o \
 		$(OUT)/obj-san/image/initramfs/cmdline.o $(OUT)/obj-san/image/initramfs/disk.o \
 		$(OUT)/obj-san/lib/gpt.o $(OUT)/obj-san/lib/gpt-fd.o $(OUT)/obj-san/lib/crc32.o \
-		$(OUT)/obj-san/lib/log.o $(OUT)/obj-san/lib/test/test-main.o
+		$(OUT)/obj-san/lib/log.o $(OUT)/obj-san/lib/pci-path.o $(OUT)/obj-san/lib/test/test-main.o
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^

@@ -1,5 +1,6 @@
 /* The boot selector's firmware-free parts: selector.conf parsing and the kernel command line. */
 #include "selector-cmdline.h"
+#include "pci-path.h"
 #include "selector-conf.h"
 #include "test/test.h"
 
@@ -127,8 +128,8 @@ TEST(cmdline_contract) {
 
         /* The boot disk's PCI path, when it has one, goes before the slot. */
         char pci[16] = "";
-        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 0x1c, 4), 0);
-        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 0, 0), 0);
+        CHECK_EQ(pci_path_add(pci, sizeof(pci), 0x1c, 4), 0);
+        CHECK_EQ(pci_path_add(pci, sizeof(pci), 0, 0), 0);
         CHECK_STREQ(pci, "1c.4/00.0");
         selector_cmdline_build(buf, sizeof(buf), "ro", 2, NULL, NULL, pci, "B", UUID);
         CHECK_STREQ(buf, "ro initrd=\\pivot\\B\\initrd pivot.disk=pci:1c.4/00.0 pivot.slot=B pivot.root=PARTUUID=" UUID);
@@ -138,15 +139,15 @@ TEST(cmdline_contract) {
 
 TEST(pci_path_bounds) {
         char pci[10] = "";
-        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 1, 0), 0);
-        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 2, 7), 0);
+        CHECK_EQ(pci_path_add(pci, sizeof(pci), 1, 0), 0);
+        CHECK_EQ(pci_path_add(pci, sizeof(pci), 2, 7), 0);
         CHECK_STREQ(pci, "01.0/02.7");
-        CHECK_EQ(selector_pci_path_add(pci, sizeof(pci), 3, 0), SELECTOR_E2BIG); /* full: unchanged */
+        CHECK_EQ(pci_path_add(pci, sizeof(pci), 3, 0), PCI_PATH_E2BIG); /* full: unchanged */
         CHECK_STREQ(pci, "01.0/02.7");
         char one[5] = "";
-        CHECK_EQ(selector_pci_path_add(one, sizeof(one), 0x20, 0), SELECTOR_E2BIG); /* no such device */
-        CHECK_EQ(selector_pci_path_add(one, sizeof(one), 1, 8), SELECTOR_E2BIG);
-        CHECK_EQ(selector_pci_path_add(one, sizeof(one), 0x1f, 7), 0);
+        CHECK_EQ(pci_path_add(one, sizeof(one), 0x20, 0), PCI_PATH_E2BIG); /* no such device */
+        CHECK_EQ(pci_path_add(one, sizeof(one), 1, 8), PCI_PATH_E2BIG);
+        CHECK_EQ(pci_path_add(one, sizeof(one), 0x1f, 7), 0);
         CHECK_STREQ(one, "1f.7");
 }
 

@@ -17,6 +17,7 @@
 #include "gpt-fd.h"
 #include "gpt.h"
 #include "log.h"
+#include "pci-path.h"
 #include "util.h"
 
 /* One GPT, read once: static, it is 36 KiB. */
@@ -59,22 +60,17 @@ static int partition_node(const char *disk_name, unsigned partno, char *out, siz
 }
 
 void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
-        size_t len = 0;
         if (size)
                 out[0] = '\0';
         for (const char *p = sysfs_path; *p;) {
                 size_t n = strcspn(p, "/");
+                unsigned dom, bus, dev, fn;
+                char end;
                 /* A PCI function: "0000:00:1c.0", domain:bus:device.function. */
-                if (n == 12 && p[4] == ':' && p[7] == ':' && p[10] == '.') {
-                        if (len + (len ? 1 : 0) + 4 + 1 > size) {
-                                out[0] = '\0'; /* too deep to compare: no path */
-                                return;
-                        }
-                        if (len)
-                                out[len++] = '/';
-                        memcpy(out + len, p + 8, 4);
-                        len += 4;
-                        out[len] = '\0';
+                if (n == 12 && sscanf(p, "%4x:%2x:%2x.%1x%c", &dom, &bus, &dev, &fn, &end) >= 4 &&
+                    (p[12] == '/' || p[12] == '\0') && pci_path_add(out, size, dev, fn) < 0) {
+                        out[0] = '\0'; /* too deep to compare: no path rather than half of one */
+                        return;
                 }
                 p += n;
                 p += strspn(p, "/");
