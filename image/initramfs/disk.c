@@ -77,6 +77,23 @@ void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
         }
 }
 
+bool disk_pci_present(const char *devices_dir, const char *pci) {
+        _cleanup_(closedirp) DIR *d = opendir(devices_dir);
+        struct dirent *de;
+
+        while (d && (de = readdir(d))) {
+                char link[PATH_MAX], real[PATH_MAX], path[64];
+                if (de->d_name[0] == '.' ||
+                    snprintf(link, sizeof(link), "%s/%s", devices_dir, de->d_name) >= (int)sizeof(link) ||
+                    !realpath(link, real))
+                        continue;
+                disk_pci_path(real, path, sizeof(path));
+                if (!strcmp(path, pci))
+                        return true;
+        }
+        return false;
+}
+
 struct match {
         char disk[300], part[300], pci[64];
 };
@@ -119,9 +136,12 @@ static size_t scan_once(const struct gpt_guid *want, struct match *m) {
 }
 
 /* How long a partition found on a disk other than the selector's waits for that one to show
- * up: disks appear in any order, but a pivot.disk that names no disk here (a PCI path Linux
- * sees otherwise) must not hold up the boot for long. */
+ * up: disks appear in any order, and the PCI function may hold no disk with the partition at
+ * all (a firmware that numbers bridges otherwise, say), which must not hold up the boot for
+ * long. A path that names no PCI function at all is not waited for: the kernel lists the PCI
+ * functions before /init runs, only their disks come later. */
 #define HINT_WAIT_TICKS 50 /* of 100 ms */
+#define PCI_DEVICES_DIR "/sys/bus/pci/devices"
 
 int disk_find_partuuid(const char *partuuid, const char *disk_pci, unsigned timeout_sec, char *disk,
                        size_t disk_size, char *part, size_t part_size) {
@@ -131,6 +151,11 @@ int disk_find_partuuid(const char *partuuid, const char *disk_pci, unsigned time
         if (gpt_guid_from_string(partuuid, &want) < 0)
                 return log_error_errno(-EINVAL, "'%s' is not a GUID", partuuid);
         bool hint = disk_pci && *disk_pci;
+        if (hint && !disk_pci_present(PCI_DEVICES_DIR, disk_pci)) {
+                log_warning("pivot.disk=pci:%s names no PCI device Linux sees: the boot disk is "
+                            "found by its partition alone", disk_pci);
+                hint = false;
+        }
         /* Disks appear asynchronously after their driver loads. */
         for (unsigned tick = 0; tick < timeout_sec * 10; tick++) {
                 size_t n = scan_once(&want, m), pick = n, at_hint = 0;

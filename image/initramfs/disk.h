@@ -15,6 +15,10 @@ int disk_find_partuuid(const char *partuuid, const char *disk_pci, unsigned time
  * on PCI. */
 void disk_pci_path(const char *sysfs_path, char *out, size_t size);
 
+/* Whether a PCI function at this PCI path is among the entries of `devices_dir`
+ * (/sys/bus/pci/devices). A firmware whose PCI path Linux sees otherwise names none. */
+bool disk_pci_present(const char *devices_dir, const char *pci);
+
 /* Finds the partition labelled `label` on `disk`. When it is the last partition and the disk
  * is larger than the GPT says (an image written to a bigger disk), moves the backup GPT to
  * the end of the disk, grows the partition to it and tells the kernel; *grown says so. */

@@ -1,5 +1,10 @@
 /* The initramfs's reading of the kernel command line the selector and the build write. */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../initramfs/cmdline.h"
 #include "../initramfs/disk.h"
@@ -107,4 +112,42 @@ TEST(disk_pci_path_from_sysfs) {
         char small[8];
         disk_pci_path("/sys/devices/pci0000:00/0000:00:1c.4/0000:02:00.0/x", small, sizeof(small));
         CHECK_STREQ(small, ""); /* too deep for the room: no path rather than half of one */
+}
+
+/* Whether pivot.disk names a PCI function Linux sees: a tree shaped like /sys, where
+ * bus/pci/devices holds links into devices/. */
+TEST(disk_pci_present_follows_the_device_links) {
+        char dir[] = "/tmp/test-initramfs-pci.XXXXXX";
+        char path[256], target[256];
+        CHECK(mkdtemp(dir) != NULL);
+        static const char *const functions[] = {
+                "pci0000:00/0000:00:01.0",
+                "pci0000:00/0000:00:1c.4",
+                "pci0000:00/0000:00:1c.4/0000:02:00.0",
+        };
+        snprintf(path, sizeof(path), "%s/devices", dir);
+        CHECK_EQ(mkdir(path, 0755), 0);
+        snprintf(path, sizeof(path), "%s/devices/pci0000:00", dir);
+        CHECK_EQ(mkdir(path, 0755), 0);
+        snprintf(path, sizeof(path), "%s/bus", dir);
+        CHECK_EQ(mkdir(path, 0755), 0);
+        for (size_t i = 0; i < sizeof(functions) / sizeof(functions[0]); i++) {
+                snprintf(path, sizeof(path), "%s/devices/%s", dir, functions[i]);
+                CHECK_EQ(mkdir(path, 0755), 0);
+                snprintf(target, sizeof(target), "../devices/%s", functions[i]);
+                snprintf(path, sizeof(path), "%s/bus/%s", dir, strrchr(functions[i], '/') + 1);
+                CHECK_EQ(symlink(target, path), 0);
+        }
+        snprintf(path, sizeof(path), "%s/bus", dir);
+        CHECK(disk_pci_present(path, "01.0"));
+        CHECK(disk_pci_present(path, "1c.4/00.0"));
+        CHECK(!disk_pci_present(path, "00.0"));      /* behind a bridge, not on the root bus */
+        CHECK(!disk_pci_present(path, "1f.2"));      /* a path this machine does not have */
+        CHECK(!disk_pci_present(path, "01.0/00.0")); /* nothing behind 01.0 */
+        snprintf(path, sizeof(path), "%s/none", dir);
+        CHECK(!disk_pci_present(path, "01.0"));      /* no PCI at all */
+
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        CHECK_EQ(system(cmd), 0);
 }
