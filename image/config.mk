@@ -24,9 +24,13 @@ STATE_SIZE_MIB    ?= 64
 WATCHDOG_SEC      ?= 60
 # Kernel modules for the initramfs (their dependencies come along). The root file system
 # carries no modules: what the image needs is loaded here, at boot.
+# Disks: virtio (QEMU and clouds), NVMe, SATA (AHCI), USB sticks (xHCI, EHCI; usb-storage, UAS)
+# and eMMC/SD (SDHCI on PCI or ACPI), so that one image boots a virtual machine, a server or an
+# x86 appliance; a driver for hardware a machine lacks loads and finds nothing.
 # ext4 asks the crypto API for crc32c when it mounts, and no modprobe is there to load it.
-INITRAMFS_MODULES ?= virtio_pci virtio_blk virtio_scsi sd_mod virtio_net dm_verity squashfs \
-                     ext4 crc32c_generic crc32c_intel \
+INITRAMFS_MODULES ?= virtio_pci virtio_blk virtio_scsi sd_mod virtio_net \
+                     nvme ahci xhci_pci ehci_pci usb_storage uas sdhci_pci sdhci_acpi mmc_block \
+                     dm_verity squashfs ext4 crc32c_generic crc32c_intel \
                      overlay vfat nls_cp437 nls_ascii nls_utf8 i6300esb softdog
 CONSOLE           ?= ttyS0,115200
 CMDLINE_EXTRA     ?=

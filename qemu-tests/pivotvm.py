@@ -23,29 +23,41 @@ class Timeout(Exception):
     pass
 
 
-def disk_args(overlay, other_disks=(), boot_disk_first=False):
+# How the boot disk is attached, by bus: the controller devices it needs and its own device.
+# q35 has its SATA controller (AHCI, PCI 1f.2) built in.
+BUSES = {
+    "virtio": ([], "virtio-blk-pci,drive=boot"),
+    "nvme": ([], "nvme,drive=boot,serial=pivot-boot"),
+    "sata": ([], "ide-hd,drive=boot,bus=ide.0"),
+    "usb": (["-device", "qemu-xhci,id=xhci"], "usb-storage,drive=boot,bus=xhci.0"),
+}
+
+
+def disk_args(overlay, other_disks=(), boot_disk_first=False, bus="virtio"):
     """The boot disk, alone on an automatic PCI slot; or, with other disks (qcow2 files), those
     on the PCI slots before the boot disk (or after it, boot_disk_first), and the firmware told
-    to boot from the boot disk (bootindex)."""
-    if not other_disks:
+    to boot from the boot disk (bootindex). bus: one of BUSES, for the boot disk."""
+    if not other_disks and bus == "virtio":
         return ["-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe"]
+    controllers, device = BUSES[bus]
     others = []
     for i, disk in enumerate(other_disks):
         others += ["-drive", f"file={disk},format=qcow2,if=none,id=other{i},cache=unsafe",
                    "-device", f"virtio-blk-pci,drive=other{i}"]
-    boot = ["-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
-            "-device", "virtio-blk-pci,drive=boot,bootindex=0"]
+    boot = [*controllers, "-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
+            "-device", f"{device},bootindex=0"]
     return boot + others if boot_disk_first else others + boot
 
 
-def qemu_command(overlay, vars_file, memory=512, extra=(), other_disks=(), boot_disk_first=False):
+def qemu_command(overlay, vars_file, memory=512, extra=(), other_disks=(), boot_disk_first=False,
+                 bus="virtio"):
     return [
         # -nodefaults: no default DVD drive for the firmware to try first, no VGA.
         "qemu-system-x86_64", "-nodefaults", "-machine", "q35", "-m", str(memory), "-smp", "1",
         "-display", "none", "-monitor", "none", "-serial", "stdio",
         "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,file={vars_file}",
-        *disk_args(overlay, other_disks, boot_disk_first),
+        *disk_args(overlay, other_disks, boot_disk_first, bus),
         "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
         # A hung boot must end in a reset, as on real hardware with a watchdog.
         "-device", "i6300esb", "-action", "watchdog=reset",
@@ -63,7 +75,7 @@ def make_overlay(disk, path, size=None):
 
 class PivotVM:
     def __init__(self, disk, workdir, name="vm", size="3G", memory=512, extra=(), log=None, other_disks=(),
-                 boot_disk_first=False):
+                 boot_disk_first=False, bus="virtio"):
         self.disk = disk
         self.workdir = workdir
         self.name = name
@@ -74,6 +86,7 @@ class PivotVM:
         self.extra = list(extra)
         self.other_disks = list(other_disks)
         self.boot_disk_first = boot_disk_first
+        self.bus = bus
         self.log_path = log or os.path.join(workdir, f"{name}-console.log")
         self.proc = None
         self.lines = []          # every console line so far, across boots
@@ -92,7 +105,7 @@ class PivotVM:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             qemu_command(self.overlay, self.vars, self.memory, self.extra, self.other_disks,
-                         self.boot_disk_first),
+                         self.boot_disk_first, self.bus),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

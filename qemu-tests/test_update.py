@@ -82,3 +82,47 @@ def test_copy_of_the_image_on_a_disk_before(ctx):
 
 def test_copy_of_the_image_on_a_disk_after(ctx):
     copy_on_another_disk(ctx, boot_disk_first=True)
+
+
+# Each bus a machine may boot from, and the name Linux gives its first disk there.
+DISK_NAMES = {"nvme": "/dev/nvme0n1", "sata": "/dev/sda", "usb": "/dev/sda"}
+
+
+def update_on_bus(ctx, bus):
+    """The update story on a disk that is not virtio, with a copy of the image on a virtio disk
+    before it: the initramfs loads the bus's drivers and takes the slot on the disk the selector
+    ran from (its PCI path as the firmware and as Linux see it agree), the agent writes the other
+    slot of that disk, the selector boots it, and the copy is never touched."""
+    v1 = build_image("v1", "1")
+    v2 = build_image("v2", "2")
+    base = os.path.join(v1, "disk.img")
+    copy = os.path.join(ctx.workdir, "copy.qcow2")
+    make_overlay(base, copy)
+    disk = DISK_NAMES[bus]
+    part = disk + "p" if disk[-1].isdigit() else disk  # nvme0n1p2, sda2
+    with Server(ctx.workdir) as server, PivotVM(base, ctx.workdir, bus=bus, other_disks=[copy]) as vm:
+        server.admin("publish", os.path.join(v2, "update.payload"), "--channel", "stable")
+        vm.start()
+        vm.expect(rf"is on 2 disks: using {disk}, the boot disk", BOOT_TIMEOUT)
+        vm.expect(rf"slot A: root \S+ on {part}2, switching root", BOOT_TIMEOUT)
+        assert booted(vm) == ("A", "1")
+        vm.expect(rf"slot B: root \S+ on {part}3, switching root", INSTALL_TIMEOUT)
+        assert booted(vm) == ("B", "2"), "did not come up on B with version 2"
+        vm.expect(r"Slot B \(version 2\) marked successful", 120)
+        vm.power_off()
+        slots = vm.gpt()
+        assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
+    same = subprocess.run(["qemu-img", "compare", "-q", copy, base])
+    assert same.returncode == 0, "the copy on the other disk was written to"
+
+
+def test_update_on_nvme(ctx):
+    update_on_bus(ctx, "nvme")
+
+
+def test_update_on_sata(ctx):
+    update_on_bus(ctx, "sata")
+
+
+def test_update_on_usb_stick(ctx):
+    update_on_bus(ctx, "usb")
