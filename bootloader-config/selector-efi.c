@@ -80,8 +80,9 @@ static int disk_flush(void *ctx) {
 }
 
 /* The ESP's device path ends in a hard-drive media node: drop it and what is left names the
- * whole disk, whose BlockIo/DiskIo handle we need for the GPT. Its PCI nodes are the disk's
- * PCI path, which the initramfs matches to tell this disk from a copy of it (pivot.disk). */
+ * whole disk, whose BlockIo/DiskIo handle we need for the GPT. Its PCI nodes (and SATA port)
+ * are the disk's path, which the initramfs matches to tell this disk from a copy of it
+ * (pivot.disk). */
 static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
         EFI_DEVICE_PATH *path, *copy, *node, *last = NULL, *rest;
         EFI_HANDLE handle;
@@ -101,6 +102,16 @@ static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
                         const PCI_DEVICE_PATH *pci = (const PCI_DEVICE_PATH *)node;
                         pci_ok = pci_ok && pci_path_add(disk_pci, sizeof(disk_pci), pci->Device,
                                                                  pci->Function) == 0;
+                } else if (DevicePathType(node) == MESSAGING_DEVICE_PATH &&
+                           DevicePathSubType(node) == MSG_SATA_DP && disk_pci[0]) {
+                        /* Two disks on one SATA controller share its PCI path: their port tells
+                         * them apart. Behind a port multiplier Linux numbers them otherwise, and
+                         * a port that does not fit is left out: the controller alone is passed
+                         * then, as before. */
+                        const SATA_DEVICE_PATH *sata = (const SATA_DEVICE_PATH *)node;
+                        if (sata->PortMultiplierPortNumber == 0xffff)
+                                (void)pci_path_add_ata(disk_pci, sizeof(disk_pci),
+                                                       sata->HBAPortNumber + 1u);
                 }
         }
         if (!pci_ok)

@@ -33,31 +33,34 @@ BUSES = {
 }
 
 
-def disk_args(overlay, other_disks=(), boot_disk_first=False, bus="virtio"):
+def disk_args(overlay, other_disks=(), boot_disk_first=False, bus="virtio", others_on_sata=False):
     """The boot disk, alone on an automatic PCI slot; or, with other disks (qcow2 files), those
     on the PCI slots before the boot disk (or after it, boot_disk_first), and the firmware told
-    to boot from the boot disk (bootindex). bus: one of BUSES, for the boot disk."""
+    to boot from the boot disk (bootindex). bus: one of BUSES, for the boot disk. others_on_sata:
+    the other disks on the SATA controller's ports 3, 4, ... instead (the boot disk on "sata"
+    has port 1)."""
     if not other_disks and bus == "virtio":
         return ["-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe"]
     controllers, device = BUSES[bus]
     others = []
     for i, disk in enumerate(other_disks):
         others += ["-drive", f"file={disk},format=qcow2,if=none,id=other{i},cache=unsafe",
-                   "-device", f"virtio-blk-pci,drive=other{i}"]
+                   "-device", f"ide-hd,drive=other{i},bus=ide.{i + 2}" if others_on_sata
+                   else f"virtio-blk-pci,drive=other{i}"]
     boot = [*controllers, "-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
             "-device", f"{device},bootindex=0"]
     return boot + others if boot_disk_first else others + boot
 
 
 def qemu_command(overlay, vars_file, memory=512, extra=(), other_disks=(), boot_disk_first=False,
-                 bus="virtio"):
+                 bus="virtio", others_on_sata=False):
     return [
         # -nodefaults: no default DVD drive for the firmware to try first, no VGA.
         "qemu-system-x86_64", "-nodefaults", "-machine", "q35", "-m", str(memory), "-smp", "1",
         "-display", "none", "-monitor", "none", "-serial", "stdio",
         "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,file={vars_file}",
-        *disk_args(overlay, other_disks, boot_disk_first, bus),
+        *disk_args(overlay, other_disks, boot_disk_first, bus, others_on_sata),
         "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
         # A hung boot must end in a reset, as on real hardware with a watchdog.
         "-device", "i6300esb", "-action", "watchdog=reset",
@@ -75,7 +78,7 @@ def make_overlay(disk, path, size=None):
 
 class PivotVM:
     def __init__(self, disk, workdir, name="vm", size="3G", memory=512, extra=(), log=None, other_disks=(),
-                 boot_disk_first=False, bus="virtio"):
+                 boot_disk_first=False, bus="virtio", others_on_sata=False):
         self.disk = disk
         self.workdir = workdir
         self.name = name
@@ -87,6 +90,7 @@ class PivotVM:
         self.other_disks = list(other_disks)
         self.boot_disk_first = boot_disk_first
         self.bus = bus
+        self.others_on_sata = others_on_sata
         self.log_path = log or os.path.join(workdir, f"{name}-console.log")
         self.proc = None
         self.lines = []          # every console line so far, across boots
@@ -105,7 +109,7 @@ class PivotVM:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             qemu_command(self.overlay, self.vars, self.memory, self.extra, self.other_disks,
-                         self.boot_disk_first, self.bus),
+                         self.boot_disk_first, self.bus, self.others_on_sata),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -50,57 +50,27 @@ def test_update_1_to_2(ctx):
         assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
 
 
-def copy_on_another_disk(ctx, boot_disk_first):
-    """Every disk written from one image has the same partition GUIDs. With a copy of the image
-    on a second disk (an installer stick left in), the machine boots its root from the disk the
-    firmware started, updates that disk, and leaves the copy alone, whichever of the two comes
-    first on the PCI bus."""
-    v1 = build_image("v1", "1")
-    v2 = build_image("v2", "2")
-    base = os.path.join(v1, "disk.img")
-    copy = os.path.join(ctx.workdir, "copy.qcow2")
-    make_overlay(base, copy)
-    boot_dev = "/dev/vda" if boot_disk_first else "/dev/vdb"
-    with Server(ctx.workdir) as server, \
-            PivotVM(base, ctx.workdir, other_disks=[copy], boot_disk_first=boot_disk_first) as vm:
-        server.admin("publish", os.path.join(v2, "update.payload"), "--channel", "stable")
-        vm.start()
-        vm.expect(f"is on 2 disks: using {boot_dev}, the boot disk", BOOT_TIMEOUT)
-        assert booted(vm) == ("A", "1")
-        assert booted(vm, INSTALL_TIMEOUT) == ("B", "2"), "did not come up on B with version 2"
-        vm.expect(r"Slot B \(version 2\) marked successful", 120)
-        vm.power_off()
-        slots = vm.gpt()
-        assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
-    same = subprocess.run(["qemu-img", "compare", "-q", copy, base])
-    assert same.returncode == 0, "the copy on the other disk was written to"
-
-
-def test_copy_of_the_image_on_a_disk_before(ctx):
-    copy_on_another_disk(ctx, boot_disk_first=False)
-
-
-def test_copy_of_the_image_on_a_disk_after(ctx):
-    copy_on_another_disk(ctx, boot_disk_first=True)
-
-
-# Each bus a machine may boot from, and the name Linux gives its first disk there.
+# The name Linux gives the boot disk on each bus, when it is the first disk there.
 DISK_NAMES = {"nvme": "/dev/nvme0n1", "sata": "/dev/sda", "usb": "/dev/sda"}
 
 
-def update_on_bus(ctx, bus):
-    """The update story on a disk that is not virtio, with a copy of the image on a virtio disk
-    before it: the initramfs loads the bus's drivers and takes the slot on the disk the selector
-    ran from (its PCI path as the firmware and as Linux see it agree), the agent writes the other
-    slot of that disk, the selector boots it, and the copy is never touched."""
+def update_with_a_copy(ctx, bus="virtio", boot_disk_first=False, copy_on_sata=False):
+    """Every disk written from one image has the same partition GUIDs. With a copy of the image
+    on a second disk (an installer stick left in), on a virtio disk before the boot disk on the
+    PCI bus (or after it, boot_disk_first; or, copy_on_sata, on the boot disk's own SATA
+    controller, port 3), the machine boots its root from the disk the firmware started (its path
+    as the firmware and as Linux see it agree), updates that disk, and leaves the copy alone.
+    bus: how the boot disk is attached; the initramfs loads the drivers for it."""
     v1 = build_image("v1", "1")
     v2 = build_image("v2", "2")
     base = os.path.join(v1, "disk.img")
     copy = os.path.join(ctx.workdir, "copy.qcow2")
     make_overlay(base, copy)
-    disk = DISK_NAMES[bus]
+    disk = DISK_NAMES.get(bus) or ("/dev/vda" if boot_disk_first else "/dev/vdb")
     part = disk + "p" if disk[-1].isdigit() else disk  # nvme0n1p2, sda2
-    with Server(ctx.workdir) as server, PivotVM(base, ctx.workdir, bus=bus, other_disks=[copy]) as vm:
+    with Server(ctx.workdir) as server, \
+            PivotVM(base, ctx.workdir, bus=bus, other_disks=[copy], boot_disk_first=boot_disk_first,
+                    others_on_sata=copy_on_sata) as vm:
         server.admin("publish", os.path.join(v2, "update.payload"), "--channel", "stable")
         vm.start()
         vm.expect(rf"is on 2 disks: using {disk}, the boot disk", BOOT_TIMEOUT)
@@ -116,13 +86,27 @@ def update_on_bus(ctx, bus):
     assert same.returncode == 0, "the copy on the other disk was written to"
 
 
+def test_copy_of_the_image_on_a_disk_before(ctx):
+    update_with_a_copy(ctx)
+
+
+def test_copy_of_the_image_on_a_disk_after(ctx):
+    update_with_a_copy(ctx, boot_disk_first=True)
+
+
+def test_copy_of_the_image_on_the_same_sata_controller(ctx):
+    # Linux lists sdb (the copy, port 3) before sda: a choice by PCI path alone took the copy.
+    update_with_a_copy(ctx, "sata", copy_on_sata=True)
+
+
 def test_update_on_nvme(ctx):
-    update_on_bus(ctx, "nvme")
+    update_with_a_copy(ctx, "nvme")
 
 
 def test_update_on_sata(ctx):
-    update_on_bus(ctx, "sata")
+    update_with_a_copy(ctx, "sata")
 
 
 def test_update_on_usb_stick(ctx):
-    update_on_bus(ctx, "usb")
+    update_with_a_copy(ctx, "usb")
+

@@ -151,6 +151,27 @@ TEST(pci_path_bounds) {
         CHECK_STREQ(one, "1f.7");
 }
 
+/* A SATA disk's port after its controller, numbered from 1 as Linux does. */
+TEST(pci_path_ata_port) {
+        char path[16] = "";
+        CHECK_EQ(pci_path_add(path, sizeof(path), 0x1f, 2), 0);
+        CHECK_EQ(pci_path_add_ata(path, sizeof(path), 1), 0);
+        CHECK_STREQ(path, "1f.2/ata1");
+        CHECK_EQ(pci_path_pci_len(path), 4);
+        char two[16] = "1f.2";
+        CHECK_EQ(pci_path_add_ata(two, sizeof(two), 32), 0);
+        CHECK_STREQ(two, "1f.2/ata32");
+        CHECK_EQ(pci_path_add_ata(two, sizeof(two), 0), PCI_PATH_E2BIG); /* ports start at 1 */
+        CHECK_EQ(pci_path_add_ata(two, sizeof(two), 33), PCI_PATH_E2BIG);
+        char small[10] = "1f.2";
+        CHECK_EQ(pci_path_add_ata(small, sizeof(small), 10), PCI_PATH_E2BIG); /* no room */
+        CHECK_STREQ(small, "1f.2");
+        CHECK_EQ(pci_path_add_ata(small, sizeof(small), 9), 0);
+        CHECK_STREQ(small, "1f.2/ata9");
+        CHECK_EQ(pci_path_pci_len("1c.4/00.0"), 9);
+        CHECK_EQ(pci_path_pci_len(""), 0);
+}
+
 TEST(cmdline_rejects) {
         char buf[SELECTOR_CMDLINE_MAX], file[SELECTOR_CMDLINE_MAX + 10];
 

@@ -59,7 +59,22 @@ static int partition_node(const char *disk_name, unsigned partno, char *out, siz
         return -ENOENT;
 }
 
+/* The port of SATA link directory `ata` ("/sys/devices/.../0000:00:1f.2/ata3", the third of all
+ * ports Linux numbered) on its controller, from 1; 0 when sysfs does not say. */
+static unsigned ata_local_port(const char *ata, size_t ata_len, const char *name, size_t name_len) {
+        char path[PATH_MAX];
+        unsigned port = 0;
+        if (snprintf(path, sizeof(path), "%.*s/ata_port/%.*s/port_no", (int)ata_len, ata,
+                     (int)name_len, name) >= (int)sizeof(path))
+                return 0;
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f || fscanf(f, "%u", &port) != 1)
+                return 0;
+        return port;
+}
+
 void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
+        bool ata_done = false;
         if (size)
                 out[0] = '\0';
         for (const char *p = sysfs_path; *p;) {
@@ -72,26 +87,42 @@ void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
                         out[0] = '\0'; /* too deep to compare: no path rather than half of one */
                         return;
                 }
+                /* A SATA port below the controller ("ata3"): its number on the controller. */
+                if (!ata_done && out[0] && n > 3 && n < 8 && !strncmp(p, "ata", 3) &&
+                    strspn(p + 3, "0123456789") == n - 3) {
+                        ata_done = true;
+                        unsigned port = ata_local_port(sysfs_path, (size_t)(p - sysfs_path) + n, p, n);
+                        if (port)
+                                (void)pci_path_add_ata(out, size, port); /* none: the PCI part */
+                }
                 p += n;
                 p += strspn(p, "/");
         }
 }
 
-bool disk_pci_present(const char *devices_dir, const char *pci) {
+bool disk_pci_present(const char *devices_dir, const char *path) {
         _cleanup_(closedirp) DIR *d = opendir(devices_dir);
         struct dirent *de;
+        size_t pci_len = pci_path_pci_len(path);
 
         while (d && (de = readdir(d))) {
-                char link[PATH_MAX], real[PATH_MAX], path[64];
+                char link[PATH_MAX], real[PATH_MAX], pci[64];
                 if (de->d_name[0] == '.' ||
                     snprintf(link, sizeof(link), "%s/%s", devices_dir, de->d_name) >= (int)sizeof(link) ||
                     !realpath(link, real))
                         continue;
-                disk_pci_path(real, path, sizeof(path));
-                if (!strcmp(path, pci))
+                disk_pci_path(real, pci, sizeof(pci));
+                if (strlen(pci) == pci_len && !strncmp(pci, path, pci_len))
                         return true;
         }
         return false;
+}
+
+bool disk_pci_matches(const char *path, const char *hint) {
+        if (!strcmp(path, hint))
+                return true;
+        size_t a = pci_path_pci_len(path), b = pci_path_pci_len(hint);
+        return a == b && !strncmp(path, hint, a) && (!path[a] || !hint[b]);
 }
 
 struct match {
@@ -160,7 +191,7 @@ int disk_find_partuuid(const char *partuuid, const char *disk_pci, unsigned time
         for (unsigned tick = 0; tick < timeout_sec * 10; tick++) {
                 size_t n = scan_once(&want, m), pick = n, at_hint = 0;
                 for (size_t i = 0; hint && i < n; i++)
-                        if (!strcmp(m[i].pci, disk_pci) && at_hint++ == 0)
+                        if (disk_pci_matches(m[i].pci, disk_pci) && at_hint++ == 0)
                                 pick = i;
                 if (pick == n && n > 0 && (!hint || tick >= HINT_WAIT_TICKS))
                         pick = 0;

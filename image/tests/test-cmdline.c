@@ -144,10 +144,46 @@ TEST(disk_pci_present_follows_the_device_links) {
         CHECK(!disk_pci_present(path, "00.0"));      /* behind a bridge, not on the root bus */
         CHECK(!disk_pci_present(path, "1f.2"));      /* a path this machine does not have */
         CHECK(!disk_pci_present(path, "01.0/00.0")); /* nothing behind 01.0 */
+        CHECK(disk_pci_present(path, "01.0/ata2"));  /* a SATA port: its controller's PCI part */
         snprintf(path, sizeof(path), "%s/none", dir);
         CHECK(!disk_pci_present(path, "01.0"));      /* no PCI at all */
 
         char cmd[300];
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
         CHECK_EQ(system(cmd), 0);
+}
+
+/* A SATA disk's port comes from sysfs: ata3 is the third port Linux numbered, on whatever
+ * controller; its port_no says which port of its own controller it is. */
+TEST(disk_pci_path_reads_the_sata_port) {
+        char dir[] = "/tmp/test-initramfs-ata.XXXXXX";
+        char path[512], out[64];
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(path, sizeof(path), "mkdir -p '%s/0000:00:1f.2/ata3/ata_port/ata3' '%s/0000:00:1f.2/ata3/host2'"
+                 " && echo 1 >'%s/0000:00:1f.2/ata3/ata_port/ata3/port_no'", dir, dir, dir);
+        CHECK_EQ(system(path), 0);
+        snprintf(path, sizeof(path), "%s/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0/block/sdb", dir);
+        disk_pci_path(path, out, sizeof(out));
+        CHECK_STREQ(out, "1f.2/ata1");
+        /* No port_no (another sysfs): the PCI part only. */
+        snprintf(path, sizeof(path), "%s/0000:00:1f.2/ata4/host3/target3:0:0/3:0:0:0/block/sdc", dir);
+        disk_pci_path(path, out, sizeof(out));
+        CHECK_STREQ(out, "1f.2");
+        /* "ata" before any PCI node is not a port. */
+        disk_pci_path("/sys/devices/platform/ata1/host0/block/sda", out, sizeof(out));
+        CHECK_STREQ(out, "");
+        snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+        CHECK_EQ(system(path), 0);
+}
+
+/* Which disk pivot.disk names: the whole path, or the PCI part when either side has no port. */
+TEST(disk_pci_matches_ports_and_older_hints) {
+        CHECK(disk_pci_matches("1f.2/ata1", "1f.2/ata1"));
+        CHECK(!disk_pci_matches("1f.2/ata3", "1f.2/ata1"));
+        CHECK(disk_pci_matches("1f.2/ata3", "1f.2"));  /* a selector that passes no port */
+        CHECK(disk_pci_matches("1f.2", "1f.2/ata1"));  /* a sysfs that tells no port */
+        CHECK(!disk_pci_matches("1f.3/ata1", "1f.2/ata1"));
+        CHECK(!disk_pci_matches("1f.2/ata1", "1f.20"));
+        CHECK(disk_pci_matches("01.0", "01.0"));
+        CHECK(!disk_pci_matches("01.0/00.0", "01.0"));  /* behind a bridge: another device */
 }
