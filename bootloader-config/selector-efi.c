@@ -79,9 +79,33 @@ static int disk_flush(void *ctx) {
         return EFI_ERROR(s) && s != EFI_UNSUPPORTED ? GPT_EIO : 0;
 }
 
+/* A disk path node below the PCI controller: what tells its disks apart (lib/pci-path.h), in
+ * Linux's numbering. Other nodes (NVMe namespaces, SAS) add nothing: the initramfs goes by the
+ * controller then. */
+static int add_node_below_pci(const EFI_DEVICE_PATH *node) {
+        switch (DevicePathSubType(node)) {
+        case MSG_SATA_DP: {
+                const SATA_DEVICE_PATH *sata = (const SATA_DEVICE_PATH *)node;
+                /* Behind a port multiplier Linux numbers the disks otherwise. */
+                if (sata->PortMultiplierPortNumber != 0xffff)
+                        return 0;
+                return pci_path_add_ata(disk_pci, sizeof(disk_pci), sata->HBAPortNumber + 1u);
+        }
+        case MSG_SCSI_DP: {
+                const SCSI_DEVICE_PATH *scsi = (const SCSI_DEVICE_PATH *)node;
+                return pci_path_add_scsi(disk_pci, sizeof(disk_pci), scsi->Pun, scsi->Lun);
+        }
+        case MSG_USB_DP: /* one node for each hub on the way: the ports of the chain */
+                return pci_path_add_usb_port(disk_pci, sizeof(disk_pci),
+                                             ((const USB_DEVICE_PATH *)node)->Port + 1u);
+        default:
+                return 0;
+        }
+}
+
 /* The ESP's device path ends in a hard-drive media node: drop it and what is left names the
- * whole disk, whose BlockIo/DiskIo handle we need for the GPT. Its PCI nodes (and SATA port)
- * are the disk's path, which the initramfs matches to tell this disk from a copy of it
+ * whole disk, whose BlockIo/DiskIo handle we need for the GPT. Its PCI nodes (and the node below
+ * them) are the disk's path, which the initramfs matches to tell this disk from a copy of it
  * (pivot.disk). */
 static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
         EFI_DEVICE_PATH *path, *copy, *node, *last = NULL, *rest;
@@ -95,25 +119,18 @@ static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
         if (!copy)
                 return EFI_OUT_OF_RESOURCES;
         disk_pci[0] = '\0';
-        bool pci_ok = true;
+        bool pci_ok = true, below_ok = true;
         for (node = copy; !IsDevicePathEnd(node); node = NextDevicePathNode(node)) {
                 last = node;
                 if (DevicePathType(node) == HARDWARE_DEVICE_PATH && DevicePathSubType(node) == HW_PCI_DP) {
                         const PCI_DEVICE_PATH *pci = (const PCI_DEVICE_PATH *)node;
                         pci_ok = pci_ok && pci_path_add(disk_pci, sizeof(disk_pci), pci->Device,
                                                                  pci->Function) == 0;
-                } else if (DevicePathType(node) == MESSAGING_DEVICE_PATH &&
-                           DevicePathSubType(node) == MSG_SATA_DP && disk_pci[0]) {
-                        /* Two disks on one SATA controller share its PCI path: their port tells
-                         * them apart. Behind a port multiplier Linux numbers them otherwise, and
-                         * a port that does not fit is left out: the controller alone is passed
-                         * then, as before. */
-                        const SATA_DEVICE_PATH *sata = (const SATA_DEVICE_PATH *)node;
-                        if (sata->PortMultiplierPortNumber == 0xffff)
-                                (void)pci_path_add_ata(disk_pci, sizeof(disk_pci),
-                                                       sata->HBAPortNumber + 1u);
-                }
+                } else if (DevicePathType(node) == MESSAGING_DEVICE_PATH && disk_pci[0])
+                        below_ok = below_ok && add_node_below_pci(node) == 0;
         }
+        if (!below_ok)
+                disk_pci[pci_path_pci_len(disk_pci)] = '\0'; /* the controller alone */
         if (!pci_ok)
                 disk_pci[0] = '\0'; /* a path too deep to pass: the initramfs goes by pivot.root */
         if (!last || DevicePathType(last) != MEDIA_DEVICE_PATH ||

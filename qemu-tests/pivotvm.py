@@ -23,44 +23,52 @@ class Timeout(Exception):
     pass
 
 
-# How the boot disk is attached, by bus: the controller devices it needs and its own device.
-# q35 has its SATA controller (AHCI, PCI 1f.2) built in.
+# How the boot disk is attached, by bus: the controller devices it needs, its own device, and
+# the device of another disk beside it on the same controller (for the i-th other disk), if the
+# bus has room for more. q35 has its SATA controller (AHCI, PCI 1f.2) built in.
 BUSES = {
-    "virtio": ([], "virtio-blk-pci,drive=boot"),
-    "nvme": ([], "nvme,drive=boot,serial=pivot-boot"),
-    "sata": ([], "ide-hd,drive=boot,bus=ide.0"),
-    "usb": (["-device", "qemu-xhci,id=xhci"], "usb-storage,drive=boot,bus=xhci.0"),
+    "virtio": ([], "virtio-blk-pci,drive=boot", None),
+    "nvme": ([], "nvme,drive=boot,serial=pivot-boot", None),
+    # Port 1; the others on ports 3, 4, ...
+    "sata": ([], "ide-hd,drive=boot,bus=ide.0", lambda i: f"ide-hd,drive=other{i},bus=ide.{i + 2}"),
+    # Target 0; the others on targets 2, 3, ...
+    "scsi": (["-device", "virtio-scsi-pci,id=scsi0"], "scsi-hd,drive=boot,bus=scsi0.0,scsi-id=0,lun=0",
+             lambda i: f"scsi-hd,drive=other{i},bus=scsi0.0,scsi-id={i + 2},lun=0"),
+    # Port 2; the others on ports 1, 3, ...
+    "usb": (["-device", "qemu-xhci,id=xhci"], "usb-storage,drive=boot,bus=xhci.0,port=2",
+            lambda i: f"usb-storage,drive=other{i},bus=xhci.0,port={1 if i == 0 else i + 2}"),
 }
 
 
-def disk_args(overlay, other_disks=(), boot_disk_first=False, bus="virtio", others_on_sata=False):
+def disk_args(overlay, other_disks=(), boot_disk_first=False, bus="virtio", others_beside=False):
     """The boot disk, alone on an automatic PCI slot; or, with other disks (qcow2 files), those
     on the PCI slots before the boot disk (or after it, boot_disk_first), and the firmware told
-    to boot from the boot disk (bootindex). bus: one of BUSES, for the boot disk. others_on_sata:
-    the other disks on the SATA controller's ports 3, 4, ... instead (the boot disk on "sata"
-    has port 1)."""
+    to boot from the boot disk (bootindex). bus: one of BUSES, for the boot disk. others_beside:
+    the other disks on the boot disk's own controller instead (see BUSES)."""
     if not other_disks and bus == "virtio":
         return ["-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe"]
-    controllers, device = BUSES[bus]
+    controllers, device, beside = BUSES[bus]
+    assert beside or not others_beside, f"{bus} has no room for another disk on its controller"
     others = []
     for i, disk in enumerate(other_disks):
         others += ["-drive", f"file={disk},format=qcow2,if=none,id=other{i},cache=unsafe",
-                   "-device", f"ide-hd,drive=other{i},bus=ide.{i + 2}" if others_on_sata
-                   else f"virtio-blk-pci,drive=other{i}"]
-    boot = [*controllers, "-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
+                   "-device", beside(i) if others_beside else f"virtio-blk-pci,drive=other{i}"]
+    boot = ["-drive", f"file={overlay},format=qcow2,if=none,id=boot,cache=unsafe",
             "-device", f"{device},bootindex=0"]
-    return boot + others if boot_disk_first else others + boot
+    if others_beside:
+        return controllers + boot + others
+    return controllers + (boot + others if boot_disk_first else others + boot)
 
 
 def qemu_command(overlay, vars_file, memory=512, extra=(), other_disks=(), boot_disk_first=False,
-                 bus="virtio", others_on_sata=False):
+                 bus="virtio", others_beside=False):
     return [
         # -nodefaults: no default DVD drive for the firmware to try first, no VGA.
         "qemu-system-x86_64", "-nodefaults", "-machine", "q35", "-m", str(memory), "-smp", "1",
         "-display", "none", "-monitor", "none", "-serial", "stdio",
         "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,file={vars_file}",
-        *disk_args(overlay, other_disks, boot_disk_first, bus, others_on_sata),
+        *disk_args(overlay, other_disks, boot_disk_first, bus, others_beside),
         "-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0",
         # A hung boot must end in a reset, as on real hardware with a watchdog.
         "-device", "i6300esb", "-action", "watchdog=reset",
@@ -78,7 +86,7 @@ def make_overlay(disk, path, size=None):
 
 class PivotVM:
     def __init__(self, disk, workdir, name="vm", size="3G", memory=512, extra=(), log=None, other_disks=(),
-                 boot_disk_first=False, bus="virtio", others_on_sata=False):
+                 boot_disk_first=False, bus="virtio", others_beside=False):
         self.disk = disk
         self.workdir = workdir
         self.name = name
@@ -90,7 +98,7 @@ class PivotVM:
         self.other_disks = list(other_disks)
         self.boot_disk_first = boot_disk_first
         self.bus = bus
-        self.others_on_sata = others_on_sata
+        self.others_beside = others_beside
         self.log_path = log or os.path.join(workdir, f"{name}-console.log")
         self.proc = None
         self.lines = []          # every console line so far, across boots
@@ -109,7 +117,7 @@ class PivotVM:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             qemu_command(self.overlay, self.vars, self.memory, self.extra, self.other_disks,
-                         self.boot_disk_first, self.bus, self.others_on_sata),
+                         self.boot_disk_first, self.bus, self.others_beside),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -50,32 +50,39 @@ def test_update_1_to_2(ctx):
         assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
 
 
-# The name Linux gives the boot disk on each bus, when it is the first disk there.
-DISK_NAMES = {"nvme": "/dev/nvme0n1", "sata": "/dev/sda", "usb": "/dev/sda"}
+# The node below the controller that the boot disk's path ends in, on each bus (pivotvm.BUSES).
+BOOT_DISK_NODES = {"sata": "/ata1", "scsi": "/scsi0.0", "usb": "/usb2"}
 
 
-def update_with_a_copy(ctx, bus="virtio", boot_disk_first=False, copy_on_sata=False):
+def update_with_a_copy(ctx, bus="virtio", boot_disk_first=False, copy_beside=False):
     """Every disk written from one image has the same partition GUIDs. With a copy of the image
     on a second disk (an installer stick left in), on a virtio disk before the boot disk on the
-    PCI bus (or after it, boot_disk_first; or, copy_on_sata, on the boot disk's own SATA
-    controller, port 3), the machine boots its root from the disk the firmware started (its path
-    as the firmware and as Linux see it agree), updates that disk, and leaves the copy alone.
-    bus: how the boot disk is attached; the initramfs loads the drivers for it."""
+    PCI bus (or after it, boot_disk_first; or, copy_beside, on the boot disk's own controller),
+    the machine boots its root from the disk the firmware started (its path, down to the node
+    below the controller, as the firmware and as Linux see it agree), updates that disk, and
+    leaves the copy alone. bus: how the boot disk is attached (pivotvm.BUSES);
+    the initramfs loads the drivers for it."""
     v1 = build_image("v1", "1")
     v2 = build_image("v2", "2")
     base = os.path.join(v1, "disk.img")
     copy = os.path.join(ctx.workdir, "copy.qcow2")
     make_overlay(base, copy)
-    disk = DISK_NAMES.get(bus) or ("/dev/vda" if boot_disk_first else "/dev/vdb")
-    part = disk + "p" if disk[-1].isdigit() else disk  # nvme0n1p2, sda2
+    node = BOOT_DISK_NODES.get(bus, "")
     with Server(ctx.workdir) as server, \
             PivotVM(base, ctx.workdir, bus=bus, other_disks=[copy], boot_disk_first=boot_disk_first,
-                    others_on_sata=copy_on_sata) as vm:
+                    others_beside=copy_beside) as vm:
         server.admin("publish", os.path.join(v2, "update.payload"), "--channel", "stable")
         vm.start()
-        vm.expect(rf"is on 2 disks: using {disk}, the boot disk", BOOT_TIMEOUT)
+        # Disk names follow the order the disks show up in: read the boot disk's from the log.
+        disk = vm.expect(rf"is on 2 disks: using (\S+), the boot disk \(PCI [0-9a-f.]+(/[0-9a-f.]+)*{node}\)",
+                         BOOT_TIMEOUT).group(1)
+        if bus == "virtio":
+            assert disk == ("/dev/vda" if boot_disk_first else "/dev/vdb"), disk
+        part = disk + "p" if disk[-1].isdigit() else disk  # nvme0n1p2, sda2
         vm.expect(rf"slot A: root \S+ on {part}2, switching root", BOOT_TIMEOUT)
         assert booted(vm) == ("A", "1")
+        disk = vm.expect(rf"is on 2 disks: using (\S+), the boot disk", INSTALL_TIMEOUT).group(1)
+        part = disk + "p" if disk[-1].isdigit() else disk
         vm.expect(rf"slot B: root \S+ on {part}3, switching root", INSTALL_TIMEOUT)
         assert booted(vm) == ("B", "2"), "did not come up on B with version 2"
         vm.expect(r"Slot B \(version 2\) marked successful", 120)
@@ -96,7 +103,16 @@ def test_copy_of_the_image_on_a_disk_after(ctx):
 
 def test_copy_of_the_image_on_the_same_sata_controller(ctx):
     # Linux lists sdb (the copy, port 3) before sda: a choice by PCI path alone took the copy.
-    update_with_a_copy(ctx, "sata", copy_on_sata=True)
+    update_with_a_copy(ctx, "sata", copy_beside=True)
+
+
+def test_copy_of_the_image_on_the_same_scsi_controller(ctx):
+    update_with_a_copy(ctx, "scsi", copy_beside=True)
+
+
+def test_copy_of_the_image_on_the_same_usb_controller(ctx):
+    # The copy on port 1 tends to show up first: a choice by PCI path alone took it at once.
+    update_with_a_copy(ctx, "usb", copy_beside=True)
 
 
 def test_update_on_nvme(ctx):

@@ -172,6 +172,28 @@ TEST(pci_path_ata_port) {
         CHECK_EQ(pci_path_pci_len(""), 0);
 }
 
+/* virtio-scsi's target and LUN; a USB disk's chain of ports, one node per hub. */
+TEST(pci_path_scsi_and_usb) {
+        char path[24] = "01.0";
+        CHECK_EQ(pci_path_add_scsi(path, sizeof(path), 2, 0), 0);
+        CHECK_STREQ(path, "01.0/scsi2.0");
+        CHECK_EQ(pci_path_pci_len(path), 4);
+        char big[24] = "01.0";
+        CHECK_EQ(pci_path_add_scsi(big, sizeof(big), 255, 17), 0);
+        CHECK_STREQ(big, "01.0/scsi255.17");
+        CHECK_EQ(pci_path_add_scsi(big, sizeof(big), 256, 0), PCI_PATH_E2BIG);
+        char usb[24] = "14.0";
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 4), 0);
+        CHECK_STREQ(usb, "14.0/usb4");
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 3), 0);
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 12), 0);
+        CHECK_STREQ(usb, "14.0/usb4.3.12");
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 0), PCI_PATH_E2BIG); /* ports from 1 */
+        char small[12] = "14.0/usb4.3";
+        CHECK_EQ(pci_path_add_usb_port(small, sizeof(small), 1), PCI_PATH_E2BIG);
+        CHECK_STREQ(small, "14.0/usb4.3");
+}
+
 TEST(cmdline_rejects) {
         char buf[SELECTOR_CMDLINE_MAX], file[SELECTOR_CMDLINE_MAX + 10];
 

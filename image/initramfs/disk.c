@@ -73,31 +73,60 @@ static unsigned ata_local_port(const char *ata, size_t ata_len, const char *name
         return port;
 }
 
+/* Whether the n characters at p are all from `set`. */
+static bool all_of(const char *p, size_t n, const char *set) {
+        return n > 0 && strspn(p, set) >= n;
+}
+
 void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
-        bool ata_done = false;
+        bool virtio = false;   /* below a virtio device: a SCSI address there is virtio-scsi's */
+        const char *usb = ""; /* the deepest USB device's port chain so far ("1.3" of "2-1.3") */
+        size_t usb_len = 0;
+        int below = 1;         /* 0: a node below the controller was added; < 0: it failed */
+
         if (size)
                 out[0] = '\0';
-        for (const char *p = sysfs_path; *p;) {
+        for (const char *p = sysfs_path; *p; p += strspn(p, "/")) {
                 size_t n = strcspn(p, "/");
-                unsigned dom, bus, dev, fn;
+                const char *c = p, *dash;
+                unsigned dom, bus, dev, fn, host, channel, target, lun;
                 char end;
-                /* A PCI function: "0000:00:1c.0", domain:bus:device.function. */
-                if (n == 12 && sscanf(p, "%4x:%2x:%2x.%1x%c", &dom, &bus, &dev, &fn, &end) >= 4 &&
-                    (p[12] == '/' || p[12] == '\0') && pci_path_add(out, size, dev, fn) < 0) {
-                        out[0] = '\0'; /* too deep to compare: no path rather than half of one */
-                        return;
-                }
-                /* A SATA port below the controller ("ata3"): its number on the controller. */
-                if (!ata_done && out[0] && n > 3 && n < 8 && !strncmp(p, "ata", 3) &&
-                    strspn(p + 3, "0123456789") == n - 3) {
-                        ata_done = true;
-                        unsigned port = ata_local_port(sysfs_path, (size_t)(p - sysfs_path) + n, p, n);
-                        if (port)
-                                (void)pci_path_add_ata(out, size, port); /* none: the PCI part */
-                }
                 p += n;
-                p += strspn(p, "/");
+                /* A PCI function: "0000:00:1c.0", domain:bus:device.function. */
+                if (n == 12 && sscanf(c, "%4x:%2x:%2x.%1x%c", &dom, &bus, &dev, &fn, &end) >= 4 &&
+                    (c[12] == '/' || c[12] == '\0')) {
+                        if (pci_path_add(out, size, dev, fn) < 0) {
+                                out[0] = '\0'; /* too deep to compare: no path rather than half */
+                                return;
+                        }
+                        continue;
+                }
+                if (!out[0] || below <= 0)
+                        continue;
+                if (n > 3 && n < 8 && !strncmp(c, "ata", 3) && all_of(c + 3, n - 3, "0123456789")) {
+                        /* A SATA link ("ata3", numbered across all controllers): its port. */
+                        unsigned port = ata_local_port(sysfs_path, (size_t)(p - sysfs_path), c, n);
+                        below = port ? pci_path_add_ata(out, size, port) : -1;
+                } else if (n > 6 && !strncmp(c, "virtio", 6) && all_of(c + 6, n - 6, "0123456789")) {
+                        virtio = true;
+                } else if (virtio && all_of(c, n, "0123456789:") &&
+                           sscanf(c, "%u:%u:%u:%u", &host, &channel, &target, &lun) == 4) {
+                        /* A SCSI device "host:channel:target:lun" on virtio-scsi. */
+                        below = channel == 0 ? pci_path_add_scsi(out, size, target, lun) : -1;
+                } else if (n > 2 && all_of(c, n, "0123456789-.") && (dash = memchr(c, '-', n)) &&
+                           all_of(c, (size_t)(dash - c), "0123456789")) {
+                        /* A USB device "bus-port.port...": the deepest one is the disk's. */
+                        usb = dash + 1;
+                        usb_len = n - (size_t)(usb - c);
+                }
         }
+        for (size_t i = 0; below > 0 && i < usb_len; i += strcspn(usb + i, ".") + 1) {
+                unsigned port = 0;
+                if (sscanf(usb + i, "%u", &port) != 1 || pci_path_add_usb_port(out, size, port) < 0)
+                        below = -1;
+        }
+        if (below < 0)
+                out[pci_path_pci_len(out)] = '\0'; /* the controller alone */
 }
 
 bool disk_pci_present(const char *devices_dir, const char *path) {
@@ -122,7 +151,15 @@ bool disk_pci_matches(const char *path, const char *hint) {
         if (!strcmp(path, hint))
                 return true;
         size_t a = pci_path_pci_len(path), b = pci_path_pci_len(hint);
-        return a == b && !strncmp(path, hint, a) && (!path[a] || !hint[b]);
+        if (a != b || strncmp(path, hint, a))
+                return false;
+        if (!path[a] || !hint[b])
+                return true;
+        /* Both name a node below the controller: another node of the same kind is another disk;
+         * nodes of two kinds mean the firmware sees the controller otherwise than Linux does. */
+        size_t kind = strspn(path + a + 1, "abcdefghijklmnopqrstuvwxyz");
+        return kind != strspn(hint + b + 1, "abcdefghijklmnopqrstuvwxyz") ||
+               strncmp(path + a + 1, hint + b + 1, kind) != 0;
 }
 
 struct match {

@@ -176,6 +176,31 @@ TEST(disk_pci_path_reads_the_sata_port) {
         CHECK_EQ(system(path), 0);
 }
 
+/* virtio-scsi disks by target and LUN, USB disks by their port chain; SCSI addresses of other
+ * controllers (a USB stick's, a SAS HBA's) are not the firmware's numbering and add nothing. */
+TEST(disk_pci_path_scsi_and_usb) {
+        char out[64];
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:01.0/virtio0/host0/target0:0:2/0:0:2:0/block/sdb",
+                      out, sizeof(out));
+        CHECK_STREQ(out, "01.0/scsi2.0");
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:01.0/virtio0/host0/target0:1:2/0:1:2:0/block/sdb",
+                      out, sizeof(out));
+        CHECK_STREQ(out, "01.0"); /* a channel the firmware's Scsi node has no room for */
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:01.0/usb2/2-2/2-2:1.0/host7/target7:0:0/7:0:0:0/block/sdb",
+                      out, sizeof(out));
+        CHECK_STREQ(out, "01.0/usb2");
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:14.0/usb1/1-4/1-4.3/1-4.3.1/1-4.3.1:1.0/host6/"
+                      "target6:0:0/6:0:0:0/block/sdc", out, sizeof(out));
+        CHECK_STREQ(out, "14.0/usb4.3.1");
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:03.0/0000:03:00.0/host0/port-0:0/end_device-0:0/"
+                      "target0:0:0/0:0:0:0/block/sda", out, sizeof(out));
+        CHECK_STREQ(out, "03.0/00.0");
+        char small[10];
+        disk_pci_path("/sys/devices/pci0000:00/0000:00:14.0/usb1/1-4/1-4.3/1-4.3.1/1-4.3.1:1.0/host6/"
+                      "target6:0:0/6:0:0:0/block/sdc", small, sizeof(small));
+        CHECK_STREQ(small, "14.0"); /* no room for the whole chain: the controller alone */
+}
+
 /* Which disk pivot.disk names: the whole path, or the PCI part when either side has no port. */
 TEST(disk_pci_matches_ports_and_older_hints) {
         CHECK(disk_pci_matches("1f.2/ata1", "1f.2/ata1"));
@@ -186,4 +211,9 @@ TEST(disk_pci_matches_ports_and_older_hints) {
         CHECK(!disk_pci_matches("1f.2/ata1", "1f.20"));
         CHECK(disk_pci_matches("01.0", "01.0"));
         CHECK(!disk_pci_matches("01.0/00.0", "01.0"));  /* behind a bridge: another device */
+        CHECK(disk_pci_matches("01.0/scsi2.0", "01.0/scsi2.0"));
+        CHECK(!disk_pci_matches("01.0/scsi0.0", "01.0/scsi2.0"));
+        CHECK(!disk_pci_matches("01.0/usb1", "01.0/usb2"));
+        CHECK(!disk_pci_matches("01.0/usb2.1", "01.0/usb2"));  /* behind the hub on port 2 */
+        CHECK(disk_pci_matches("03.0/ata1", "03.0/scsi0.0"));  /* two views of one controller */
 }
