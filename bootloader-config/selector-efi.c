@@ -79,14 +79,53 @@ static int disk_flush(void *ctx) {
         return EFI_ERROR(s) && s != EFI_UNSUPPORTED ? GPT_EIO : 0;
 }
 
+/* The Supported Protocol capabilities of the USB controller at the end of `path`'s PCI nodes,
+ * read from its registers (BAR 0, xHCI's extended capabilities). Returns how many, 0 when it is
+ * not an xHCI controller; -1 when that cannot be told. */
+static int xhci_protocols(EFI_DEVICE_PATH *path, struct pci_path_xhci_ports *caps, int max) {
+        EFI_PCI_IO_PROTOCOL *pci;
+        EFI_HANDLE handle;
+        UINT8 class[3]; /* programming interface, subclass, class */
+        UINT32 params, cap, ports;
+        int n = 0;
+
+        if (EFI_ERROR(BS->LocateDevicePath(&PciIoProtocol, &path, &handle)) ||
+            EFI_ERROR(BS->HandleProtocol(handle, &PciIoProtocol, (void **)&pci)) ||
+            EFI_ERROR(pci->Pci.Read(pci, EfiPciIoWidthUint8, 0x09, 3, class)))
+                return -1;
+        if (class[2] != 0x0c || class[1] != 0x03 || class[0] != 0x30)
+                return 0; /* EHCI, OHCI, UHCI: one root hub, numbered as Linux does */
+        if (EFI_ERROR(pci->Mem.Read(pci, EfiPciIoWidthUint32, 0, 0x10, 1, &params)))
+                return -1;
+        UINT64 at = (UINT64)(params >> 16) * 4; /* HCCPARAMS1's xECP, in dwords */
+        for (int guard = 0; at && guard < 64 && n < max; guard++) {
+                if (EFI_ERROR(pci->Mem.Read(pci, EfiPciIoWidthUint32, 0, at, 1, &cap)))
+                        return -1;
+                if ((cap & 0xff) == 2) { /* Supported Protocol: major revision, then ports */
+                        if (EFI_ERROR(pci->Mem.Read(pci, EfiPciIoWidthUint32, 0, at + 8, 1, &ports)))
+                                return -1;
+                        caps[n++] = (struct pci_path_xhci_ports){
+                                .major = cap >> 24, .first = ports & 0xff, .count = (ports >> 8) & 0xff};
+                }
+                at = (cap >> 8) & 0xff ? at + ((cap >> 8) & 0xff) * 4 : 0;
+        }
+        return n ? n : -1;
+}
+
 /* A disk path node below the PCI controller: what tells its disks apart (lib/pci-path.h), in
- * Linux's numbering. Other nodes (NVMe namespaces, SAS) add nothing: the initramfs goes by the
- * controller then. */
-static int add_node_below_pci(const EFI_DEVICE_PATH *node) {
+ * Linux's numbering. Other nodes (NVMe namespaces, SAS), and any node after one of another
+ * kind, add nothing: the initramfs goes by what the path has then. `path` is the whole device
+ * path, for the controller's registers. */
+static int add_node_below_pci(EFI_DEVICE_PATH *path, const EFI_DEVICE_PATH *node) {
+        size_t below = pci_path_pci_len(disk_pci);
+        if (disk_pci[below] && !(DevicePathSubType(node) == MSG_USB_DP && pci_path_has_usb(disk_pci)))
+                return 0;
         switch (DevicePathSubType(node)) {
         case MSG_SATA_DP: {
                 const SATA_DEVICE_PATH *sata = (const SATA_DEVICE_PATH *)node;
-                /* Behind a port multiplier Linux numbers the disks otherwise. */
+                /* Behind a port multiplier Linux numbers the disks otherwise. Some firmware
+                 * writes 0 here for a disk on the port itself, against the specification's
+                 * 0xFFFF: that disk gets the controller alone, as behind a multiplier. */
                 if (sata->PortMultiplierPortNumber != 0xffff)
                         return 0;
                 return pci_path_add_ata(disk_pci, sizeof(disk_pci), sata->HBAPortNumber + 1u);
@@ -95,9 +134,19 @@ static int add_node_below_pci(const EFI_DEVICE_PATH *node) {
                 const SCSI_DEVICE_PATH *scsi = (const SCSI_DEVICE_PATH *)node;
                 return pci_path_add_scsi(disk_pci, sizeof(disk_pci), scsi->Pun, scsi->Lun);
         }
-        case MSG_USB_DP: /* one node for each hub on the way: the ports of the chain */
-                return pci_path_add_usb_port(disk_pci, sizeof(disk_pci),
-                                             ((const USB_DEVICE_PATH *)node)->Port + 1u);
+        case MSG_USB_DP: { /* one node for each hub on the way: the ports of the chain */
+                unsigned port = ((const USB_DEVICE_PATH *)node)->Port + 1u;
+                int superspeed = 0;
+                if (!disk_pci[below]) { /* a root port: xHCI's are renumbered (see above) */
+                        struct pci_path_xhci_ports caps[8];
+                        int n = xhci_protocols(path, caps, 8);
+                        if (n < 0)
+                                return PCI_PATH_E2BIG;
+                        if (n > 0 && !(port = pci_path_xhci_port(caps, (size_t)n, port, &superspeed)))
+                                return PCI_PATH_E2BIG;
+                }
+                return pci_path_add_usb_port(disk_pci, sizeof(disk_pci), port, superspeed);
+        }
         default:
                 return 0;
         }
@@ -127,7 +176,7 @@ static EFI_STATUS find_boot_disk(EFI_HANDLE esp, struct gpt_io *io) {
                         pci_ok = pci_ok && pci_path_add(disk_pci, sizeof(disk_pci), pci->Device,
                                                                  pci->Function) == 0;
                 } else if (DevicePathType(node) == MESSAGING_DEVICE_PATH && disk_pci[0])
-                        below_ok = below_ok && add_node_below_pci(node) == 0;
+                        below_ok = below_ok && add_node_below_pci(copy, node) == 0;
         }
         if (!below_ok)
                 disk_pci[pci_path_pci_len(disk_pci)] = '\0'; /* the controller alone */

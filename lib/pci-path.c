@@ -8,6 +8,13 @@ static size_t length(const char *s) {
         return n;
 }
 
+static int starts_with(const char *s, const char *prefix) {
+        while (*prefix)
+                if (*s++ != *prefix++)
+                        return 0;
+        return 1;
+}
+
 /* Appends the n characters of text, after a "/" when slash and buf is not empty; or nothing
  * when it does not fit. */
 static int append(char *buf, size_t size, const char *text, size_t n, int slash) {
@@ -61,21 +68,48 @@ int pci_path_add_scsi(char *buf, size_t size, unsigned target, unsigned lun) {
         return append(buf, size, node, n, 1);
 }
 
-int pci_path_add_usb_port(char *buf, size_t size, unsigned port) {
+int pci_path_add_usb_port(char *buf, size_t size, unsigned port, int superspeed) {
         if (port < 1 || port > PCI_PATH_NUMBER_MAX)
                 return PCI_PATH_E2BIG;
-        char node[8];
-        size_t below = pci_path_pci_len(buf), n = 0;
-        int more = buf[below] == '/' && buf[below + 1] == 'u'; /* it has its USB node already */
+        char node[12];
+        size_t n = 0;
+        int more = pci_path_has_usb(buf);
         if (more)
                 node[n++] = '.';
         else {
-                node[n++] = 'u';
-                node[n++] = 's';
-                node[n++] = 'b';
+                for (const char *k = superspeed ? "ssusb" : "usb"; *k; k++)
+                        node[n++] = *k;
         }
         n += decimal(node + n, port);
         return append(buf, size, node, n, !more);
+}
+
+/* Linux's root hub for a USB major revision: 1 the USB 3 one, 0 the USB 2 one, -1 none. */
+static int usb3_hub(unsigned major) {
+        return major == 3 ? 1 : major >= 1 && major <= 2 ? 0 : -1;
+}
+
+unsigned pci_path_xhci_port(const struct pci_path_xhci_ports *caps, size_t n, unsigned port,
+                            int *superspeed) {
+        int hub = -1;
+        for (size_t i = 0; i < n; i++)
+                if (port >= caps[i].first && port - caps[i].first < caps[i].count)
+                        hub = usb3_hub(caps[i].major);
+        if (hub < 0)
+                return 0;
+        /* The ports before it on the same root hub, from every capability of that hub. */
+        unsigned number = 0;
+        for (size_t i = 0; i < n; i++)
+                if (usb3_hub(caps[i].major) == hub && caps[i].first <= port)
+                        number += port - caps[i].first < caps[i].count ? port - caps[i].first + 1
+                                                                      : caps[i].count;
+        *superspeed = hub;
+        return number;
+}
+
+int pci_path_has_usb(const char *path) {
+        const char *below = path + pci_path_pci_len(path);
+        return *below == '/' && (starts_with(below + 1, "usb") || starts_with(below + 1, "ssusb"));
 }
 
 size_t pci_path_pci_len(const char *path) {

@@ -34,7 +34,7 @@ BUSES = {
     # Target 0; the others on targets 2, 3, ...
     "scsi": (["-device", "virtio-scsi-pci,id=scsi0"], "scsi-hd,drive=boot,bus=scsi0.0,scsi-id=0,lun=0",
              lambda i: f"scsi-hd,drive=other{i},bus=scsi0.0,scsi-id={i + 2},lun=0"),
-    # Port 2; the others on ports 1, 3, ...
+    # Port 2; the others on ports 1, 3, ... The sticks are USB 3 ones.
     "usb": (["-device", "qemu-xhci,id=xhci"], "usb-storage,drive=boot,bus=xhci.0,port=2",
             lambda i: f"usb-storage,drive=other{i},bus=xhci.0,port={1 if i == 0 else i + 2}"),
 }

@@ -183,15 +183,54 @@ TEST(pci_path_scsi_and_usb) {
         CHECK_STREQ(big, "01.0/scsi255.17");
         CHECK_EQ(pci_path_add_scsi(big, sizeof(big), 256, 0), PCI_PATH_E2BIG);
         char usb[24] = "14.0";
-        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 4), 0);
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 4, 0), 0);
         CHECK_STREQ(usb, "14.0/usb4");
-        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 3), 0);
-        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 12), 0);
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 3, 1), 0);
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 12, 0), 0);
         CHECK_STREQ(usb, "14.0/usb4.3.12");
-        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 0), PCI_PATH_E2BIG); /* ports from 1 */
+        CHECK_EQ(pci_path_add_usb_port(usb, sizeof(usb), 0, 0), PCI_PATH_E2BIG); /* ports from 1 */
         char small[12] = "14.0/usb4.3";
-        CHECK_EQ(pci_path_add_usb_port(small, sizeof(small), 1), PCI_PATH_E2BIG);
+        CHECK_EQ(pci_path_add_usb_port(small, sizeof(small), 1, 0), PCI_PATH_E2BIG);
         CHECK_STREQ(small, "14.0/usb4.3");
+        char ss[24] = "01.0";
+        CHECK_EQ(pci_path_add_usb_port(ss, sizeof(ss), 2, 1), 0);
+        CHECK_EQ(pci_path_add_usb_port(ss, sizeof(ss), 1, 0), 0); /* a hub's port: the kind stays */
+        CHECK_STREQ(ss, "01.0/ssusb2.1");
+        CHECK(pci_path_has_usb(ss));
+        CHECK_EQ(pci_path_pci_len(ss), 4);
+        CHECK(!pci_path_has_usb("01.0/scsi0.0"));
+        CHECK(!pci_path_has_usb("01.0"));
+}
+
+/* xHCI's ports as Linux numbers them: each root hub (USB 2, USB 3) has the ports of its
+ * protocol, from 1, in the controller's order. */
+TEST(xhci_ports_as_linux_numbers_them) {
+        int ss = -1;
+        /* USB 2 first (most Intel chipsets): 16 USB 2 ports, then 10 USB 3 ones. */
+        const struct pci_path_xhci_ports intel[] = {{2, 1, 16}, {3, 17, 10}};
+        CHECK_EQ(pci_path_xhci_port(intel, 2, 3, &ss), 3);
+        CHECK_EQ(ss, 0);
+        CHECK_EQ(pci_path_xhci_port(intel, 2, 17, &ss), 1);
+        CHECK_EQ(ss, 1);
+        CHECK_EQ(pci_path_xhci_port(intel, 2, 26, &ss), 10);
+        CHECK_EQ(pci_path_xhci_port(intel, 2, 27, &ss), 0); /* no such port */
+        CHECK_EQ(pci_path_xhci_port(intel, 2, 0, &ss), 0);
+        /* USB 3 first (QEMU's qemu-xhci), and a protocol in two pieces. */
+        const struct pci_path_xhci_ports qemu[] = {{3, 1, 4}, {2, 5, 4}};
+        CHECK_EQ(pci_path_xhci_port(qemu, 2, 2, &ss), 2);
+        CHECK_EQ(ss, 1);
+        CHECK_EQ(pci_path_xhci_port(qemu, 2, 6, &ss), 2);
+        CHECK_EQ(ss, 0);
+        const struct pci_path_xhci_ports split[] = {{2, 1, 2}, {3, 3, 2}, {2, 5, 2}};
+        CHECK_EQ(pci_path_xhci_port(split, 3, 5, &ss), 3);
+        CHECK_EQ(ss, 0);
+        CHECK_EQ(pci_path_xhci_port(split, 3, 4, &ss), 2);
+        CHECK_EQ(ss, 1);
+        /* USB 1.x ports are on the USB 2 root hub; another major revision is on none. */
+        const struct pci_path_xhci_ports odd[] = {{1, 1, 2}, {4, 3, 2}};
+        CHECK_EQ(pci_path_xhci_port(odd, 2, 2, &ss), 2);
+        CHECK_EQ(ss, 0);
+        CHECK_EQ(pci_path_xhci_port(odd, 2, 3, &ss), 0);
 }
 
 TEST(cmdline_rejects) {

@@ -59,18 +59,17 @@ static int partition_node(const char *disk_name, unsigned partno, char *out, siz
         return -ENOENT;
 }
 
-/* The port of SATA link directory `ata` ("/sys/devices/.../0000:00:1f.2/ata3", the third of all
- * ports Linux numbered) on its controller, from 1; 0 when sysfs does not say. */
-static unsigned ata_local_port(const char *ata, size_t ata_len, const char *name, size_t name_len) {
+/* The number in file `name` of the sysfs directory that is the first dir_len characters of
+ * `dir`; 0 when there is none. */
+static unsigned sysfs_number(const char *dir, size_t dir_len, const char *name) {
         char path[PATH_MAX];
-        unsigned port = 0;
-        if (snprintf(path, sizeof(path), "%.*s/ata_port/%.*s/port_no", (int)ata_len, ata,
-                     (int)name_len, name) >= (int)sizeof(path))
+        unsigned v = 0;
+        if (snprintf(path, sizeof(path), "%.*s/%s", (int)dir_len, dir, name) >= (int)sizeof(path))
                 return 0;
         _cleanup_fclose_ FILE *f = fopen(path, "re");
-        if (!f || fscanf(f, "%u", &port) != 1)
+        if (!f || fscanf(f, "%u", &v) != 1)
                 return 0;
-        return port;
+        return v;
 }
 
 /* Whether the n characters at p are all from `set`. */
@@ -80,6 +79,7 @@ static bool all_of(const char *p, size_t n, const char *set) {
 
 void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
         bool virtio = false;   /* below a virtio device: a SCSI address there is virtio-scsi's */
+        bool superspeed = false; /* below a USB 3 root hub */
         const char *usb = ""; /* the deepest USB device's port chain so far ("1.3" of "2-1.3") */
         size_t usb_len = 0;
         int below = 1;         /* 0: a node below the controller was added; < 0: it failed */
@@ -104,8 +104,11 @@ void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
                 if (!out[0] || below <= 0)
                         continue;
                 if (n > 3 && n < 8 && !strncmp(c, "ata", 3) && all_of(c + 3, n - 3, "0123456789")) {
-                        /* A SATA link ("ata3", numbered across all controllers): its port. */
-                        unsigned port = ata_local_port(sysfs_path, (size_t)(p - sysfs_path), c, n);
+                        /* A SATA link ("ata3", numbered across all controllers): its port on
+                         * its controller, from 1. */
+                        char name[32];
+                        snprintf(name, sizeof(name), "ata_port/%.*s/port_no", (int)n, c);
+                        unsigned port = sysfs_number(sysfs_path, (size_t)(p - sysfs_path), name);
                         below = port ? pci_path_add_ata(out, size, port) : -1;
                 } else if (n > 6 && !strncmp(c, "virtio", 6) && all_of(c + 6, n - 6, "0123456789")) {
                         virtio = true;
@@ -113,6 +116,9 @@ void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
                            sscanf(c, "%u:%u:%u:%u", &host, &channel, &target, &lun) == 4) {
                         /* A SCSI device "host:channel:target:lun" on virtio-scsi. */
                         below = channel == 0 ? pci_path_add_scsi(out, size, target, lun) : -1;
+                } else if (n > 3 && !strncmp(c, "usb", 3) && all_of(c + 3, n - 3, "0123456789")) {
+                        /* A USB root hub: xHCI's USB 3 one is told apart by its speed. */
+                        superspeed = sysfs_number(sysfs_path, (size_t)(p - sysfs_path), "speed") >= 5000;
                 } else if (n > 2 && all_of(c, n, "0123456789-.") && (dash = memchr(c, '-', n)) &&
                            all_of(c, (size_t)(dash - c), "0123456789")) {
                         /* A USB device "bus-port.port...": the deepest one is the disk's. */
@@ -122,7 +128,8 @@ void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
         }
         for (size_t i = 0; below > 0 && i < usb_len; i += strcspn(usb + i, ".") + 1) {
                 unsigned port = 0;
-                if (sscanf(usb + i, "%u", &port) != 1 || pci_path_add_usb_port(out, size, port) < 0)
+                if (sscanf(usb + i, "%u", &port) != 1 ||
+                    pci_path_add_usb_port(out, size, port, superspeed) < 0)
                         below = -1;
         }
         if (below < 0)
@@ -167,8 +174,34 @@ struct match {
 };
 #define MAX_MATCHES 4
 
+/* The path (disk_pci_path) of block device `name`. An NVMe namespace reached through several
+ * controllers (native multipath) lives under /sys/devices/virtual: it takes the path of the
+ * controller that `hint` names, if one is among its paths, else the first one's. */
+static void block_device_path(const char *name, const char *hint, char *out, size_t size) {
+        char sys[300], real[PATH_MAX], path[64];
+        snprintf(sys, sizeof(sys), "/sys/block/%s", name);
+        out[0] = '\0';
+        if (!realpath(sys, real))
+                return;
+        disk_pci_path(real, out, size);
+        if (out[0])
+                return;
+        snprintf(sys, sizeof(sys), "/sys/block/%s/multipath", name);
+        _cleanup_(closedirp) DIR *d = opendir(sys);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                if (de->d_name[0] == '.' ||
+                    snprintf(sys, sizeof(sys), "/sys/block/%s/multipath/%s", name, de->d_name) >=
+                            (int)sizeof(sys) || !realpath(sys, real))
+                        continue;
+                disk_pci_path(real, path, sizeof(path));
+                if (!out[0] || (hint && disk_pci_matches(path, hint)))
+                        snprintf(out, size, "%s", path);
+        }
+}
+
 /* Every disk that holds the partition now; returns how many (at most MAX_MATCHES). */
-static size_t scan_once(const struct gpt_guid *want, struct match *m) {
+static size_t scan_once(const struct gpt_guid *want, const char *hint, struct match *m) {
         _cleanup_(closedirp) DIR *d = opendir("/sys/block");
         struct dirent *de;
         size_t n = 0;
@@ -176,7 +209,7 @@ static size_t scan_once(const struct gpt_guid *want, struct match *m) {
         if (!d)
                 return 0;
         while ((de = readdir(d)) && n < MAX_MATCHES) {
-                char dev[300], sys[300], real[PATH_MAX];
+                char dev[300];
                 struct gpt_fd f;
                 struct gpt_io io;
                 _cleanup_close_ int fd = -1;
@@ -193,11 +226,7 @@ static size_t scan_once(const struct gpt_guid *want, struct match *m) {
                 if (partition_node(de->d_name, (unsigned)idx + 1, m[n].part, sizeof(m[n].part)) < 0)
                         continue; /* the kernel has not announced the partitions yet */
                 snprintf(m[n].disk, sizeof(m[n].disk), "%s", dev);
-                snprintf(sys, sizeof(sys), "/sys/block/%s", de->d_name);
-                if (realpath(sys, real))
-                        disk_pci_path(real, m[n].pci, sizeof(m[n].pci));
-                else
-                        m[n].pci[0] = '\0';
+                block_device_path(de->d_name, hint, m[n].pci, sizeof(m[n].pci));
                 n++;
         }
         return n;
@@ -226,7 +255,7 @@ int disk_find_partuuid(const char *partuuid, const char *disk_pci, unsigned time
         }
         /* Disks appear asynchronously after their driver loads. */
         for (unsigned tick = 0; tick < timeout_sec * 10; tick++) {
-                size_t n = scan_once(&want, m), pick = n, at_hint = 0;
+                size_t n = scan_once(&want, hint ? disk_pci : NULL, m), pick = n, at_hint = 0;
                 for (size_t i = 0; hint && i < n; i++)
                         if (disk_pci_matches(m[i].pci, disk_pci) && at_hint++ == 0)
                                 pick = i;

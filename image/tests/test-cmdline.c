@@ -155,25 +155,36 @@ TEST(disk_pci_present_follows_the_device_links) {
 
 /* A SATA disk's port comes from sysfs: ata3 is the third port Linux numbered, on whatever
  * controller; its port_no says which port of its own controller it is. */
+/* disk_pci_path() of sysfs path `rel` under the fake sysfs `dir`. */
+static const char *path_under(const char *dir, const char *rel) {
+        static char out[64];
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", dir, rel);
+        disk_pci_path(path, out, sizeof(out));
+        return out;
+}
+
 TEST(disk_pci_path_reads_the_sata_port) {
         char dir[] = "/tmp/test-initramfs-ata.XXXXXX";
-        char path[512], out[64];
+        char cmd[512], out[64];
         CHECK(mkdtemp(dir) != NULL);
-        snprintf(path, sizeof(path), "mkdir -p '%s/0000:00:1f.2/ata3/ata_port/ata3' '%s/0000:00:1f.2/ata3/host2'"
-                 " && echo 1 >'%s/0000:00:1f.2/ata3/ata_port/ata3/port_no'", dir, dir, dir);
-        CHECK_EQ(system(path), 0);
-        snprintf(path, sizeof(path), "%s/0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0/block/sdb", dir);
-        disk_pci_path(path, out, sizeof(out));
-        CHECK_STREQ(out, "1f.2/ata1");
+        snprintf(cmd, sizeof(cmd), "cd '%s' && mkdir -p 0000:00:1f.2/ata3/ata_port/ata3 0000:00:14.0/usb2"
+                 " && echo 1 >0000:00:1f.2/ata3/ata_port/ata3/port_no && echo 5000 >0000:00:14.0/usb2/speed",
+                 dir);
+        CHECK_EQ(system(cmd), 0);
+        CHECK_STREQ(path_under(dir, "0000:00:1f.2/ata3/host2/target2:0:0/2:0:0:0/block/sdb"), "1f.2/ata1");
         /* No port_no (another sysfs): the PCI part only. */
-        snprintf(path, sizeof(path), "%s/0000:00:1f.2/ata4/host3/target3:0:0/3:0:0:0/block/sdc", dir);
-        disk_pci_path(path, out, sizeof(out));
-        CHECK_STREQ(out, "1f.2");
+        CHECK_STREQ(path_under(dir, "0000:00:1f.2/ata4/host3/target3:0:0/3:0:0:0/block/sdc"), "1f.2");
         /* "ata" before any PCI node is not a port. */
         disk_pci_path("/sys/devices/platform/ata1/host0/block/sda", out, sizeof(out));
         CHECK_STREQ(out, "");
-        snprintf(path, sizeof(path), "rm -rf '%s'", dir);
-        CHECK_EQ(system(path), 0);
+        /* A USB 3 root hub says so by its speed. */
+        CHECK_STREQ(path_under(dir, "0000:00:14.0/usb2/2-3/2-3:1.0/host6/target6:0:0/6:0:0:0/block/sdc"),
+                    "14.0/ssusb3");
+        CHECK_STREQ(path_under(dir, "0000:00:14.0/usb1/1-3/1-3:1.0/host6/target6:0:0/6:0:0:0/block/sdc"),
+                    "14.0/usb3");
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        CHECK_EQ(system(cmd), 0);
 }
 
 /* virtio-scsi disks by target and LUN, USB disks by their port chain; SCSI addresses of other
@@ -216,4 +227,6 @@ TEST(disk_pci_matches_ports_and_older_hints) {
         CHECK(!disk_pci_matches("01.0/usb1", "01.0/usb2"));
         CHECK(!disk_pci_matches("01.0/usb2.1", "01.0/usb2"));  /* behind the hub on port 2 */
         CHECK(disk_pci_matches("03.0/ata1", "03.0/scsi0.0"));  /* two views of one controller */
+        CHECK(disk_pci_matches("14.0/ssusb3", "14.0/usb3"));   /* one socket, two protocols */
+        CHECK(!disk_pci_matches("14.0/ssusb3", "14.0/ssusb1"));
 }
