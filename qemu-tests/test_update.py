@@ -51,7 +51,7 @@ def test_update_1_to_2(ctx):
 
 
 # The node below the controller that the boot disk's path ends in, on each bus (pivotvm.BUSES).
-BOOT_DISK_NODES = {"sata": "/ata1", "scsi": "/scsi0.0", "usb": "/ssusb2"}
+BOOT_DISK_NODES = {"sata": "/ata1", "scsi": "/scsi0.0", "usb": "/ssusb2", "usb-ehci": "/usb2"}
 
 
 def update_with_a_copy(ctx, bus="virtio", boot_disk_first=False, copy_beside=False):
@@ -114,6 +114,10 @@ def test_copy_of_the_image_on_the_same_usb_controller(ctx):
     # The copy on port 1 tends to show up first: a choice by PCI path alone took it at once.
     update_with_a_copy(ctx, "usb", copy_beside=True)
 
+
+
+def test_copy_of_the_image_on_the_same_usb2_controller(ctx):
+    update_with_a_copy(ctx, "usb-ehci", copy_beside=True)
 
 
 def test_update_on_nvme(ctx):
