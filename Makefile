@@ -42,7 +42,7 @@ bench: all
 	@set -e; for b in $(BENCHES); do $$b; done
 
 clean:
-	rm -rf $(OUT)/bin $(OUT)/obj $(OUT)/test $(OUT)/efi
+	rm -rf $(OUT)/bin $(OUT)/lib $(OUT)/obj $(OUT)/obj-pic $(OUT)/obj-san-pic $(OUT)/test $(OUT)/efi
 
 # Generic rules: objects for programs, and sanitizer-built objects for tests.
 $(OUT)/obj/%.o: %.c
@@ -53,4 +53,13 @@ $(OUT)/obj-san/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(ALL_CFLAGS) $(SAN) $(EXTRA_CFLAGS_$(firstword $(subst /, ,$*))) -MMD -MP -c $< -o $@
 
--include $(shell find $(OUT)/obj $(OUT)/obj-san -name '*.d' 2>/dev/null)
+# Position-independent objects, for modules loaded at run time (lib/module.mk).
+$(OUT)/obj-pic/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC $(EXTRA_CFLAGS_$(firstword $(subst /, ,$*))) -MMD -MP -c $< -o $@
+
+$(OUT)/obj-san-pic/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -fPIC $(SAN) $(EXTRA_CFLAGS_$(firstword $(subst /, ,$*))) -MMD -MP -c $< -o $@
+
+-include $(shell find $(OUT)/obj $(OUT)/obj-san $(OUT)/obj-pic $(OUT)/obj-san-pic -name '*.d' 2>/dev/null)

@@ -26,7 +26,7 @@ IMAGE_ENV = $(foreach v,$(IMAGE_VARS),$(v)='$($(v))')
 # What the image is made of; the top Makefile adds the prerequisites once every fragment has
 # declared its programs.
 IMAGE_PREREQS = $(OUT)/bin/pivot-mkdisk $(OUT)/bin/pivot-init $(OUT)/efi/BOOTX64.EFI \
-                $(filter %/pivot-agent %/pivotctl %/pivot-payload,$(BINS))
+                $(filter %/pivot-agent %/pivotctl %/pivot-payload,$(BINS)) $(OMAHA_MODULE)
 
 .PHONY: image qemu
 image: deps-build

@@ -1,21 +1,36 @@
 # lib/: code two or more parts share. Each module has its unit test in lib/tests/.
 LIB_HOSTED_SRCS := lib/log.c
 
-# --- Omaha v3 codec (lib/omaha.c): libxml2 ---
-LIB_HOSTED_SRCS += lib/omaha.c
+# --- Omaha v3 codec: lib/omaha.c builds, lib/omaha-parse.c parses (libxml2) ---
+LIB_HOSTED_SRCS += lib/omaha.c lib/omaha-parse.c
 OMAHA_LIBS = $(call pkg-libs,libxml-2.0)
 EXTRA_CFLAGS_lib += $(call pkg-cflags,libxml-2.0)
 UNIT_TESTS += $(OUT)/test/test-omaha $(OUT)/test/fuzz-omaha
 
+# The parser as a module the device programs load for each parse (updater/omaha-module.h);
+# only what they call is exported. The sanitizer build goes where the sanitizer-built programs
+# (out/test/san/) look for it.
+OMAHA_MODULE := $(OUT)/lib/pivot/omaha-parser.so
+OMAHA_SAN_MODULE := $(OUT)/test/lib/pivot/omaha-parser.so
+OMAHA_MODULE_SRCS := lib/omaha-parse.c lib/omaha.c
+OMAHA_MODULE_LDFLAGS := -shared -Wl,-soname,omaha-parser.so -Wl,--version-script=lib/omaha-parser.map
+BINS += $(OMAHA_MODULE)
+$(OMAHA_MODULE): $(OMAHA_MODULE_SRCS:%.c=$(OUT)/obj-pic/%.o) lib/omaha-parser.map
+	@mkdir -p $(@D)
+	$(CC) $(OMAHA_MODULE_LDFLAGS) -Wl,-z,defs -o $@ $(filter %.o,$^) $(OMAHA_LIBS)
+$(OMAHA_SAN_MODULE): $(OMAHA_MODULE_SRCS:%.c=$(OUT)/obj-san-pic/%.o) lib/omaha-parser.map
+	@mkdir -p $(@D)
+	$(CC) $(SAN) $(OMAHA_MODULE_LDFLAGS) -o $@ $(filter %.o,$^) $(OMAHA_LIBS)
+
 $(OUT)/test/test-omaha: $(OUT)/obj-san/lib/tests/test-omaha.o $(OUT)/obj-san/lib/omaha.o \
-		$(OUT)/obj-san/lib/log.o $(OUT)/obj-san/lib/test/test-main.o
+		$(OUT)/obj-san/lib/omaha-parse.o $(OUT)/obj-san/lib/log.o $(OUT)/obj-san/lib/test/test-main.o
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(OMAHA_LIBS)
 
 # The fuzz target as an ordinary test: every corpus file, under ASan+UBSan.
 $(OUT)/obj-san/lib/fuzz/fuzz-main.o: CPPFLAGS += -DFUZZ_CORPUS_DIR='"$(CURDIR)/lib/fuzz/corpus/omaha"'
 $(OUT)/test/fuzz-omaha: $(OUT)/obj-san/lib/fuzz/fuzz-omaha.o $(OUT)/obj-san/lib/fuzz/fuzz-main.o \
-		$(OUT)/obj-san/lib/omaha.o
+		$(OUT)/obj-san/lib/omaha.o $(OUT)/obj-san/lib/omaha-parse.o
 	@mkdir -p $(@D)
 	$(CC) $(SAN) -o $@ $^ $(OMAHA_LIBS)
 
@@ -23,10 +38,11 @@ $(OUT)/test/fuzz-omaha: $(OUT)/obj-san/lib/fuzz/fuzz-omaha.o $(OUT)/obj-san/lib/
 #   out/fuzz/fuzz-omaha -max_total_time=60 lib/fuzz/corpus/omaha
 .PHONY: fuzz-omaha
 fuzz-omaha: $(OUT)/fuzz/fuzz-omaha
-$(OUT)/fuzz/fuzz-omaha: lib/fuzz/fuzz-omaha.c lib/omaha.c lib/omaha.h
+$(OUT)/fuzz/fuzz-omaha: lib/fuzz/fuzz-omaha.c lib/omaha.c lib/omaha-parse.c lib/omaha.h
 	@mkdir -p $(@D)
 	clang $(CSTD) -g -O1 -D_GNU_SOURCE -Ilib $(call pkg-cflags,libxml-2.0) \
-		-fsanitize=fuzzer,address,undefined -o $@ lib/fuzz/fuzz-omaha.c lib/omaha.c $(OMAHA_LIBS)
+		-fsanitize=fuzzer,address,undefined -o $@ lib/fuzz/fuzz-omaha.c lib/omaha.c lib/omaha-parse.c \
+		$(OMAHA_LIBS)
 
 # make check also gives libFuzzer's engine a short, bounded run from the corpus.
 CHECK_SUITES += fuzz-omaha-engine=lib/fuzz/run-engine.sh

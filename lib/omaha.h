@@ -2,7 +2,9 @@
  *
  * One module for both ends: pivot-agent builds requests and parses responses, pivot-server
  * parses requests and builds responses. The shapes are those docs/design.md ("Omaha v3")
- * describes.
+ * describes. omaha.c builds and frees; omaha-parse.c parses, the one part that needs libxml2:
+ * pivot-server links it, the device programs load it as a module for each parse
+ * (updater/omaha-module.h).
  *
  * Parsing is hardened for input from the network: documents larger than OMAHA_MAX_DOCUMENT
  * are refused, a document with a DOCTYPE (and so any entity declaration) is refused, entities

@@ -6,7 +6,7 @@ EXTRA_CFLAGS_server += -Iserver $(call pkg-cflags,libxml-2.0 libmicrohttpd sqlit
 SERVER_LIBS = $(call pkg-libs,libxml-2.0 libmicrohttpd sqlite3 libpq jansson libcrypto) -lpthread
 SERVER_SRCS := server/main.c server/http.c server/payloads.c server/omaha-handler.c server/admin-api.c server/dashboard.c \
 	server/metrics.c server/store.c server/store-sqlite.c server/store-postgres.c server/policy.c \
-	server/strbuf.c lib/omaha.c lib/version.c lib/log.c
+	server/strbuf.c lib/omaha.c lib/omaha-parse.c lib/version.c lib/log.c
 ADMIN_SRCS := server/admin/pivot-admin.c server/strbuf.c lib/log.c lib/version.c $(wildcard lib/payload.c)
 ADMIN_LIBS = $(call pkg-libs,libcurl jansson libcrypto) $(if $(wildcard lib/payload.c),$(call pkg-libs,libzstd)) -lpthread
 

@@ -18,6 +18,7 @@
 #include "http.h"
 #include "json.h"
 #include "log.h"
+#include "omaha-module.h"
 #include "omaha.h"
 #include "run.h"
 #include "state.h"
@@ -960,7 +961,11 @@ static int omaha_send(struct updater *u, struct omaha_call *c, struct omaha_resp
                 return log_error_errno(r, "%s: %m", u->cfg.server);
         if (!resp)
                 return 0;
-        r = omaha_response_parse(answer, alen, resp);
+        r = omaha_module_parse_response(answer, alen, resp);
+        if (r == -ELIBACC || r == -ELIBBAD) {
+                *ret_code = UPDATE_ERROR_GENERIC;
+                return r; /* a broken installation, logged where it was found */
+        }
         if (r < 0) {
                 *ret_code = r == -EBADMSG ? UPDATE_ERROR_OMAHA_XML : UPDATE_ERROR_OMAHA_INVALID;
                 return log_error_errno(r, "%s: invalid Omaha response (%s)", u->cfg.server,
@@ -1003,7 +1008,6 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         bool have_report = false;
 
         memset(ret, 0, sizeof(*ret));
-        omaha_init();
         updater_reload_state(u);
         /* A boot result still to report goes with the check, as Flatcar does. Read here, before
          * omaha_call_init() takes pointers into the state. */

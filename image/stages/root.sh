@@ -2,8 +2,9 @@
 # and the slot's kernel command line that carries the root hash.
 # shellcheck shell=bash
 
-# Programs of Pivot's that run on the device, from $OUT/bin, into /usr/bin.
-DEVICE_PROGRAMS=(pivot-agent pivotctl)
+# What of Pivot's runs on the device, from $OUT into /usr: the programs, and the Omaha parser
+# they load from ../lib/pivot/ (updater/omaha-module.h).
+DEVICE_FILES=(bin/pivot-agent bin/pivotctl lib/pivot/omaha-parser.so)
 
 ensure_signing_key() {
   if [[ -z $SIGNING_KEY ]]; then
@@ -87,14 +88,16 @@ apply_overlay() {
 }
 
 install_device_programs() {
-  local st=$1 p lib
-  for p in "${DEVICE_PROGRAMS[@]}"; do
-    [[ -x $OUT/bin/$p ]] || { note "root: $p not built, left out"; continue; }
-    install -m 0755 "$OUT/bin/$p" "$st/usr/bin/$p"
+  local st=$1 f lib mode
+  for f in "${DEVICE_FILES[@]}"; do
+    [[ -f $OUT/$f ]] || { note "root: $f not built, left out"; continue; }
+    mode=0755
+    [[ $f == *.so ]] && mode=0644
+    install -D -m "$mode" "$OUT/$f" "$st/usr/$f"
     # Every library it links must come from a package in the image.
-    for lib in $(readelf -d "$OUT/bin/$p" | sed -nE 's/.*NEEDED.*\[(.*)\].*/\1/p'); do
+    for lib in $(readelf -d "$OUT/$f" | sed -nE 's/.*NEEDED.*\[(.*)\].*/\1/p'); do
       compgen -G "$st/usr/lib/x86_64-linux-gnu/$lib" >/dev/null || compgen -G "$st/lib/x86_64-linux-gnu/$lib" >/dev/null ||
-        die "$p needs $lib, which no package in $PACKAGES provides"
+        die "$f needs $lib, which no package in $PACKAGES provides"
     done
   done
   install -m 0644 "$work/update-signing.pub" "$st/usr/share/pivot/update-signing.pub"

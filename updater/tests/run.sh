@@ -730,6 +730,21 @@ bad_agent truncated-xml '{"omaha":"raw","raw":"<?xml version=\"1.0\"?><response 
 bad_agent xml-external-entity '{"omaha":"xxe"}' "invalid Omaha response" 3/0/31
 if want xml-external-entity && [[ $(requests /secret) != 0 ]]; then notok xml-external-entity-not-fetched; elif want xml-external-entity; then ok xml-external-entity-not-fetched; fi
 bad_agent xml-entity-expansion '{"omaha":"entities"}' "invalid Omaha response" 3/0/31
+# The device programs load the Omaha parser from ../lib/pivot/ beside their directory
+# (updater/omaha-module.h). A program without it fails the check with the reason, before anything
+# is fetched or written.
+if want no-omaha-parser; then
+        new_disk; agent_conf; offer_p11
+        mkdir -p "$WORK/alone"
+        cp "$AGENT" "$WORK/alone/pivot-agent"
+        "$WORK/alone/pivot-agent" --disk "$DISK" --state-dir "$WORK/state" --config "$WORK/update.conf" \
+                --quiet --once >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 1 && $(requests /payloads/u-1.1.0.payload) == 0 && $(next_boot "$DISK") == A &&
+              $(slot "$DISK" B priority) == 1 ]] &&
+                grep -q "Cannot load the Omaha parser: .*omaha-parser.so" "$WORK/last.log"; then
+                ok no-omaha-parser
+        else notok no-omaha-parser "exit $rc, B priority $(slot "$DISK" B priority)"; fi
+fi
 bad_agent huge-response '{"omaha":"huge"}' "larger than" ""
 bad_agent omaha-5xx '{"omaha":"500"}' "HTTP status 500" ""
 bad_agent omaha-stall '{"omaha":"stall","stall_seconds":20}' "no answer in time\|Connection\|timed out" ""
