@@ -263,8 +263,9 @@ print(f"  CPU: agent {au + as_:.2f} s ({(au + as_) / gib:.2f} s/GiB), zstd -d {z
 stages = [dict(zip(l.split()[0::2], map(float, l.split()[1::2]))) for l in open(stages_path) if l.strip()]
 if stages:
     names = ["receiver", "decompressor", "writer", "reader", "verifier"]
-    what = {"receiver": "download, whole-file and chunk SHA-256", "decompressor": "zstd",
-            "writer": "O_DIRECT writes", "reader": "O_DIRECT read-back", "verifier": "SHA-256 of what was read back"}
+    what = {"receiver": "download, whole-file SHA-256", "decompressor": "zstd",
+            "writer": "O_DIRECT writes", "reader": "O_DIRECT read-back",
+            "verifier": "SHA-256 of each compressed chunk and of what was read back"}
     m = {n: med([s[n] for s in stages]) for n in names + ["wall"]}
     print(f"  agent CPU by stage (s/GiB of image): " +
           ", ".join(f"{n} {m[n] / gib:.2f} ({what[n]})" for n in names) +
