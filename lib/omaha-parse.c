@@ -39,6 +39,31 @@ static int hex_decode_exact(const char *s, uint8_t *out, size_t n) {
 
 /* ---- parsing ------------------------------------------------------------------------- */
 
+/* Room for one more element at the end of an array of n, at most max: the array with the new
+ * element zeroed in *ret, or -EMSGSIZE past max, or -ENOMEM. */
+static int grow_by_one(void *array, size_t n, size_t max, size_t size, void **ret) {
+        if (n >= max)
+                return -EMSGSIZE;
+        char *p = realloc(array, (n + 1) * size);
+        if (!p)
+                return -ENOMEM;
+        memset(p + n * size, 0, size);
+        *ret = p;
+        return 0;
+}
+
+/* Appends a zeroed element to `array` of `n` (both updated), at most `max`: 0 or an errno. */
+#define APPEND_ZEROED(array, n, max)                                                               \
+        ({                                                                                         \
+                void *grown_;                                                                      \
+                int r_ = grow_by_one((array), (n), (max), sizeof(*(array)), &grown_);              \
+                if (r_ == 0) {                                                                     \
+                        (array) = grown_;                                                          \
+                        (n)++;                                                                     \
+                }                                                                                  \
+                r_;                                                                                \
+        })
+
 static void xml_doc_freep(xmlDocPtr *d) {
         if (*d)
                 xmlFreeDoc(*d);
@@ -324,14 +349,9 @@ static int sax_app(struct omaha_request *req, int n, const xmlChar **attrs, stru
         };
         int r;
 
-        if (req->n_apps >= OMAHA_MAX_APPS)
-                return -EMSGSIZE;
-        struct omaha_app_request *a = realloc(req->apps, (req->n_apps + 1) * sizeof(*a));
-        if (!a)
-                return -ENOMEM;
-        req->apps = a;
-        a = &req->apps[req->n_apps++];
-        *a = (struct omaha_app_request){};
+        if ((r = APPEND_ZEROED(req->apps, req->n_apps, OMAHA_MAX_APPS)) < 0)
+                return r;
+        struct omaha_app_request *a = &req->apps[req->n_apps - 1];
         for (size_t i = 0; i < ELEMENTSOF(fields); i++) {
                 r = sax_attr_dup(n, attrs, fields[i].name, (char **)((char *)a + fields[i].offset));
                 if (r < 0)
@@ -350,14 +370,9 @@ static int sax_event(struct omaha_app_request *a, int n, const xmlChar **attrs) 
         long v;
         int r;
 
-        if (a->n_events >= OMAHA_MAX_EVENTS)
-                return -EMSGSIZE;
-        struct omaha_event *e = realloc(a->events, (a->n_events + 1) * sizeof(*e));
-        if (!e)
-                return -ENOMEM;
-        a->events = e;
-        e = &a->events[a->n_events++];
-        *e = (struct omaha_event){};
+        if ((r = APPEND_ZEROED(a->events, a->n_events, OMAHA_MAX_EVENTS)) < 0)
+                return r;
+        struct omaha_event *e = &a->events[a->n_events - 1];
         v = 0;
         if ((r = sax_attr_long(n, attrs, "eventtype", 0, INT_MAX, &v)) < 0)
                 return r;
@@ -603,15 +618,9 @@ static int parse_manifest(const xmlNode *m, struct omaha_app_response *a) {
                         for (const xmlNode *p = c->children; p; p = p->next) {
                                 if (!name_is(p, "package"))
                                         continue;
-                                if (a->n_packages >= OMAHA_MAX_PACKAGES)
-                                        return -EMSGSIZE;
-                                struct omaha_package *pk =
-                                        realloc(a->packages, (a->n_packages + 1) * sizeof(*pk));
-                                if (!pk)
-                                        return -ENOMEM;
-                                a->packages = pk;
-                                pk = &a->packages[a->n_packages++];
-                                *pk = (struct omaha_package){};
+                                if ((r = APPEND_ZEROED(a->packages, a->n_packages, OMAHA_MAX_PACKAGES)) < 0)
+                                        return r;
+                                struct omaha_package *pk = &a->packages[a->n_packages - 1];
                                 _cleanup_free_ char *sha1 = NULL, *sha256 = NULL, *size = NULL;
                                 if ((r = attr_dup(p, "name", &pk->name)) < 0 ||
                                     (r = attr_dup(p, "hash", &sha1)) < 0 ||
@@ -690,19 +699,13 @@ static int parse_response_app(const xmlNode *n, struct omaha_app_response *a) {
                                         for (const xmlNode *url = u->children; url; url = url->next) {
                                                 if (!name_is(url, "url"))
                                                         continue;
-                                                if (a->n_urls >= OMAHA_MAX_URLS)
-                                                        return -EMSGSIZE;
-                                                char **urls = realloc(a->urls, (a->n_urls + 1) * sizeof(*urls));
-                                                if (!urls)
-                                                        return -ENOMEM;
-                                                a->urls = urls;
-                                                urls[a->n_urls] = NULL;
-                                                r = attr_dup(url, "codebase", &urls[a->n_urls]);
-                                                if (r < 0)
+                                                if ((r = APPEND_ZEROED(a->urls, a->n_urls, OMAHA_MAX_URLS)) < 0)
                                                         return r;
-                                                if (!urls[a->n_urls])
+                                                char **codebase = &a->urls[a->n_urls - 1];
+                                                if ((r = attr_dup(url, "codebase", codebase)) < 0)
+                                                        return r;
+                                                if (!*codebase)
                                                         return -EBADMSG;
-                                                a->n_urls++;
                                         }
                                 } else if (name_is(u, "manifest")) {
                                         r = parse_manifest(u, a);
@@ -743,15 +746,9 @@ int omaha_response_parse(const char *xml, size_t len, struct omaha_response *ret
                                 return r;
                         resp.daystart_elapsed_seconds = v;
                 } else if (name_is(c, "app")) {
-                        if (resp.n_apps >= OMAHA_MAX_APPS)
-                                return -EMSGSIZE;
-                        struct omaha_app_response *a = realloc(resp.apps, (resp.n_apps + 1) * sizeof(*a));
-                        if (!a)
-                                return -ENOMEM;
-                        resp.apps = a;
-                        a = &resp.apps[resp.n_apps++];
-                        *a = (struct omaha_app_response){};
-                        r = parse_response_app(c, a);
+                        if ((r = APPEND_ZEROED(resp.apps, resp.n_apps, OMAHA_MAX_APPS)) < 0)
+                                return r;
+                        r = parse_response_app(c, &resp.apps[resp.n_apps - 1]);
                         if (r < 0)
                                 return r;
                 }
