@@ -112,10 +112,18 @@ static int xhci_protocols(EFI_DEVICE_PATH *path, struct pci_path_xhci_ports *cap
         return n ? n : -1;
 }
 
+/* UEFI's NVMe namespace node (specification 2.x, 10.3.4.19), which gnu-efi does not define. */
+#define MSG_NVME_NAMESPACE_DP 0x17
+typedef struct {
+        EFI_DEVICE_PATH Header;
+        UINT32 NamespaceId;
+        UINT64 NamespaceUuid; /* the EUI-64 */
+} __attribute__((packed)) NVME_NAMESPACE_DEVICE_PATH;
+
 /* A disk path node below the PCI controller: what tells its disks apart (lib/pci-path.h), in
- * Linux's numbering. Other nodes (NVMe namespaces, SAS), and any node after one of another
- * kind, add nothing: the initramfs goes by what the path has then. `path` is the whole device
- * path, for the controller's registers. */
+ * Linux's numbering. Other nodes (SAS, say), and any node after one of another kind, add
+ * nothing: the initramfs goes by what the path has then. `path` is the whole device path, for
+ * the controller's registers. */
 static int add_node_below_pci(EFI_DEVICE_PATH *path, const EFI_DEVICE_PATH *node) {
         size_t below = pci_path_pci_len(disk_pci);
         if (disk_pci[below] && !(DevicePathSubType(node) == MSG_USB_DP && pci_path_has_usb(disk_pci)))
@@ -133,6 +141,10 @@ static int add_node_below_pci(EFI_DEVICE_PATH *path, const EFI_DEVICE_PATH *node
         case MSG_SCSI_DP: {
                 const SCSI_DEVICE_PATH *scsi = (const SCSI_DEVICE_PATH *)node;
                 return pci_path_add_scsi(disk_pci, sizeof(disk_pci), scsi->Pun, scsi->Lun);
+        }
+        case MSG_NVME_NAMESPACE_DP: {
+                const NVME_NAMESPACE_DEVICE_PATH *ns = (const NVME_NAMESPACE_DEVICE_PATH *)node;
+                return pci_path_add_nvme(disk_pci, sizeof(disk_pci), ns->NamespaceId);
         }
         case MSG_USB_DP: { /* one node for each hub on the way: the ports of the chain */
                 unsigned port = ((const USB_DEVICE_PATH *)node)->Port + 1u;

@@ -68,6 +68,13 @@ int pci_path_add_scsi(char *buf, size_t size, unsigned target, unsigned lun) {
         return append(buf, size, node, n, 1);
 }
 
+int pci_path_add_nvme(char *buf, size_t size, unsigned nsid) {
+        if (nsid < 1 || nsid > PCI_PATH_NUMBER_MAX)
+                return PCI_PATH_E2BIG;
+        char node[8] = {'n', 'v', 'm', 'e'};
+        return append(buf, size, node, 4 + decimal(node + 4, nsid), 1);
+}
+
 int pci_path_add_usb_port(char *buf, size_t size, unsigned port, int superspeed) {
         if (port < 1 || port > PCI_PATH_NUMBER_MAX)
                 return PCI_PATH_E2BIG;

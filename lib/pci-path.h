@@ -7,6 +7,7 @@
  * than one disk, one node below it that tells them apart, numbered as Linux numbers it:
  *   "ata3"      a SATA disk on the controller's third port (Linux's port_no, from 1);
  *   "scsi2.0"   a disk on virtio-scsi: SCSI target 2, LUN 0;
+ *   "nvme2"     an NVMe namespace: namespace ID 2 (Linux's nsid; a controller can have several);
  *   "usb2.1"    a USB disk: port 2 of the USB 2 root hub, then port 1 of the hub there (from 1);
  *   "ssusb2.1"  the same on the USB 3 (SuperSpeed) root hub. Linux gives an xHCI controller a
  *               root hub for each of the two, each numbering its ports from 1, where the
@@ -17,7 +18,7 @@
 
 #define PCI_PATH_E2BIG (-7)
 #define PCI_PATH_ATA_PORTS 32 /* AHCI's most */
-#define PCI_PATH_NUMBER_MAX 255 /* SCSI targets and LUNs, USB ports */
+#define PCI_PATH_NUMBER_MAX 255 /* SCSI targets and LUNs, USB ports, NVMe namespace IDs */
 
 /* Appends one PCI node (device 0-0x1f, function 0-7) to the NUL-terminated path in buf (size
  * bytes). Returns 0, or PCI_PATH_E2BIG (buf left as it was) when it does not fit or the node
@@ -28,6 +29,7 @@ int pci_path_add(char *buf, size_t size, unsigned device, unsigned function);
  * USB node the path ends in, or starts one. */
 int pci_path_add_ata(char *buf, size_t size, unsigned port);
 int pci_path_add_scsi(char *buf, size_t size, unsigned target, unsigned lun);
+int pci_path_add_nvme(char *buf, size_t size, unsigned nsid);
 int pci_path_add_usb_port(char *buf, size_t size, unsigned port, int superspeed);
 
 /* One of an xHCI controller's Supported Protocol capabilities: its ports first to first + count

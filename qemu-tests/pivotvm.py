@@ -37,6 +37,9 @@ BUSES = {
     # Port 2; the others on ports 1, 3, ... The sticks are USB 3 ones.
     "usb": (["-device", "qemu-xhci,id=xhci"], "usb-storage,drive=boot,bus=xhci.0,port=2",
             lambda i: f"usb-storage,drive=other{i},bus=xhci.0,port={1 if i == 0 else i + 2}"),
+    # Namespace 2 of an NVMe controller; the others are its namespaces 1, 3, ...
+    "nvme-ns": (["-device", "nvme,id=nvme0,serial=pivot-boot"], "nvme-ns,drive=boot,bus=nvme0,nsid=2",
+                lambda i: f"nvme-ns,drive=other{i},bus=nvme0,nsid={1 if i == 0 else i + 2}"),
     # The same on a USB 2 (EHCI) controller: one root hub, numbered alike by firmware and Linux.
     "usb-ehci": (["-device", "ich9-usb-ehci1,id=ehci"], "usb-storage,drive=boot,bus=ehci.0,port=2",
                  lambda i: f"usb-storage,drive=other{i},bus=ehci.0,port={1 if i == 0 else i + 2}"),

@@ -51,22 +51,35 @@ def test_update_1_to_2(ctx):
 
 
 # The node below the controller that the boot disk's path ends in, on each bus (pivotvm.BUSES).
-BOOT_DISK_NODES = {"sata": "/ata1", "scsi": "/scsi0.0", "usb": "/ssusb2", "usb-ehci": "/usb2"}
+BOOT_DISK_NODES = {"nvme": "/nvme1", "sata": "/ata1", "scsi": "/scsi0.0", "usb": "/ssusb2",
+                   "usb-ehci": "/usb2", "nvme-ns": "/nvme2"}
 
 
-def update_with_a_copy(ctx, bus="virtio", boot_disk_first=False, copy_beside=False):
+def make_copy(base, path, unbootable):
+    """A copy of the image (an overlay); unbootable: without a file system on its ESP, so that
+    the firmware passes it over (where it would not go by bootindex)."""
+    make_overlay(base, path)
+    if unbootable:
+        subprocess.run(["qemu-io", "-f", "qcow2", "-c", f"write -z {1 << 20} 4096", path], check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def update_with_a_copy(ctx, bus="virtio", boot_disk_first=False, copy_beside=False,
+                       copy_unbootable=False):
     """Every disk written from one image has the same partition GUIDs. With a copy of the image
     on a second disk (an installer stick left in), on a virtio disk before the boot disk on the
     PCI bus (or after it, boot_disk_first; or, copy_beside, on the boot disk's own controller),
     the machine boots its root from the disk the firmware started (its path, down to the node
     below the controller, as the firmware and as Linux see it agree), updates that disk, and
     leaves the copy alone. bus: how the boot disk is attached (pivotvm.BUSES);
-    the initramfs loads the drivers for it."""
+    the initramfs loads the drivers for it. copy_unbootable: see make_copy()."""
     v1 = build_image("v1", "1")
     v2 = build_image("v2", "2")
     base = os.path.join(v1, "disk.img")
     copy = os.path.join(ctx.workdir, "copy.qcow2")
-    make_overlay(base, copy)
+    reference = os.path.join(ctx.workdir, "copy-reference.qcow2")
+    make_copy(base, copy, copy_unbootable)
+    make_copy(base, reference, copy_unbootable)
     node = BOOT_DISK_NODES.get(bus, "")
     with Server(ctx.workdir) as server, \
             PivotVM(base, ctx.workdir, bus=bus, other_disks=[copy], boot_disk_first=boot_disk_first,
@@ -89,7 +102,7 @@ def update_with_a_copy(ctx, bus="virtio", boot_disk_first=False, copy_beside=Fal
         vm.power_off()
         slots = vm.gpt()
         assert slots["ROOT-B"][2] == 1 and slots["ROOT-B"][0] > slots["ROOT-A"][0], slots
-    same = subprocess.run(["qemu-img", "compare", "-q", copy, base])
+    same = subprocess.run(["qemu-img", "compare", "-q", copy, reference])
     assert same.returncode == 0, "the copy on the other disk was written to"
 
 
@@ -118,6 +131,13 @@ def test_copy_of_the_image_on_the_same_usb_controller(ctx):
 
 def test_copy_of_the_image_on_the_same_usb2_controller(ctx):
     update_with_a_copy(ctx, "usb-ehci", copy_beside=True)
+
+
+def test_copy_of_the_image_on_the_same_nvme_drive(ctx):
+    # Two namespaces of one NVMe controller: the copy is namespace 1, which Linux lists first, the
+    # boot disk namespace 2. OVMF boots namespace 1 whatever the bootindex: the copy's ESP has no
+    # file system, so that OVMF goes on to namespace 2.
+    update_with_a_copy(ctx, "nvme-ns", copy_beside=True, copy_unbootable=True)
 
 
 def test_update_on_nvme(ctx):

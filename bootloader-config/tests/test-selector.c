@@ -172,6 +172,19 @@ TEST(pci_path_ata_port) {
         CHECK_EQ(pci_path_pci_len(""), 0);
 }
 
+/* An NVMe namespace by its ID, from 1; IDs past the limit leave the controller alone. */
+TEST(pci_path_nvme_namespace) {
+        char path[16] = "04.0";
+        CHECK_EQ(pci_path_add_nvme(path, sizeof(path), 2), 0);
+        CHECK_STREQ(path, "04.0/nvme2");
+        CHECK_EQ(pci_path_pci_len(path), 4);
+        char other[16] = "04.0";
+        CHECK_EQ(pci_path_add_nvme(other, sizeof(other), 0), PCI_PATH_E2BIG);
+        CHECK_EQ(pci_path_add_nvme(other, sizeof(other), 256), PCI_PATH_E2BIG);
+        CHECK_EQ(pci_path_add_nvme(other, sizeof(other), 255), 0);
+        CHECK_STREQ(other, "04.0/nvme255");
+}
+
 /* virtio-scsi's target and LUN; a USB disk's chain of ports, one node per hub. */
 TEST(pci_path_scsi_and_usb) {
         char path[24] = "01.0";

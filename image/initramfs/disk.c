@@ -110,6 +110,12 @@ void disk_pci_path(const char *sysfs_path, char *out, size_t size) {
                         snprintf(name, sizeof(name), "ata_port/%.*s/port_no", (int)n, c);
                         unsigned port = sysfs_number(sysfs_path, (size_t)(p - sysfs_path), name);
                         below = port ? pci_path_add_ata(out, size, port) : -1;
+                } else if (n > 6 && !strncmp(c, "nvme", 4) && all_of(c + 4, n - 4, "0123456789cn") &&
+                           memchr(c + 4, 'n', n - 4)) {
+                        /* An NVMe namespace ("nvme0n2"; "nvme0c0n2" as one path of a multipath
+                         * one): its namespace ID, which the name does not tell. */
+                        unsigned nsid = sysfs_number(sysfs_path, (size_t)(p - sysfs_path), "nsid");
+                        below = nsid ? pci_path_add_nvme(out, size, nsid) : -1;
                 } else if (n > 6 && !strncmp(c, "virtio", 6) && all_of(c + 6, n - 6, "0123456789")) {
                         virtio = true;
                 } else if (virtio && all_of(c, n, "0123456789:") &&

@@ -187,6 +187,27 @@ TEST(disk_pci_path_reads_the_sata_port) {
         CHECK_EQ(system(cmd), 0);
 }
 
+/* An NVMe namespace by its namespace ID, read from sysfs: the number in its name is Linux's
+ * own count. The controller's directory ("nvme0") adds nothing. */
+TEST(disk_pci_path_reads_the_nvme_namespace) {
+        char dir[] = "/tmp/test-initramfs-nvme.XXXXXX";
+        char cmd[512];
+        CHECK(mkdtemp(dir) != NULL);
+        snprintf(cmd, sizeof(cmd), "cd '%s' && mkdir -p 0000:00:04.0/nvme/nvme0/nvme0n1 "
+                 "0000:00:04.0/nvme/nvme0/nvme0c0n1 0000:00:04.0/nvme/nvme0/nvme0n3 && "
+                 "echo 2 >0000:00:04.0/nvme/nvme0/nvme0n1/nsid && echo 7 >0000:00:04.0/nvme/nvme0/nvme0c0n1/nsid",
+                 dir);
+        CHECK_EQ(system(cmd), 0);
+        CHECK_STREQ(path_under(dir, "0000:00:04.0/nvme/nvme0/nvme0n1"), "04.0/nvme2");
+        CHECK_STREQ(path_under(dir, "0000:00:04.0/nvme/nvme0/nvme0c0n1"), "04.0/nvme7"); /* multipath */
+        CHECK_STREQ(path_under(dir, "0000:00:04.0/nvme/nvme0/nvme0n3"), "04.0"); /* no nsid file */
+        CHECK(disk_pci_matches("04.0/nvme2", "04.0/nvme2"));
+        CHECK(!disk_pci_matches("04.0/nvme1", "04.0/nvme2"));
+        CHECK(disk_pci_matches("04.0", "04.0/nvme2")); /* a sysfs without nsid */
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        CHECK_EQ(system(cmd), 0);
+}
+
 /* virtio-scsi disks by target and LUN, USB disks by their port chain; SCSI addresses of other
  * controllers (a USB stick's, a SAS HBA's) are not the firmware's numbering and add nothing. */
 TEST(disk_pci_path_scsi_and_usb) {
