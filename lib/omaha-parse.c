@@ -108,16 +108,8 @@ static int attr_dup(const xmlNode *n, const char *name, char **ret) {
         return 0;
 }
 
-/* Reads attribute `name` as a temporary string into *ret (freed by the caller). */
-static int attr_long(const xmlNode *n, const char *name, long min, long max, long *ret, bool *present) {
-        _cleanup_free_ char *s = NULL;
-        int r = attr_dup(n, name, &s);
-        if (r < 0)
-                return r;
-        if (present)
-                *present = !!s;
-        if (!s)
-                return 0;
+/* An attribute's value as a decimal number from min to max, for the tree and the SAX parser. */
+static int value_long(const char *s, long min, long max, long *ret) {
         char *end;
         errno = 0;
         long v = strtol(s, &end, 10);
@@ -127,12 +119,27 @@ static int attr_long(const xmlNode *n, const char *name, long min, long max, lon
         return 0;
 }
 
+static bool value_bool(const char *s) {
+        return strcmp(s, "true") == 0 || strcmp(s, "1") == 0;
+}
+
+/* Attribute `name` as a number into *ret, left as it is when absent (*present says which). */
+static int attr_long(const xmlNode *n, const char *name, long min, long max, long *ret, bool *present) {
+        _cleanup_free_ char *s = NULL;
+        int r = attr_dup(n, name, &s);
+        if (r < 0)
+                return r;
+        if (present)
+                *present = !!s;
+        return s ? value_long(s, min, max, ret) : 0;
+}
+
 static int attr_bool(const xmlNode *n, const char *name, bool *ret) {
         _cleanup_free_ char *s = NULL;
         int r = attr_dup(n, name, &s);
         if (r < 0 || !s)
                 return r;
-        *ret = strcmp(s, "true") == 0 || strcmp(s, "1") == 0;
+        *ret = value_bool(s);
         return 0;
 }
 
@@ -290,7 +297,7 @@ static int sax_attr_bool(int n, const xmlChar **attrs, const char *name, bool *r
         int r = sax_attr_dup(n, attrs, name, &s);
         if (r < 0 || !s)
                 return r;
-        *ret = strcmp(s, "true") == 0 || strcmp(s, "1") == 0;
+        *ret = value_bool(s);
         return 0;
 }
 
@@ -299,13 +306,7 @@ static int sax_attr_long(int n, const xmlChar **attrs, const char *name, long mi
         int r = sax_attr_dup(n, attrs, name, &s);
         if (r < 0 || !s)
                 return r;
-        char *end;
-        errno = 0;
-        long v = strtol(s, &end, 10);
-        if (errno || end == s || *end || v < min || v > max)
-                return -EBADMSG;
-        *ret = v;
-        return 0;
+        return value_long(s, min, max, ret);
 }
 
 static int sax_request(struct omaha_request *req, int n, const xmlChar **attrs) {
