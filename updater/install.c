@@ -179,9 +179,10 @@ struct job {
  * buffer, written, read back from the disk into the same buffer, checked. With more workers
  * than CPUs, one waiting for the disk leaves its CPU to another that decompresses or hashes; a
  * pipeline of one thread per step kept them waiting on each other (this is 4-8% faster on
- * the same memory). Each worker is a chunk the disk can have in flight: five were 4-7% faster
- * than four on a disk and as fast on a RAM disk, six faster still on a disk but 5-8% slower on
- * the RAM disk (more threads for two CPUs); each costs 0.25 MiB. */
+ * the same memory). Each worker is a chunk the disk can have in flight: in interleaved trials
+ * five were 7-9% faster than four on a disk and within 2% on a RAM disk (once the chunk check
+ * had left the receiver); six were no faster on a disk and 4-5% slower on the RAM disk (more
+ * threads than two CPUs want). Each costs 0.25 MiB. */
 #define N_WORKERS 5
 /* Chunks can finish out of order; `verified` counts only the unbroken run from chunk 0. A
  * worker does not start a chunk this far ahead of the first unfinished one, so the window of
