@@ -2,8 +2,8 @@
  * back in the order they came: the install engine's received compressed chunks, each waiting
  * for a worker to decompress it. Each chunk takes one contiguous run of bytes right after the
  * one before, or at the start of the ring when it does not fit before the end (the bytes left
- * at the end wait for the next turn). Sized for two of the largest chunks, a ring holds two of
- * them, or five or six of the usual size.
+ * at the end wait for the next turn). Sized for four of the largest chunks (as the engine
+ * makes it), a ring holds four of them, or about eleven of the usual size.
  *
  * Not thread-safe: the engine calls it under its lock. */
 #pragma once
@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define CHUNK_RING_MAX 8 /* chunks in the ring at once */
+#define CHUNK_RING_MAX 16 /* chunks in the ring at once */
 
 struct chunk_ring {
         size_t size;

@@ -165,10 +165,9 @@ static int table_chunk_offset(const struct payload_manifest *m, struct table_rea
 
 /* A received chunk on its way to a worker, its compressed bytes in the ring (chunk-ring.h)
  * at the entry of the same index. It carries its table record: no thread looks anything up.
- * The ring, sized for two of the largest chunks, holds five or six of the usual size: the
- * receiver runs ahead while workers wait for the disk, in the memory that two fixed chunk
- * buffers took (with them, the receiver waited for a buffer while the workers waited for
- * chunks; 11% slower on a RAM disk). */
+ * The receiver runs ahead while workers wait for the disk (with two fixed chunk buffers
+ * instead of a ring, it waited for a buffer while the workers waited for chunks; 11% slower on
+ * a RAM disk). */
 struct job {
         struct payload_chunk c;
         uint32_t chunk;
@@ -179,11 +178,17 @@ struct job {
  * buffer, written, read back from the disk into the same buffer, checked. With more workers
  * than CPUs, one waiting for the disk leaves its CPU to another that decompresses or hashes; a
  * pipeline of one thread per step kept them waiting on each other (this is 4-8% faster on
- * the same memory). Each worker is a chunk the disk can have in flight: in interleaved trials
- * five were 7-9% faster than four on a disk and within 2% on a RAM disk (once the chunk check
- * had left the receiver); six were no faster on a disk and 4-5% slower on the RAM disk (more
- * threads than two CPUs want). Each costs 0.25 MiB. */
-#define N_WORKERS 5
+ * the same memory). Each worker is a chunk the disk can have in flight, and costs 0.25 MiB.
+ *
+ * Workers and ring go together. A worker back from the disk finds work only if the receiver
+ * ran ahead meanwhile, so more workers need a larger ring: with a ring of two of the largest
+ * chunks (five or six of the usual size), six or eight workers were no faster than five. With
+ * a ring of four (about eleven of the usual size), in interleaved trials on a disk (7 rounds,
+ * medians), seven workers took 1.60 s where five with a ring of two took 1.87 s, and eight
+ * 1.57 s for 0.3 MiB more; with a ring of three, seven were only 2-7% faster than five. On a
+ * RAM disk seven were 3% faster. */
+#define N_WORKERS 7
+#define RING_LARGEST_CHUNKS 4
 /* Chunks can finish out of order; `verified` counts only the unbroken run from chunk 0. A
  * worker does not start a chunk this far ahead of the first unfinished one, so the window of
  * finished-but-not-yet-counted chunks stays bounded. */
@@ -930,7 +935,7 @@ static int start_threads(struct engine *e) {
         /* What the Omaha exchange and the manifest check allocated and freed is still resident
          * in the heap: given back before the pipeline takes its share. */
         malloc_trim(0);
-        chunk_ring_init(&e->ring, 2 * round_up(payload_max_compressed(e->m.chunk_size), ALIGN));
+        chunk_ring_init(&e->ring, RING_LARGEST_CHUNKS * round_up(payload_max_compressed(e->m.chunk_size), ALIGN));
         e->raw_size = round_up(e->m.chunk_size, ALIGN);
         if (!(e->ring_buf = buf_alloc(e->ring.size)))
                 return fail(e, -ENOMEM, UPDATE_ERROR_GENERIC, "Out of memory");
