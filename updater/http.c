@@ -155,6 +155,9 @@ int http_post(const struct http_options *o, const char *url, const char *body, s
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
         curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+        /* A server moved (301, 302: http to https, a new path) gets the request again. By
+         * default libcurl would follow with a GET, without the body. A 303 asks for a GET. */
+        curl_easy_setopt(c, CURLOPT_POSTREDIR, (long)(CURL_REDIR_POST_301 | CURL_REDIR_POST_302));
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, post_write);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
         if (o->total_timeout)

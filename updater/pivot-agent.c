@@ -89,9 +89,13 @@ static unsigned random_below(unsigned n) {
         return v % n;
 }
 
-/* base ± jitter seconds, never below 1. */
+/* base ± jitter seconds, the jitter at most half of base: a jitter as large as the interval
+ * (poll_interval = 60 built into an image, poll_jitter left at 5m) would make some waits
+ * nothing at all. Never below 1. */
 static long jittered(unsigned base, unsigned jitter) {
         long d = (long)base;
+        if (jitter > base / 2)
+                jitter = base / 2;
         if (jitter)
                 d += (long)random_below(2 * jitter + 1) - (long)jitter;
         return d < 1 ? 1 : d;
@@ -316,12 +320,14 @@ int main(int argc, char **argv) {
                         continue;
 
                 struct check_result res;
-                cancel = 0;
                 r = updater_check(u, true, false, &res);
                 if (stop)
                         break;
                 if (r < 0) {
-                        backoff = backoff ? backoff * 2 : u->cfg.retry_interval;
+                        if (!backoff)
+                                backoff = u->cfg.retry_interval;
+                        else /* doubled; a huge retry_max must not make it wrap */
+                                backoff = backoff > u->cfg.retry_max / 2 ? u->cfg.retry_max : backoff * 2;
                         if (backoff > u->cfg.retry_max)
                                 backoff = u->cfg.retry_max;
                         delay = jittered(backoff, backoff / 4);

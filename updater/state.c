@@ -125,9 +125,11 @@ int kv_save(const struct kv *kv, const char *path) {
         FILE *f = open_memstream(&buf, &len);
         if (!f)
                 return -ENOMEM;
+        /* A line lost (no memory) would save a state without it: an install record gone. */
+        bool lost = false;
         for (size_t i = 0; i < kv->n; i++)
-                fprintf(f, "%s=%s\n", kv->keys[i], kv->values[i]);
-        if (fclose(f) != 0)
+                lost |= fprintf(f, "%s=%s\n", kv->keys[i], kv->values[i]) < 0;
+        if (fclose(f) != 0 || lost)
                 return -ENOMEM;
         return write_file_atomic(path, buf ? buf : "", len);
 }

@@ -468,8 +468,10 @@ static int run_install(struct updater *u, struct install_source *src, const stru
                  * table was written (syncing, re-reading it): the GPT says whether the slot
                  * boots next, and the record stays exactly when it does. */
                 if (ps.recorded) {
-                        target_reload(u->target);
-                        if (u->target->disk->slots[res->slot].priority == 0)
+                        /* Unreadable, the table may boot the slot: the record stays, and the
+                         * next boot finds out (a slot still at priority 0 means no flip). */
+                        if (target_reload(u->target) == 0 &&
+                            u->target->disk->slots[res->slot].priority == 0)
                                 clear_pending(u);
                         else
                                 log_warning("Slot %s boots next all the same; it waits for a "
@@ -1009,6 +1011,15 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
 
         memset(ret, 0, sizeof(*ret));
         updater_reload_state(u);
+        /* The daemon's copy of the table is as old as its last check: pivotctl may have made
+         * another slot boot next (a rollback by hand), or installed, since. Deciding from that
+         * copy, it would overwrite the slot the operator chose. */
+        r = target_reload(u->target);
+        if (r < 0) {
+                ret->error_code = UPDATE_ERROR_GENERIC;
+                return log_error_errno(r, "Cannot read the partition table of %s again: %m",
+                                       u->target->disk->path);
+        }
         /* A boot result still to report goes with the check, as Flatcar does. Read here, before
          * omaha_call_init() takes pointers into the state. */
         char report[REPORT_MAX] = "";
@@ -1074,6 +1085,8 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         if (!app->updatecheck) {
                 ret->error_code = UPDATE_ERROR_OMAHA_INVALID;
                 status_set(u, "last_result", "error");
+                send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
+                           UPDATE_ERROR_OMAHA_INVALID, NULL);
                 return log_error_errno(-EBADMSG, "%s: no <updatecheck> in the response", u->cfg.server);
         }
         if (strcmp(app->updatecheck, "ok") != 0) {
@@ -1171,9 +1184,11 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         }
         r = updater_load_key(u);
         if (r < 0) {
-                ret->error_code = UPDATE_ERROR_SIGNATURE;
+                /* This machine's key is missing or unreadable: nothing is known yet of the
+                 * payload's signature, and error 18 would blame the release. */
+                ret->error_code = UPDATE_ERROR_GENERIC;
                 send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
-                           UPDATE_ERROR_SIGNATURE, app->manifest_version);
+                           UPDATE_ERROR_GENERIC, app->manifest_version);
                 return r;
         }
         r = take_lock(u);

@@ -89,6 +89,13 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length).decode("utf-8", "replace")
+        if self.local_path().startswith("/moved/"):
+            # A server that moved: the request must come again, as a POST, to the new place.
+            self.send_response(301)
+            self.send_header("Location", "/v1/update/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         events = [dict(re.findall(r'(\w+)="([^"]*)"', e)) for e in re.findall(r"<event\b[^>]*>", body)]
         app = re.search(r"<app\b[^>]*>", body)
         req = re.search(r"<request\b[^>]*>", body)

@@ -658,6 +658,28 @@ if want daemon-shares-state; then
         else notok daemon-shares-state "check exit $rcc, install exit $rci, daemon exit $rc; 44 events: $(events 3/0/44); pending: '$pending'; rebooted: $([[ -f $WORK/rebooted ]] && echo yes || echo no)"; fi
 fi
 
+# A rollback by hand while the daemon runs (after it read the table at its start): its check
+# reads the table again and finds the slot chosen, which an install would overwrite. Nothing
+# is downloaded or reported, and the rollback stands.
+if want daemon-sees-rollback; then
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        installed_and_booted_b
+        agent_conf "first_check_delay = 3" "poll_interval = 600" "poll_jitter = 0"
+        responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\"}"
+        agent_bg "$WORK/last.log" --boot-id boot-2 --booted-slot B
+        # In its loop, waiting for the first check.
+        for ((i = 0; i < 100; i++)); do grep -q '^next_check=' "$WORK/state/agent-status" 2>/dev/null && break; sleep 0.1; done
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        for ((i = 0; i < 150; i++)); do grep -q "another slot was chosen" "$WORK/last.log" && break; sleep 0.1; done
+        kill -TERM $APID; wait $APID; rc=$?
+        n12=$(requests /payloads/u-1.2.0.payload)
+        if [[ $rcr == 0 && $rc == 0 && $(requests /v1/update/) -ge 1 && $n12 == 0 && $(events 13) == 0 ]] &&
+                [[ $(next_boot "$DISK") == A && $(slot "$DISK" A version) == 1.0.0 ]] &&
+                grep -q "another slot was chosen to boot next" "$WORK/last.log"; then
+                ok daemon-sees-rollback
+        else notok daemon-sees-rollback "rollback exit $rcr, daemon exit $rc, 1.2.0 downloads $n12, next $(next_boot "$DISK"), A holds $(slot "$DISK" A version)"; fi
+fi
+
 if want report-once-concurrent; then
         # Two checks at once after a rollback (the daemon's and pivotctl's): the rollback is
         # reported once, by the one that started first, and neither fails.
@@ -727,6 +749,7 @@ bad_agent() { # NAME RESPONDER-JSON EXPECTED-MESSAGE EVENT-OR-"" [agent args]
 }
 bad_agent malformed-xml '{"omaha":"malformed"}' "invalid Omaha response" 3/0/31
 bad_agent truncated-xml '{"omaha":"raw","raw":"<?xml version=\"1.0\"?><response protocol=\"3.0\"><app appid=\"{b9606f32-42ac-4029-aef4-20ed435e8c45}\" status=\"ok\"><updatecheck sta"}' "invalid Omaha response" 3/0/31
+bad_agent no-updatecheck '{"omaha":"raw","raw":"<response protocol=\"3.0\"><app appid=\"{b9606f32-42ac-4029-aef4-20ed435e8c45}\" status=\"ok\"></app></response>"}' "no <updatecheck>" 3/0/34
 bad_agent xml-external-entity '{"omaha":"xxe"}' "invalid Omaha response" 3/0/31
 if want xml-external-entity && [[ $(requests /secret) != 0 ]]; then notok xml-external-entity-not-fetched; elif want xml-external-entity; then ok xml-external-entity-not-fetched; fi
 bad_agent xml-entity-expansion '{"omaha":"entities"}' "invalid Omaha response" 3/0/31
@@ -1191,6 +1214,18 @@ if want proxy; then
         http_proxy=http://127.0.0.1:$PORT agent --once >"$WORK/last.log" 2>&1; rc=$?
         if [[ $rc == 0 ]] && grep -q '"proxied": true' "$RLOG" && [[ $(next_boot "$DISK") == B ]]; then ok proxy
         else notok proxy "exit $rc"; fi
+fi
+
+# A server that moved (301): the Omaha request goes again to the new place, as a POST with its
+# body (libcurl's default would follow with a GET).
+if want omaha-redirect; then
+        new_disk; agent_conf
+        sed -i "s|^server = .*|server = http://127.0.0.1:$PORT/moved/|" "$WORK/update.conf"
+        offer_p11
+        agent --once >"$WORK/last.log" 2>&1; rc=$?
+        posts=$(grep -c '"method": "POST", "path": "/v1/update/"' "$RLOG")
+        if [[ $rc == 0 && $(next_boot "$DISK") == B && $posts -ge 2 ]]; then ok omaha-redirect
+        else notok omaha-redirect "exit $rc, $posts requests posted to the new place"; fi
 fi
 
 # Several codebases: a dead first one, then the working one.
