@@ -6,7 +6,7 @@
  *     read back a few records at a time: memory does not grow with the image), collects each
  *     chunk's compressed bytes, hashes the whole file, hands the chunk on with its table
  *     record;
- *   workers (five): each takes the next chunk all the way: checks its compressed SHA-256,
+ *   workers (seven): each takes the next chunk all the way: checks its compressed SHA-256,
  *     decompresses it into its own aligned buffer, writes it (slot: O_DIRECT, whole aligned
  *     chunks; boot files: staged), reads it back from the disk into the same buffer and checks
  *     its uncompressed SHA-256; chunks are counted as verified in order, and now and then a
@@ -164,7 +164,8 @@ static int table_chunk_offset(const struct payload_manifest *m, struct table_rea
 /* --- Shared state -------------------------------------------------------------------------- */
 
 /* A received chunk on its way to a worker, its compressed bytes in the ring (chunk-ring.h)
- * at the entry of the same index. It carries its table record: no thread looks anything up.
+ * at the entry of the same index. It carries its table record, so that a worker looks up
+ * nothing (only the chunks held from before a resume are read from the stored table).
  * The receiver runs ahead while workers wait for the disk (with two fixed chunk buffers
  * instead of a ring, it waited for a buffer while the workers waited for chunks; 11% slower on
  * a RAM disk). */
@@ -233,7 +234,10 @@ struct engine {
 
         /* Queues and progress, all under one lock. */
         pthread_mutex_t lock;
-        pthread_cond_t c_receiver, c_worker;
+        /* Workers wait for a chunk on c_worker and for a zstd context on c_decoder: one
+         * condition for both, the wake-up for a new chunk could go to a worker waiting
+         * for a context, and the chunk would wait while idle workers slept. */
+        pthread_cond_t c_receiver, c_worker, c_decoder;
         uint8_t *ring_buf;          /* compressed chunks, placed by ring: */
         size_t raw_size;            /* bytes in each uncompressed buffer */
         struct chunk_ring ring;
@@ -325,6 +329,7 @@ static uint64_t thread_runqueue_us(void) {
 static void wake_all(struct engine *e) {
         pthread_cond_broadcast(&e->c_receiver);
         pthread_cond_broadcast(&e->c_worker);
+        pthread_cond_broadcast(&e->c_decoder);
 }
 
 /* Records the first failure (and whether it is a lost held chunk), logs it at level, wakes
@@ -676,6 +681,15 @@ static int chunk_done(struct engine *e, uint32_t chunk, const struct payload_chu
         return 0;
 }
 
+/* A record of the stored chunk table that does not parse is the payload's fault; one that
+ * cannot be read (an I/O error, the file cut short) is this machine's. */
+static int malformed_table(struct engine *e, int r) {
+        if (r == -EBADMSG)
+                return fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY, "%s: malformed chunk table",
+                            e->p->source->name);
+        return fail(e, r, UPDATE_ERROR_WRITE, "Cannot read %s: %m", e->table_path);
+}
+
 /* What a worker takes next: a chunk held from before a resume (checked first, in order), else
  * the next received chunk; either only within the window. Called with the lock held; false
  * when there is nothing more to do. */
@@ -692,9 +706,7 @@ static bool take_next(struct engine *e, struct worker *w, struct job **ret_job,
                                                      e->next_held_offset, ret_held);
                                 if (r < 0) {
                                         pthread_mutex_unlock(&e->lock);
-                                        fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY,
-                                             "Cannot read chunk %u from the chunk table: %m",
-                                             e->next_held);
+                                        malformed_table(e, r);
                                         pthread_mutex_lock(&e->lock);
                                         break;
                                 }
@@ -766,7 +778,7 @@ static void *worker_run(void *arg) {
                         pthread_mutex_lock(&e->lock);
                         uint64_t t0 = now_us();
                         while (!e->error && e->n_free_decoders == 0)
-                                pthread_cond_wait(&e->c_worker, &e->lock);
+                                pthread_cond_wait(&e->c_decoder, &e->lock);
                         w->wait_us += now_us() - t0;
                         /* No decoder means an error elsewhere: give the job back and stop. */
                         struct payload_decoder *d = e->error ? NULL : e->decoders[--e->n_free_decoders];
@@ -775,7 +787,7 @@ static void *worker_run(void *arg) {
                         if (d) {
                                 pthread_mutex_lock(&e->lock);
                                 e->decoders[e->n_free_decoders++] = d;
-                                pthread_cond_broadcast(&e->c_worker);
+                                pthread_cond_signal(&e->c_decoder);
                                 pthread_mutex_unlock(&e->lock);
                         }
                         release_compressed(e, idx);
@@ -978,13 +990,6 @@ static int prefix_complete(struct engine *e) {
         e->table_len = 0;
         SHA256_Init(&e->table_ctx);
         return 0;
-}
-
-static int malformed_table(struct engine *e, int r) {
-        if (r == -EBADMSG)
-                return fail(e, r, UPDATE_ERROR_PAYLOAD_VERIFY, "%s: malformed chunk table",
-                            e->p->source->name);
-        return fail(e, r, UPDATE_ERROR_WRITE, "Cannot read %s: %m", e->table_path);
 }
 
 /* The chunk table is here and matches the signed manifest: decide where the chunks start
@@ -1432,6 +1437,7 @@ static void engine_done(struct engine *e) {
         pthread_mutex_destroy(&e->lock);
         pthread_cond_destroy(&e->c_receiver);
         pthread_cond_destroy(&e->c_worker);
+        pthread_cond_destroy(&e->c_decoder);
         pthread_mutex_destroy(&e->progress_lock);
 }
 
@@ -1446,6 +1452,7 @@ static int install_attempt(const struct install_params *p, struct install_result
                 .lock = PTHREAD_MUTEX_INITIALIZER,
                 .c_receiver = PTHREAD_COND_INITIALIZER,
                 .c_worker = PTHREAD_COND_INITIALIZER,
+                .c_decoder = PTHREAD_COND_INITIALIZER,
                 .progress_lock = PTHREAD_MUTEX_INITIALIZER,
         };
         int r;

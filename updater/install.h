@@ -12,7 +12,7 @@
  *     -> the whole file's SHA-256 and size checked against what the server announced
  *     -> the flip: the slot gets priority above the running one, `tries` tries, not successful.
  *
- * The receiving thread and four workers (each taking a chunk through decompression, the write,
+ * The receiving thread and seven workers (each taking a chunk through decompression, the write,
  * the read-back and the check) overlap the network, the CPUs and the disk; memory is a few
  * chunks whatever the image size. Progress is checkpointed in the state directory: an
  * interrupted install (dropped connection, or the agent restarted) resumes at a chunk boundary
