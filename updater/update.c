@@ -1060,7 +1060,10 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 return r;
         }
         if (have_report) {
-                /* Sent: gone, unless another process queued a new one meanwhile. */
+                /* Sent: gone, unless another process queued a new one meanwhile. Only an answer
+                 * in Omaha counts as delivered: a proxy or captive portal also answers 200. A
+                 * report that does go out twice moves nothing on the server (an attempt ends
+                 * once). */
                 state_begin(u);
                 if (!strcmp(kv_get(&u->state, K_REPORT) ?: "", report))
                         state_set(u, K_REPORT, NULL);
