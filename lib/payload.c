@@ -267,6 +267,8 @@ int payload_manifest_parse(const void *buf, size_t len, struct payload_manifest 
         r = payload_cmdline_roothash(m.cmdline, &cmdline_hash);
         if (r == -ENOMEM)
                 return r;
+        if (r == -EBADMSG)
+                return BAD("the command line names a verity root hash more than once");
         if (r == 0 && strcasecmp(cmdline_hash, m.verity_roothash) != 0)
                 return BAD("the command line names another verity root hash");
 
@@ -708,19 +710,27 @@ int payload_verify_data(int fd, const struct payload_manifest *m,
 
 int payload_cmdline_roothash(const char *cmdline, char **ret) {
         static const char key[] = "pivot.verity.roothash=";
+        const char *found = NULL;
+        size_t found_len = 0;
         for (const char *p = cmdline; p && *p;) {
                 p += strspn(p, " \t\n");
                 size_t n = strcspn(p, " \t\n");
-                if (n > strlen(key) && strncmp(p, key, strlen(key)) == 0) {
-                        char *s = strndup(p + strlen(key), n - strlen(key));
-                        if (!s)
-                                return -ENOMEM;
-                        *ret = s;
-                        return 0;
+                if (n >= strlen(key) && strncmp(p, key, strlen(key)) == 0) {
+                        /* The initramfs takes the last, a check of the first would pass a
+                         * second hash: named twice, it is refused. */
+                        if (found)
+                                return -EBADMSG;
+                        found = p + strlen(key), found_len = n - strlen(key);
                 }
                 p += n;
         }
-        return -ENOENT;
+        if (!found || found_len == 0)
+                return -ENOENT;
+        char *s = strndup(found, found_len);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
 }
 
 /* --- Writing ------------------------------------------------------------------------------ */

@@ -215,5 +215,6 @@ struct payload_create_params {
  * bytes. The file is written under a temporary name and renamed into place. */
 int payload_create(const struct payload_create_params *p);
 
-/* Finds "pivot.verity.roothash=HEX" in a command line; *ret is malloc'd. -ENOENT if absent. */
+/* Finds "pivot.verity.roothash=HEX" in a command line; *ret is malloc'd. -ENOENT if absent
+ * (or empty), -EBADMSG if named more than once. */
 int payload_cmdline_roothash(const char *cmdline, char **ret);

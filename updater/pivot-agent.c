@@ -121,13 +121,6 @@ static long retry_in(unsigned long at) {
         return at > now ? (long)(at - now) : 0;
 }
 
-/* A rollback chosen by hand while the health checks ran (pivotctl rollback) stands: the table
- * is read again, and a slot now ranked above the running one that is still on trial means
- * that. Marking it good would undo the rollback, and the update would be reported a success. */
-static bool rolled_back_meanwhile(struct target *t) {
-        return target_reload(t) >= 0 && !t->disk->slots[t->booted].successful && target_outranked(t);
-}
-
 /* After boot: report an update that came up or rolled back, and mark the running slot good
  * once healthy. A system that never gets healthy is rebooted, which spends its tries and
  * falls back to the old slot. */
@@ -158,7 +151,9 @@ static int boot_checks(struct updater *u, bool mark_good) {
         unsigned step = 5;
         for (;;) {
                 int r = updater_health_check(u);
-                if (r == 0 && rolled_back_meanwhile(t)) {
+                /* A rollback chosen by hand while the checks ran stands: marked good, the
+                 * update would be reported a success. */
+                if (r == 0 && target_rolled_back_by_hand(t)) {
                         log_warning("Another slot was chosen to boot next during the health checks "
                                     "(pivotctl rollback): slot %s is not marked good", s->name);
                         return 0;

@@ -102,6 +102,16 @@ int main(int argc, char **argv) {
         int cargc = argc - optind;
         char **cargv = argv + optind;
 
+        static const char *const known[] = {"status", "check", "update", "install", "mark-good",
+                                            "rollback", "reboot"};
+        bool ok = false;
+        for (size_t i = 0; i < ELEMENTSOF(known); i++)
+                ok = ok || !strcmp(cmd, known[i]);
+        if (!ok) {
+                log_error("unknown command \"%s\" (see --help)", cmd);
+                return EXIT_USAGE;
+        }
+
         /* Command options. */
         static const struct option copts[] = {
                 {"json", no_argument, NULL, 'j'},
@@ -113,10 +123,33 @@ int main(int argc, char **argv) {
                 {"help", no_argument, NULL, 'h'},
                 {},
         };
+        /* Which command takes which option; one given to another command is an error, not
+         * ignored (rollback --slot C would roll back to another slot than C). */
+        static const struct {
+                int opt;
+                const char *name, *commands;
+        } takes[] = {
+                {'j', "--json", " status "},
+                {'f', "--force", " mark-good rollback reboot "},
+                {'c', "--cancel", " rollback "},
+                {'n', "--no-flip", " install "},
+                {'s', "--slot", " install "},
+                {'m', "--ignore-min-version", " install "},
+        };
         bool json = false, force = false, cancel = false;
         struct install_options io = {0};
-        optind = 1;
+        char spaced[32];
+        snprintf(spaced, sizeof(spaced), " %s ", cmd);
+        /* 0, not 1: getopt starts afresh (the scan above stopped at the command), and options
+         * may come after FILE (install FILE --no-flip). */
+        optind = 0;
         while ((c = getopt_long(cargc, cargv, "h", copts, NULL)) >= 0) {
+                for (size_t i = 0; i < ELEMENTSOF(takes); i++)
+                        if (takes[i].opt == c && !strstr(takes[i].commands, spaced)) {
+                                log_error("%s: %s is not an option of this command (see --help)",
+                                          cmd, takes[i].name);
+                                return EXIT_USAGE;
+                        }
                 switch (c) {
                 case 'j': json = true; break;
                 case 'f': force = true; break;
@@ -129,22 +162,9 @@ int main(int argc, char **argv) {
                 }
         }
         const char *arg = optind < cargc ? cargv[optind] : NULL;
-        if (cancel && strcmp(cmd, "rollback") != 0) {
-                log_error("%s: --cancel is an option of rollback", cmd);
-                return EXIT_USAGE;
-        }
         bool wants_arg = !strcmp(cmd, "install");
         if ((wants_arg && (!arg || optind + 1 != cargc)) || (!wants_arg && arg)) {
                 log_error("%s: wrong arguments (see --help)", cmd);
-                return EXIT_USAGE;
-        }
-        static const char *const known[] = {"status", "check", "update", "install", "mark-good",
-                                            "rollback", "reboot"};
-        bool ok = false;
-        for (size_t i = 0; i < ELEMENTSOF(known); i++)
-                ok = ok || !strcmp(cmd, known[i]);
-        if (!ok) {
-                log_error("unknown command \"%s\" (see --help)", cmd);
                 return EXIT_USAGE;
         }
 

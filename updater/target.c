@@ -273,6 +273,10 @@ bool target_outranked(const struct target *t) {
         return false;
 }
 
+bool target_rolled_back_by_hand(struct target *t) {
+        return target_reload(t) >= 0 && !t->disk->slots[t->booted].successful && target_outranked(t);
+}
+
 int target_slot_disable(struct target *t, int slot) {
         struct disk_slot_update u = {.slot = (size_t)slot};
         return disk_update_slots(t->disk, &u, 1);

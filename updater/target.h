@@ -56,6 +56,11 @@ int target_fallback(const struct target *t);
  * older slot the running one merely spent its try over. */
 bool target_outranked(const struct target *t);
 
+/* A rollback by hand while the running slot is on trial (pivotctl rollback): in the table,
+ * read again, another slot ranks above the running one, which is not yet successful. Marking
+ * the running slot good would undo the rollback. False when the table cannot be read. */
+bool target_rolled_back_by_hand(struct target *t);
+
 const char *target_slot_name(const struct target *t, int slot);
 
 /* Writing `slot` would take the last slot known to boot (successful), while the running one is

@@ -160,7 +160,12 @@ int updater_open(const struct updater_options *o, struct updater **ret) {
                 if (!mkdtemp(t))
                         return log_error_errno(negative_errno(), "Cannot make a temporary "
                                                "directory: %m");
-                config_set(&u->cfg, "state_dir", t);
+                r = config_set(&u->cfg, "state_dir", t);
+                if (r < 0) {
+                        (void)rmdir(t);
+                        return log_error_errno(r, "Out of memory");
+                }
+                /* Removed at the end: state_dir must be this directory by now. */
                 u->temp_state = true;
         }
         r = mkdir_p(u->cfg.state_dir, true);
@@ -740,8 +745,19 @@ int updater_mark_good(struct updater *u, bool check_health) {
         struct target *t = u->target;
         const struct slot *s = &t->disk->slots[t->booted];
         int r;
+        /* Offline without --booted-slot, the "running" slot is only the one that boots next:
+         * marked good before it ever booted, a kernel that panics would be chosen at every
+         * boot, with no fallback. */
+        if (!t->booted_runs)
+                return log_error_errno(-EPERM, "Slot %s of %s only boots next, it does not run: "
+                                       "not marked good (--booted-slot %s if it does)", s->name,
+                                       t->disk->path, s->name);
         if (check_health && (r = updater_health_check(u)) < 0)
                 return r;
+        if (target_rolled_back_by_hand(t))
+                return log_error_errno(-EBUSY, "Another slot was chosen to boot next (pivotctl "
+                                       "rollback): slot %s is not marked good; pivotctl rollback "
+                                       "--cancel undoes the rollback", s->name);
         if (!s->successful || s->tries != 0) {
                 r = target_slot_mark_good(t, t->booted);
                 if (r < 0)
@@ -759,8 +775,25 @@ int updater_mark_good(struct updater *u, bool check_health) {
         return 0;
 }
 
+/* The GPT changes of rollback and rollback --cancel wait for no install: taken during one,
+ * they would decide from a table the install is changing (a slot it has just disabled made
+ * the one to boot). Under the lock, the table is read again. */
+static int lock_and_reload(struct updater *u) {
+        int r = take_lock(u);
+        if (r < 0)
+                return r;
+        r = target_reload(u->target);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the partition table of %s again: %m",
+                                       u->target->disk->path);
+        return 0;
+}
+
 int updater_rollback(struct updater *u, bool force) {
         struct target *t = u->target;
+        int r = lock_and_reload(u);
+        if (r < 0)
+                return r;
         int other = target_fallback(t);
         if (other < 0)
                 return log_error_errno(other, "No other slot");
@@ -772,7 +805,7 @@ int updater_rollback(struct updater *u, bool force) {
                 return log_error_errno(-EPERM, "Slot %s never booted successfully (priority %u, "
                                        "tries %u); --force to give it one try", s->name, s->priority,
                                        s->tries);
-        int r = target_slot_prefer(t, other, 1);
+        r = target_slot_prefer(t, other, 1);
         if (r < 0)
                 return log_error_errno(r, "Cannot switch to slot %s: %m", s->name);
         log_info("Slot %s (version %s) boots next", s->name,
@@ -800,6 +833,9 @@ int updater_rollback_cancel(struct updater *u) {
         if (!t->booted_runs)
                 return log_error_errno(-EINVAL, "Offline, name the running slot (--booted-slot) to "
                                        "keep it");
+        int r = lock_and_reload(u);
+        if (r < 0)
+                return r;
         if (updater_reboot_pending(u))
                 return log_error_errno(-EBUSY, "An installed update waits for a reboot: that is "
                                        "not a rollback to cancel");
@@ -809,7 +845,7 @@ int updater_rollback_cancel(struct updater *u) {
         }
         /* On trial (rolled back before it was marked good), it gets its try back: the next
          * boot is its trial again, and its boot report follows from that. */
-        int r = target_slot_prefer(t, t->booted, 1);
+        r = target_slot_prefer(t, t->booted, 1);
         if (r < 0)
                 return log_error_errno(r, "Cannot make slot %s boot next: %m", name);
         log_info("Slot %s (version %s) boots next again", name, t->running_version);

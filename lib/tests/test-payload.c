@@ -145,6 +145,11 @@ TEST(cmdline_roothash) {
         char *x = NULL;
         CHECK_EQ(payload_cmdline_roothash("a pivot.verity.roothash= b", &x), -ENOENT);
         CHECK_EQ(payload_cmdline_roothash("", &x), -ENOENT);
+        /* The initramfs would take the second one: two are refused, whatever they say. */
+        CHECK_EQ(payload_cmdline_roothash("pivot.verity.roothash=ab pivot.verity.roothash=cd", &x), -EBADMSG);
+        CHECK_EQ(payload_cmdline_roothash("pivot.verity.roothash=ab pivot.verity.roothash=ab", &x), -EBADMSG);
+        CHECK_EQ(payload_cmdline_roothash("pivot.verity.roothash= pivot.verity.roothash=cd", &x), -EBADMSG);
+        CHECK(x == NULL);
 }
 
 TEST(header_rejects) {

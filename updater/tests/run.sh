@@ -228,6 +228,28 @@ if want mark-good; then
         else notok mark-good; fi
 fi
 
+# Offline without --booted-slot, the slot that boots next never ran: marked good, it would
+# lose its fallback. Refused, and so are options given to a command that does not take them;
+# options after FILE are taken.
+if want mark-good-offline; then
+        new_disk
+        "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" install "$P11" >/dev/null 2>&1
+        "$CTL" --disk "$DISK" mark-good --force >"$WORK/last.log" 2>&1; rcm=$?
+        "$CTL" --disk "$DISK" --booted-slot B rollback --slot B >>"$WORK/last.log" 2>&1; rcs=$?
+        if [[ $rcm == 1 && $rcs == 2 && $(slot "$DISK" B successful) == false && $(slot "$DISK" B tries) == 1 ]] &&
+                grep -q "only boots next, it does not run" "$WORK/last.log" &&
+                grep -q -- "--slot is not an option of this command" "$WORK/last.log"; then
+                ok mark-good-offline
+        else notok mark-good-offline "mark-good exit $rcm, rollback --slot exit $rcs"; fi
+fi
+if want options-after-file; then
+        new_disk
+        "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" install "$P11" --no-flip >"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 0 && $(next_boot "$DISK") == A ]] && slot_holds "$DISK" $SLOT_B_OFF "$P11.root"; then
+                ok options-after-file
+        else notok options-after-file "exit $rc, next $(next_boot "$DISK")"; fi
+fi
+
 if want no-flip; then
         new_disk
         if "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" install --no-flip "$P11" >"$WORK/last.log" 2>&1 &&
@@ -508,6 +530,28 @@ if want manual-rollback-stands; then
                 grep -q "rolled back here before" "$WORK/last.log"; then
                 ok manual-rollback-stands
         else notok manual-rollback-stands "rollback exit $rcr, exits $rcw/$rca, 1.2.0 downloads $n12, next $next, then $(next_boot "$DISK")"; fi
+fi
+
+# pivotctl mark-good after a rollback by hand, the running slot still on trial: refused (it
+# would undo the rollback and report a success); after rollback --cancel it is marked good.
+# A rollback waits for no install: while one holds the lock, it is refused.
+if want mark-good-after-rollback; then
+        installed_and_booted_b --no-mark-good
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        ctl_b mark-good --force >>"$WORK/last.log" 2>&1; rcm=$?
+        s1=$(slot "$DISK" B successful) n1=$(next_boot "$DISK")
+        ctl_b rollback --cancel >>"$WORK/last.log" 2>&1; rcc=$?
+        flock "$WORK/state/lock" sleep 3 & lpid=$!
+        sleep 0.5
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcl=$?
+        wait $lpid
+        ctl_b mark-good --force >>"$WORK/last.log" 2>&1; rcg=$?
+        if [[ $rcr == 0 && $rcm == 1 && $s1 == false && $n1 == A && $rcc == 0 && $rcl == 1 && $rcg == 0 ]] &&
+                [[ $(slot "$DISK" B successful) == true && $(next_boot "$DISK") == B ]] &&
+                grep -q "Another slot was chosen to boot next (pivotctl rollback)" "$WORK/last.log" &&
+                grep -q "Another update is in progress" "$WORK/last.log"; then
+                ok mark-good-after-rollback
+        else notok mark-good-after-rollback "exits: rollback $rcr, mark-good $rcm ($s1, next $n1), cancel $rcc, locked rollback $rcl, mark-good $rcg"; fi
 fi
 
 # A rollback by hand is undone before the reboot (rollback --cancel): the running slot boots
