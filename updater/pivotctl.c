@@ -127,14 +127,14 @@ int main(int argc, char **argv) {
          * ignored (rollback --slot C would roll back to another slot than C). */
         static const struct {
                 int opt;
-                const char *name, *commands;
+                const char *commands;
         } takes[] = {
-                {'j', "--json", " status "},
-                {'f', "--force", " mark-good rollback reboot "},
-                {'c', "--cancel", " rollback "},
-                {'n', "--no-flip", " install "},
-                {'s', "--slot", " install "},
-                {'m', "--ignore-min-version", " install "},
+                {'j', " status "},
+                {'f', " mark-good rollback reboot "},
+                {'c', " rollback "},
+                {'n', " install "},
+                {'s', " install "},
+                {'m', " install "},
         };
         bool json = false, force = false, cancel = false;
         struct install_options io = {0};
@@ -146,8 +146,12 @@ int main(int argc, char **argv) {
         while ((c = getopt_long(cargc, cargv, "h", copts, NULL)) >= 0) {
                 for (size_t i = 0; i < ELEMENTSOF(takes); i++)
                         if (takes[i].opt == c && !strstr(takes[i].commands, spaced)) {
-                                log_error("%s: %s is not an option of this command (see --help)",
-                                          cmd, takes[i].name);
+                                const char *name = "?";
+                                for (const struct option *co = copts; co->name; co++)
+                                        if (co->val == c)
+                                                name = co->name;
+                                log_error("%s: --%s is not an option of this command (see --help)",
+                                          cmd, name);
                                 return EXIT_USAGE;
                         }
                 switch (c) {

@@ -277,6 +277,16 @@ int updater_load_key(struct updater *u) {
 
 /* --- Locking ------------------------------------------------------------------------------- */
 
+/* The partition table read again, for a decision another process may have changed the
+ * grounds of since it was last read. */
+static int reload_table(struct updater *u) {
+        int r = target_reload(u->target);
+        if (r < 0)
+                return log_error_errno(r, "Cannot read the partition table of %s again: %m",
+                                       u->target->disk->path);
+        return 0;
+}
+
 static int take_lock(struct updater *u) {
         if (u->lock_fd >= 0)
                 return 0;
@@ -780,13 +790,7 @@ int updater_mark_good(struct updater *u, bool check_health) {
  * the one to boot). Under the lock, the table is read again. */
 static int lock_and_reload(struct updater *u) {
         int r = take_lock(u);
-        if (r < 0)
-                return r;
-        r = target_reload(u->target);
-        if (r < 0)
-                return log_error_errno(r, "Cannot read the partition table of %s again: %m",
-                                       u->target->disk->path);
-        return 0;
+        return r < 0 ? r : reload_table(u);
 }
 
 int updater_rollback(struct updater *u, bool force) {
@@ -1050,11 +1054,10 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
         /* The daemon's copy of the table is as old as its last check: pivotctl may have made
          * another slot boot next (a rollback by hand), or installed, since. Deciding from that
          * copy, it would overwrite the slot the operator chose. */
-        r = target_reload(u->target);
+        r = reload_table(u);
         if (r < 0) {
                 ret->error_code = UPDATE_ERROR_GENERIC;
-                return log_error_errno(r, "Cannot read the partition table of %s again: %m",
-                                       u->target->disk->path);
+                return r;
         }
         /* A boot result still to report goes with the check, as Flatcar does. Read here, before
          * omaha_call_init() takes pointers into the state. */
