@@ -204,6 +204,25 @@ static int repair_primary_table(const struct disk *d) {
         return gpt_write(table, &io);
 }
 
+/* Our copy of the table was read earlier. Its partition numbers are still right only if the
+ * entry at that number is the same partition: a table rewritten meanwhile (slots renumbered)
+ * would otherwise take another partition's bits. */
+static int check_same_partition(struct fdisk_context *cxt, const struct disk *d,
+                                const struct disk_partition *p) {
+        _cleanup_(fdisk_unref_partitionp) struct fdisk_partition *pa = NULL;
+        char uuid[sizeof(p->uuid)];
+        if (!fdisk_is_partition_used(cxt, p->partno - 1) ||
+            fdisk_get_partition(cxt, p->partno - 1, &pa) < 0)
+                return log_error_errno(-ESTALE, "%s: partition %u (%s) is gone; the table "
+                                       "changed since it was read", d->path, p->partno, p->name);
+        lower_copy(uuid, sizeof(uuid), fdisk_partition_get_uuid(pa));
+        if (strcmp(uuid, p->uuid) != 0)
+                return log_error_errno(-ESTALE, "%s: partition %u is no longer %s (%s); the "
+                                       "table changed since it was read", d->path, p->partno,
+                                       p->name, p->uuid);
+        return 0;
+}
+
 int disk_update_slots(struct disk *d, const struct disk_slot_update *u, size_t n) {
         _cleanup_(fdisk_unref_contextp) struct fdisk_context *cxt = NULL;
         int r = repair_primary_table(d);
@@ -216,6 +235,9 @@ int disk_update_slots(struct disk *d, const struct disk_slot_update *u, size_t n
                 if (u[i].slot >= d->n_slots)
                         return -EINVAL;
                 size_t partno = d->slots[u[i].slot].partno;
+                r = check_same_partition(cxt, d, &d->parts[d->slot_part[u[i].slot]]);
+                if (r < 0)
+                        return r;
                 uint64_t attrs;
                 /* Start from what is on disk now, not from our possibly older copy. */
                 r = fdisk_gpt_get_partition_attrs(cxt, partno - 1, &attrs);

@@ -95,9 +95,9 @@ static int open_error(int r, const char *path, const struct payload_key *key) {
                 uint8_t id[PAYLOAD_KEY_ID_SIZE];
                 char want[2 * PAYLOAD_KEY_ID_SIZE + 1], got[2 * PAYLOAD_KEY_ID_SIZE + 1];
                 payload_key_id(key, id);
-                hex_string(want, id, sizeof(id));
+                hex_encode(id, sizeof(id), want);
                 if (payload_open_file(path, NULL, &m, NULL) == 0) {
-                        hex_string(got, m.key_id, sizeof(m.key_id));
+                        hex_encode(m.key_id, sizeof(m.key_id), got);
                         payload_manifest_done(&m);
                         if (strcmp(got, want) != 0)
                                 return log_error_errno(r, "%s: bad signature: signed by key %s, "
@@ -319,7 +319,7 @@ static int cmd_pubkey(int argc, char **argv) {
 
 static void print_manifest(const struct payload_manifest *m, bool json, const char *signature) {
         char id[2 * PAYLOAD_KEY_ID_SIZE + 1], hash[65];
-        hex_string(id, m->key_id, sizeof(m->key_id));
+        hex_encode(m->key_id, sizeof(m->key_id), id);
         if (!json) {
                 printf("version:          %s\n", m->version);
                 printf("min version:      %s\n", m->min_version);
@@ -331,7 +331,7 @@ static void print_manifest(const struct payload_manifest *m, bool json, const ch
                 printf("payload size:     %" PRIu64 " (chunk table from offset %" PRIu64
                        ", data from %" PRIu64 ")\n", m->payload_size, m->table_offset, m->data_offset);
                 for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++) {
-                        hex_string(hash, m->images[t].sha256, 32);
+                        hex_encode(m->images[t].sha256, 32, hash);
                         printf("%-6s            %" PRIu64 " bytes, %u chunks from %u, sha256 %s\n",
                                payload_image_name(t), m->images[t].size, m->images[t].n_chunks,
                                m->images[t].first_chunk, hash);
@@ -352,7 +352,7 @@ static void print_manifest(const struct payload_manifest *m, bool json, const ch
                id, signature, m->chunk_size, m->n_chunks, m->payload_size, m->table_offset,
                m->data_offset);
         for (unsigned t = 0; t < PAYLOAD_IMAGE_MAX; t++) {
-                hex_string(hash, m->images[t].sha256, 32);
+                hex_encode(m->images[t].sha256, 32, hash);
                 printf("%s\"%s\":{\"size\":%" PRIu64 ",\"sha256\":\"%s\",\"chunks\":%u}",
                        t ? "," : "", payload_image_name(t), m->images[t].size, hash,
                        m->images[t].n_chunks);

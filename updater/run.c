@@ -16,6 +16,8 @@
 #include "util.h"
 
 #define MAX_ERR 4096
+/* How long the pipes are still read after the child exited, at most. */
+#define DRAIN_MS 200
 
 extern char **environ;
 
@@ -88,13 +90,17 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
         struct buf bo = {.max = max_out, .keep = ret_out != NULL};
         struct buf be = {.max = MAX_ERR, .keep = ret_err != NULL};
         long deadline = timeout ? now_ms() + (long)timeout * 1000 : 0;
+        long drain_until = 0;
         bool timed_out = false, reaped = false;
         int status = -1;
         int open_fds = 2;
         while (open_fds > 0) {
                 /* The child is watched as well as its output: what it started in the background
                  * (a daemon) may hold the pipes open long after it exited. Once it has, what is
-                 * left in the pipes is read and the rest is not waited for. */
+                 * left in the pipes is read and the rest is not waited for: reading stops when
+                 * they are empty, or after DRAIN_MS if something keeps writing. */
+                if (reaped && now_ms() >= drain_until)
+                        break;
                 int wait_ms = reaped ? 0 : 100;
                 if (deadline && !reaped) {
                         long left = deadline - now_ms();
@@ -139,8 +145,10 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
                         }
                         buf_append(i == 0 ? &bo : &be, chunk, (size_t)n);
                 }
-                if (!reaped && waitpid(pid, &status, WNOHANG) == pid)
+                if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
                         reaped = true;
+                        drain_until = now_ms() + DRAIN_MS;
+                }
         }
         /* The output can end long before the child does (it closed or redirected both): the
          * time limit holds for the wait too. */

@@ -901,7 +901,7 @@ static const char *machine_id(struct updater *u, char buf[33]) {
                 uint8_t raw[16];
                 if (RAND_bytes(raw, sizeof(raw)) != 1)
                         memset(raw, 0, sizeof(raw));
-                hex_string(buf, raw, sizeof(raw));
+                hex_encode(raw, sizeof(raw), buf);
                 state_set(u, K_MACHINE_ID, buf);
         }
         state_commit(u);

@@ -1,6 +1,7 @@
 /* Unit tests for the updater's small modules: configuration, maintenance windows, state files,
- * command-line values, child processes and the ring of received chunks. The install engine,
- * disks and the network are covered end to end by updater/tests/run.sh. */
+ * command-line values, child processes, the ring of received chunks, the slot bits' write and
+ * JSON strings.
+ * The install engine, disks and the network are covered end to end by updater/tests/run.sh. */
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -10,6 +11,9 @@
 
 #include "chunk-ring.h"
 #include "config.h"
+#include "disk.h"
+#include "gpt.h"
+#include "json.h"
 #include "esp.h"
 #include "reboot.h"
 #include "run.h"
@@ -275,6 +279,14 @@ TEST(cmdline_values) {
         CHECK_STREQ(e, "B");
 }
 
+static int slow_reader(void *userdata, const void *p, size_t n) {
+        (void)p;
+        *(size_t *)userdata += n;
+        struct timespec ts = {.tv_nsec = 2 * 1000000L};
+        nanosleep(&ts, NULL);
+        return 0;
+}
+
 TEST(child_processes) {
         char *out = NULL, *err = NULL;
         size_t len = 0;
@@ -305,6 +317,14 @@ TEST(child_processes) {
         CHECK_STREQ(out, "started");
         free(out);
         CHECK_EQ(run_shell("sleep 4 & exit 5", NULL, 2), 5);
+        /* ... and so has one whose background process keeps writing faster than the output
+         * is taken: it is read for a moment, not for as long as it writes. */
+        t0 = (long)time(NULL);
+        char *chatty[] = {"sh", "-c", "cat /dev/zero & sleep 0.2; exit 7", NULL};
+        size_t taken = 0;
+        CHECK_EQ(run_program_stream(chatty, slow_reader, &taken, NULL, 0), 7);
+        CHECK(taken > 0);
+        CHECK((long)time(NULL) - t0 <= 3);
         /* Children get SIGPIPE's default back (the agent ignores it for itself). */
         char *pipe_state[] = {"sed", "-n", "s/^SigIgn:\t//p", "/proc/self/status", NULL};
         signal(SIGPIPE, SIG_IGN);
@@ -420,4 +440,81 @@ TEST(chunk_ring_random) {
                 }
         }
         CHECK(wraps > 1000); /* the test did go round */
+}
+
+/* The slot bits are written by partition number, read earlier. If the table was rewritten in
+ * between (here: partition 2 is now another partition), nothing is written. */
+TEST(disk_table_changed_meanwhile) {
+        char path[] = "/tmp/test-updater-disk.XXXXXX";
+        int fd = mkstemp(path);
+        CHECK(fd >= 0 && ftruncate(fd, 8 << 20) == 0);
+        close(fd);
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd), "sfdisk -q %s >/dev/null 2>&1 <<'EOF'\n"
+                 "label: gpt\n"
+                 "size=4096, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=ROOT-A, attrs=\"GUID:49,56\"\n"
+                 "size=4096, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=ROOT-B, attrs=\"GUID:48,56\"\n"
+                 "EOF\n", path);
+        CHECK_EQ(system(cmd), 0);
+
+        _cleanup_(disk_freep) struct disk *d = NULL;
+        CHECK_EQ(disk_open(path, &d), 0);
+        if (!d) {
+                unlink(path);
+                return;
+        }
+        CHECK_EQ(d->n_slots, 2);
+        struct disk_slot_update u = {.slot = 1, .priority = 3, .tries = 1, .successful = false};
+        CHECK_EQ(disk_update_slots(d, &u, 1), 0);
+        CHECK_EQ(d->slots[1].priority, 3);
+
+        snprintf(cmd, sizeof(cmd), "sfdisk -q --part-uuid %s 2 "
+                 "0b5c4e1a-6a43-4d54-9c55-7d3b8a1e2f00 >/dev/null 2>&1", path);
+        CHECK_EQ(system(cmd), 0);
+        u.priority = 0;
+        CHECK_EQ(disk_update_slots(d, &u, 1), -ESTALE);
+        _cleanup_(disk_freep) struct disk *now = NULL;
+        CHECK_EQ(disk_open(path, &now), 0);
+        CHECK(now && now->slots[1].priority == 3); /* untouched */
+        /* Read again, the same write goes through. */
+        CHECK_EQ(disk_reload(d), 0);
+        CHECK_EQ(disk_update_slots(d, &u, 1), 0);
+        CHECK_EQ(d->slots[1].priority, 0);
+        unlink(path);
+}
+
+static char *json_of(const char *s) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                abort();
+        json_string(f, s);
+        fclose(f);
+        return buf;
+}
+
+/* status --json prints versions and paths read from a disk image: whatever bytes they hold,
+ * the output is JSON (valid UTF-8, escaped). */
+TEST(json_strings) {
+        static const struct {
+                const char *in, *out;
+        } cases[] = {
+                {"1.2.3", "\"1.2.3\""},
+                {"a\"b\\c\n\x7f", "\"a\\\"b\\\\c\\u000a\\u007f\""},
+                {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\""},
+                {"\xff", "\"\\ufffd\""},                  /* never UTF-8 */
+                {"x\xc3", "\"x\\ufffd\""},                /* cut short by the end */
+                {"\xc3(", "\"\\ufffd(\""},                /* cut short by ASCII */
+                {"\xc0\xaf", "\"\\ufffd\\ufffd\""},        /* overlong '/' */
+                {"\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\""}, /* overlong, three bytes */
+                {"\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\""}, /* a surrogate */
+                {"\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\""}, /* above U+10FFFF */
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                _cleanup_free_ char *got = json_of(cases[i].in);
+                CHECK_STREQ(got, cases[i].out);
+        }
+        _cleanup_free_ char *null = json_of(NULL);
+        CHECK_STREQ(null, "null");
 }
