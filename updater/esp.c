@@ -1,6 +1,7 @@
 /* ESP access through mtools (mcopy, mmd, mmove, mdir) on DISK@@OFFSET. */
 #include "esp.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -8,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -17,6 +19,7 @@
 #include "util.h"
 
 #define MTOOLS_TIMEOUT 300
+#define ESP_LINK_DIR "esp-links"
 
 int esp_open(const struct disk *d, struct esp *ret) {
         memset(ret, 0, sizeof(*ret));
@@ -176,26 +179,30 @@ static int ensure_dirs(const struct esp *e, const char *dir) {
         return 0;
 }
 
-static void remove_links(char *stage, const struct esp_file *files, size_t n) {
-        for (size_t i = 0; i < n; i++) {
-                char path[4096];
-                snprintf(path, sizeof(path), "%s/%s.new", stage, files[i].name);
-                unlink(path);
-        }
+/* Empties and removes the link directory. It holds nothing but links: one left by an install
+ * that was killed goes with the next. */
+static void remove_links(const char *stage) {
+        _cleanup_(closedirp) DIR *d = opendir(stage);
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        (void)unlinkat(dirfd(d), de->d_name, 0);
         rmdir(stage);
 }
 
 /* Copies the files to DIR/NAME.new. In one mcopy when they can be hard-linked under those
  * names next to the first of them (each mtools process costs a few tens of milliseconds),
- * else one by one. */
+ * else one by one. The links go to a directory of a fixed name there (the caller's work
+ * directory, one install at a time), so that no run leaves one behind for good. */
 static int copy_new(const struct esp *e, const char *dir, const struct esp_file *files, size_t n) {
         _cleanup_free_ char *stage = NULL;
         const char *slash = strrchr(files[0].local_path, '/');
         int r;
-        if (asprintf(&stage, "%.*s%sesp.XXXXXX", slash ? (int)(slash - files[0].local_path) : 0,
+        if (asprintf(&stage, "%.*s%s" ESP_LINK_DIR, slash ? (int)(slash - files[0].local_path) : 0,
                      files[0].local_path, slash ? "/" : "") < 0)
                 return -ENOMEM;
-        bool made = mkdtemp(stage) != NULL, linked = made;
+        remove_links(stage);
+        bool made = mkdir(stage, 0700) == 0, linked = made;
         for (size_t i = 0; linked && i < n; i++) {
                 char path[4096];
                 snprintf(path, sizeof(path), "%s/%s.new", stage, files[i].name);
@@ -214,7 +221,7 @@ static int copy_new(const struct esp *e, const char *dir, const struct esp_file 
                 argv[k++] = target;
                 argv[k] = NULL;
                 r = mtools(argv, 0, NULL, NULL);
-                remove_links(stage, files, n);
+                remove_links(stage);
                 if (r == -ENOSPC)
                         return log_error_errno(r, "The ESP is full: no room for the boot files in %s",
                                                dir + 2);
@@ -223,7 +230,7 @@ static int copy_new(const struct esp *e, const char *dir, const struct esp_file 
                 return 0;
         }
         if (made)
-                remove_links(stage, files, n);
+                remove_links(stage);
         for (size_t i = 0; i < n; i++) {
                 char tmp[128];
                 snprintf(tmp, sizeof(tmp), "%s/%s.new", dir, files[i].name);
@@ -261,7 +268,12 @@ int esp_install_slot_files(const struct esp *e, const char *slot, const struct e
                         argv[3 + i] = old[i];
                 }
                 argv[3 + n] = NULL;
-                (void)run_program(argv, 0, NULL, NULL, NULL, MTOOLS_TIMEOUT);
+                /* A file that is missing is fine (mdel then says "not found"); one that is
+                 * there and stays is not: a set of boot files left half old, half new. */
+                r = mtools(argv, 0, NULL, NULL);
+                if (r < 0 && r != -ENOENT)
+                        return log_error_errno(r, "Cannot remove the old boot files of slot %s "
+                                               "from the ESP", slot);
         }
         /* 1. Copies under temporary names. */
         r = copy_new(e, dir, files, n);

@@ -33,7 +33,8 @@ struct esp_file {
  * priority 0), each new one is copied to "<name>.new" in /pivot/<slot>/, the disk is synced,
  * every copy is read back from the disk and compared (SHA-256) with its source, and only then
  * is each renamed to its final name; then the disk is synced again. -ENOSPC when the ESP is
- * full. */
+ * full. The first file's folder is the caller's (one install at a time): the copy links the
+ * files under their new names in its "esp-links" folder. */
 int esp_install_slot_files(const struct esp *e, const char *slot, const struct esp_file *files,
                            size_t n);
 
