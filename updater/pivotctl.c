@@ -25,7 +25,9 @@ static void usage(FILE *f) {
               "Commands:\n"
               "  status [--json]      slots (versions, GPT attributes), what boots next, the agent\n"
               "  check                ask the update server whether an update is available\n"
-              "  update               check, and install what is offered now, with progress\n"
+              "  update [--force]     check, and install what is offered now, with progress\n"
+              "                       (--force: even while a rollback by hand waits for its\n"
+              "                       reboot, which it undoes)\n"
               "  install FILE|URL     install a payload (file, or http(s) URL) into the passive slot\n"
               "                       and switch to it\n"
               "                       [--no-flip] [--slot NAME] [--ignore-min-version]\n"
@@ -130,7 +132,7 @@ int main(int argc, char **argv) {
                 const char *commands;
         } takes[] = {
                 {'j', " status "},
-                {'f', " mark-good rollback reboot "},
+                {'f', " update mark-good rollback reboot "},
                 {'c', " rollback "},
                 {'n', " install "},
                 {'s', " install "},
@@ -172,6 +174,7 @@ int main(int argc, char **argv) {
                 return EXIT_USAGE;
         }
 
+        o.over_rollback = force && !strcmp(cmd, "update");
         _cleanup_(updater_freep) struct updater *u = NULL;
         int r = updater_open(&o, &u);
         if (r < 0)

@@ -150,6 +150,7 @@ int updater_open(const struct updater_options *o, struct updater **ret) {
                 return log_error_errno(r == -ENOMEM ? r : -EINVAL, "Bad option value");
         if (o->allow_downgrade)
                 u->cfg.allow_downgrade = true;
+        u->over_rollback = o->over_rollback;
 
         if (u->offline && !o->state_dir) {
                 /* An image file on a build machine: nothing of the host's /var/lib/pivot. */
@@ -1210,13 +1211,16 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                             target_slot_name(u->target, u->target->booted),
                             target_slot_name(u->target, passive));
                 ret->deferred = true;
-        } else if (!interactive && u->target->booted_runs && !updater_reboot_pending(u) &&
+        } else if (!u->over_rollback && u->target->booted_runs && !updater_reboot_pending(u) &&
                    target_outranked(u->target)) {
                 /* Chosen by hand (pivotctl rollback): an install would overwrite the slot the
-                 * operator wants, or switch the machine away from it. */
+                 * operator wants, or switch the machine away from it. pivotctl update, too,
+                 * asks before it undoes a rollback. */
                 log_warning("Not installing %s yet: another slot was chosen to boot next "
-                            "(pivotctl rollback); it is installed after the reboot",
-                            app->manifest_version);
+                            "(pivotctl rollback); %s", app->manifest_version,
+                            interactive ? "pivotctl update --force installs it now and undoes the "
+                                          "rollback"
+                                        : "it is installed after the reboot");
                 ret->deferred = true;
         }
         if (ret->deferred) {

@@ -31,6 +31,8 @@ struct updater_options {
         const char *key_path;
         const char *state_dir;
         bool allow_downgrade;
+        bool over_rollback;       /* update even while a rollback by hand waits for its reboot
+                                   * (pivotctl update --force): the rollback is undone */
         bool quiet;               /* no progress output */
 };
 
@@ -51,6 +53,7 @@ struct updater {
         bool state_stale;         /* state_begin() could not read the file again */
         int lock_fd;
         bool quiet;
+        bool over_rollback;
         bool progress_tty;
         bool is_agent;            /* writes agent-status */
         volatile int *cancel;     /* set by a signal handler: stop a download (resumable) */

@@ -548,6 +548,23 @@ fi
 # pivotctl mark-good after a rollback by hand, the running slot still on trial: refused (it
 # would undo the rollback and report a success); after rollback --cancel it is marked good.
 # A rollback waits for no install: while one holds the lock, it is refused.
+# pivotctl update, too, waits while a rollback by hand waits for its reboot (exit 4, nothing
+# downloaded); update --force installs and so undoes the rollback.
+if want update-after-rollback; then
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        installed_and_booted_b
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\"}"
+        ctl_b --config "$WORK/update.conf" update >>"$WORK/last.log" 2>&1; rcu=$?
+        n12=$(requests /payloads/u-1.2.0.payload); next=$(next_boot "$DISK")
+        ctl_b --config "$WORK/update.conf" update --force >>"$WORK/last.log" 2>&1; rcf=$?
+        if [[ $rcr == 0 && $rcu == 4 && $n12 == 0 && $next == A && $rcf == 0 &&
+                $(next_boot "$DISK") == A && $(slot "$DISK" A version) == 1.2.0 ]] &&
+                grep -q "pivotctl update --force installs it now" "$WORK/last.log"; then
+                ok update-after-rollback
+        else notok update-after-rollback "rollback exit $rcr, update exits $rcu/$rcf, 1.2.0 downloads $n12, next $next, then $(next_boot "$DISK") with A $(slot "$DISK" A version)"; fi
+fi
+
 if want mark-good-after-rollback; then
         installed_and_booted_b --no-mark-good
         ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
