@@ -121,10 +121,50 @@ static long retry_in(unsigned long at) {
         return at > now ? (long)(at - now) : 0;
 }
 
+/* Takes the reboot lock and reboots. A lock busy is -EAGAIN. A reboot that failed gives the
+ * lock back: the rest of the fleet is not held up while this machine tries again. */
+static int reboot_with_lock(struct updater *u, const struct reboot_lock_ops *lock,
+                            const char *reason) {
+        int r = lock->acquire(&u->cfg);
+        if (r < 0)
+                return r;
+        r = updater_reboot(u, reason);
+        if (r < 0)
+                (void)lock->release(&u->cfg);
+        return r;
+}
+
+/* The running slot is known to be good: a reboot lock this machine took before its reboot
+ * goes back, so that the next machine may go. */
+static void release_reboot_lock(struct updater *u, const struct reboot_lock_ops *lock) {
+        int r = lock->release(&u->cfg);
+        if (r < 0)
+                log_warning("Cannot release the reboot lock (%s): %s", lock->name, strerror(-r));
+}
+
+/* An update that never got healthy: reboot, which spends its tries and falls back to the old
+ * slot. The daemon tries again every retry_interval until it is stopped (a reboot command
+ * that failed, or one that returned and the machine did not go down): left running, the
+ * broken update would stay. --once tries once, and fails either way: the system is not
+ * healthy, and nothing else is done. */
+static int fall_back(struct updater *u, bool once) {
+        updater_set_status(u, "unhealthy", NULL);
+        for (;;) {
+                int r = updater_reboot(u, "unhealthy after an update: fall back");
+                if (once)
+                        return r < 0 ? r : -EHOSTDOWN;
+                sleep_for(u->cfg.retry_interval);
+                if (stop)
+                        return -ECANCELED;
+                log_warning(r < 0 ? "Trying the reboot again"
+                                  : "Still running after the reboot was asked for; asking again");
+        }
+}
+
 /* After boot: report an update that came up or rolled back, and mark the running slot good
- * once healthy. A system that never gets healthy is rebooted, which spends its tries and
- * falls back to the old slot. */
-static int boot_checks(struct updater *u, bool mark_good) {
+ * once healthy. A system that never gets healthy is rebooted (fall_back()). */
+static int boot_checks(struct updater *u, const struct reboot_lock_ops *lock, bool mark_good,
+                       bool once) {
         enum boot_outcome out = updater_boot_outcome(u);
         struct target *t = u->target;
         const struct slot *s = &t->disk->slots[t->booted];
@@ -142,8 +182,10 @@ static int boot_checks(struct updater *u, bool mark_good) {
          * panics would then be chosen at every boot). */
         if (!t->booted_runs)
                 return 0;
-        if (s->successful && out != BOOT_NEW_VERSION)
+        if (s->successful && out != BOOT_NEW_VERSION) {
+                release_reboot_lock(u, lock);
                 return 0;
+        }
         updater_set_status(u, "health-check", NULL);
         /* The time the checks themselves take counts: a check that hangs until its own time
          * limit must not stretch the whole wait to many times health_timeout. */
@@ -158,19 +200,20 @@ static int boot_checks(struct updater *u, bool mark_good) {
                                     "(pivotctl rollback): slot %s is not marked good", s->name);
                         return 0;
                 }
-                if (r == 0)
-                        return updater_mark_good(u, false);
+                if (r == 0) {
+                        r = updater_mark_good(u, false);
+                        if (r == 0)
+                                release_reboot_lock(u, lock);
+                        return r;
+                }
                 if (stop)
                         return -ECANCELED;
                 waited = monotonic_seconds() - start;
                 if (waited >= u->cfg.health_timeout) {
                         log_error("The system is not healthy after %lus: slot %s is not marked good",
                                   waited, s->name);
-                        if (!s->successful && !t->offline) {
-                                updater_set_status(u, "unhealthy", NULL);
-                                return updater_reboot(u, "unhealthy after an update: fall back");
-                        }
-                        return r;
+                        /* A slot already successful has nothing to fall back from. */
+                        return s->successful ? r : fall_back(u, once);
                 }
                 sleep_for(u->cfg.health_timeout - waited < step ? u->cfg.health_timeout - waited : step);
         }
@@ -247,12 +290,12 @@ int main(int argc, char **argv) {
                  u->target->disk->path, u->cfg.server ? u->cfg.server : "(none)", u->cfg.channel,
                  reboot_strategy_name(u->cfg.reboot_strategy));
 
-        r = boot_checks(u, mark_good);
-        if (r < 0 && once)
-                return EXIT_ERROR;
-
         const struct reboot_strategy_ops *strategy = reboot_strategy_get(u->cfg.reboot_strategy);
         const struct reboot_lock_ops *lock = reboot_lock_get(&u->cfg);
+
+        r = boot_checks(u, lock, mark_good, once);
+        if (r < 0 && once)
+                return EXIT_ERROR;
 
         if (once) {
                 struct check_result res;
@@ -265,8 +308,8 @@ int main(int argc, char **argv) {
                         updater_set_status(u, "idle", NULL);
                         return res.deferred ? EXIT_DEFERRED : EXIT_NO_UPDATE;
                 }
-                if (strategy->delay(&u->cfg, time(NULL)) == 0 && lock->acquire(&u->cfg) == 0)
-                        updater_reboot(u, "update installed (reboot_strategy = reboot)");
+                if (strategy->delay(&u->cfg, time(NULL)) == 0)
+                        (void)reboot_with_lock(u, lock, "update installed (reboot_strategy = reboot)");
                 return EXIT_INSTALLED;
         }
 
@@ -293,11 +336,10 @@ int main(int argc, char **argv) {
                         long until = reboot_wait(strategy, &u->cfg, time(NULL),
                                                  retry_in(reboot_retry_at));
                         if (until == 0) {
-                                if (lock->acquire(&u->cfg) == 0)
-                                        updater_reboot(u, "update installed");
+                                (void)reboot_with_lock(u, lock, "update installed");
                                 /* Still here: the lock is busy, or the reboot failed. */
-                                reboot_retry_at = monotonic_seconds() + 60;
-                                until = 60;
+                                reboot_retry_at = monotonic_seconds() + u->cfg.retry_interval;
+                                until = (long)u->cfg.retry_interval;
                         }
                         if (until < 0)
                                 updater_set_status(u, "reboot-needed", "waiting for pivotctl reboot");

@@ -806,6 +806,30 @@ if want boot-rollback; then
         else notok boot-rollback "exit $rc, 44 events: $(events 3/0/44), nextversion '$(event_attr 3/0/44 nextversion)'"; fi
 fi
 
+# An update that never gets healthy: the agent reboots, so that the selector falls back. With
+# --once it asks once and exits 1 without a check; the daemon asks again (retry_interval) while
+# the reboot command fails, and checks for nothing meanwhile.
+if want unhealthy-reboot; then
+        new_disk; agent_conf "reboot_command = true"
+        offer_p11
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        agent_conf "health_check = false" "health_timeout = 1" "retry_interval = 1" \
+                "reboot_command = echo reboot >>$WORK/reboots"
+        rm -f "$WORK/reboots"; : >"$RLOG"
+        agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1; rc=$?
+        n1=$(wc -l <"$WORK/reboots" 2>/dev/null); c1=$(requests /v1/update/)
+        sed -i "s|^reboot_command = .*|reboot_command = echo reboot >>$WORK/reboots; exit 1|" "$WORK/update.conf"
+        agent_bg "$WORK/last.log" --boot-id boot-2 --booted-slot B
+        for ((i = 0; i < 150; i++)); do (($(wc -l <"$WORK/reboots") >= 3)) && break; sleep 0.1; done
+        kill -TERM $APID; wait $APID; rcd=$?
+        n2=$(wc -l <"$WORK/reboots"); c2=$(requests /v1/update/)
+        if [[ $rc == 1 && $n1 == 1 && $c1 == 0 && $rcd == 0 && $n2 -ge 3 && $c2 == 0 &&
+                $(slot "$DISK" B successful) == false ]] &&
+                grep -q "not healthy after" "$WORK/last.log" && grep -q "Trying the reboot again" "$WORK/last.log"; then
+                ok unhealthy-reboot
+        else notok unhealthy-reboot "--once exit $rc with $n1 reboot(s), $c1 check(s); daemon exit $rcd with $((n2 - n1)) reboot(s), $c2 check(s)"; fi
+fi
+
 # Bad answers from the server. In each: an error, a failure event when the server can take one,
 # A untouched, B not made bootable.
 bad_agent() { # NAME RESPONDER-JSON EXPECTED-MESSAGE EVENT-OR-"" [agent args]
