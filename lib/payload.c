@@ -496,8 +496,9 @@ int payload_decoder_new(struct payload_decoder **ret) {
                 free(d);
                 return -ENOMEM;
         }
-        /* No frame may ask for a window beyond the largest chunk. */
-        ZSTD_DCtx_setParameter(d->dctx, ZSTD_d_windowLogMax, 23);
+        /* No window limit: a chunk is decompressed in one call straight into its raw_size
+         * buffer (payload_chunk_decompress()), which needs no window memory whatever the
+         * frame declares, and can write no more than raw_size. */
         *ret = d;
         return 0;
 }

@@ -17,6 +17,17 @@ bool version_valid(const char *v) {
         return true;
 }
 
+static int compare_numbers(const char *a, size_t na, const char *b, size_t nb) {
+        while (na > 0 && *a == '0')
+                a++, na--;
+        while (nb > 0 && *b == '0')
+                b++, nb--;
+        if (na != nb)
+                return na < nb ? -1 : 1;
+        int r = memcmp(a, b, na);
+        return r < 0 ? -1 : r > 0;
+}
+
 /* Compares two identifiers made of [^.]: numbers numerically, otherwise bytewise; a number
  * sorts before a non-number (semver pre-release rule). */
 static int compare_identifier(const char *a, size_t na, const char *b, size_t nb) {
@@ -25,16 +36,8 @@ static int compare_identifier(const char *a, size_t na, const char *b, size_t nb
                 da = da && isdigit((unsigned char)a[i]);
         for (size_t i = 0; i < nb; i++)
                 db = db && isdigit((unsigned char)b[i]);
-        if (da && db) {
-                while (na > 1 && *a == '0')
-                        a++, na--;
-                while (nb > 1 && *b == '0')
-                        b++, nb--;
-                if (na != nb)
-                        return na < nb ? -1 : 1;
-                int r = memcmp(a, b, na);
-                return r < 0 ? -1 : r > 0;
-        }
+        if (da && db)
+                return compare_numbers(a, na, b, nb);
         if (da != db)
                 return da ? -1 : 1;
         int r = memcmp(a, b, na < nb ? na : nb);
@@ -43,7 +46,45 @@ static int compare_identifier(const char *a, size_t na, const char *b, size_t nb
         return na == nb ? 0 : na < nb ? -1 : 1;
 }
 
-/* Compares dot-separated lists; with pad_zero, a missing component counts as "0". */
+/* The weight of a character in the text runs of a release component: '~' below the end of
+ * the run (so "3~rc1" comes before "3"), then letters, then everything else. */
+static int text_weight(const char *s, size_t i, size_t n) {
+        if (i >= n || isdigit((unsigned char)s[i]))
+                return 0;
+        unsigned char c = (unsigned char)s[i];
+        if (c == '~')
+                return -1;
+        return isalpha(c) ? c : c + 256;
+}
+
+/* One component of the release part ("10", "3~rc1", "x"): text and digit runs in turn, the
+ * text compared by text_weight(), the digits as numbers. So a component that starts with a
+ * number is ordered by it ("3~rc1" < "3" < "3a" < "10"), and one that does not sorts after
+ * every number. */
+static int compare_release_component(const char *a, size_t na, const char *b, size_t nb) {
+        size_t i = 0, j = 0;
+        while (i < na || j < nb) {
+                while ((i < na && !isdigit((unsigned char)a[i])) ||
+                       (j < nb && !isdigit((unsigned char)b[j]))) {
+                        int wa = text_weight(a, i, na), wb = text_weight(b, j, nb);
+                        if (wa != wb)
+                                return wa < wb ? -1 : 1;
+                        i++, j++;
+                }
+                size_t si = i, sj = j;
+                while (i < na && isdigit((unsigned char)a[i]))
+                        i++;
+                while (j < nb && isdigit((unsigned char)b[j]))
+                        j++;
+                int r = compare_numbers(a + si, i - si, b + sj, j - sj);
+                if (r)
+                        return r;
+        }
+        return 0;
+}
+
+/* Compares dot-separated lists: with pad_zero, the release part (a missing component counts
+ * as "0"), otherwise a pre-release part (semver identifiers). */
 static int compare_list(const char *a, size_t na, const char *b, size_t nb, bool pad_zero) {
         size_t i = 0, j = 0;
         while (i < na || j < nb) {
@@ -56,7 +97,8 @@ static int compare_list(const char *a, size_t na, const char *b, size_t nb, bool
                         ej++;
                 const char *pa = i < na ? a + i : "0", *pb = j < nb ? b + j : "0";
                 size_t la = i < na ? ei - i : 1, lb = j < nb ? ej - j : 1;
-                int r = compare_identifier(pa, la, pb, lb);
+                int r = pad_zero ? compare_release_component(pa, la, pb, lb)
+                                 : compare_identifier(pa, la, pb, lb);
                 if (r)
                         return r;
                 i = ei < na ? ei + 1 : na;

@@ -1,8 +1,10 @@
 /* Release versions, as the payload manifest, the Omaha exchange and the rollout policy carry
  * them: dot-separated numbers with an optional "-prerelease" and "+build" (semver precedence;
- * missing numeric components count as 0, so "1.2" == "1.2.0"; a non-numeric component compares
- * bytewise and sorts after a numeric one). One comparison for the agent, pivotctl, the payload
- * tools and the server. No dependencies. */
+ * missing release components count as 0, so "1.2" == "1.2.0"). A release component that is
+ * not a plain number is ordered as Debian orders versions: by its number first, '~' before
+ * the end ("1.2.3~rc1" < "1.2.3" < "1.2.3a" < "1.2.10"); one with no number sorts after the
+ * numbers. One comparison for the agent, pivotctl, the payload tools and the server. No
+ * dependencies. */
 #pragma once
 
 #include <stdbool.h>

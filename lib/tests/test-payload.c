@@ -130,6 +130,20 @@ TEST(version_compare) {
         CHECK(version_compare("1.2.3+build5", "1.2.3+build7") == 0);
         CHECK(version_compare("010.0", "10.0") == 0);
         CHECK(version_compare("0.0.0", "0.0.1") < 0);
+        /* Release components that are not plain numbers: by their number first, '~' before
+         * the end (Debian's order), and one with no number after every number. Each list is
+         * in order, and every pair in it compares that way. */
+        static const char *const ordered[] = {"1.2.3~rc1", "1.2.3~rc2", "1.2.3~rc10", "1.2.3",
+                                              "1.2.3a", "1.2.3b2", "1.2.3b10", "1.2.10",
+                                              "1.2.10.1", "1.2.x", "1.3~", "1.3"};
+        for (size_t i = 0; i < sizeof(ordered) / sizeof(ordered[0]); i++)
+                for (size_t j = 0; j < sizeof(ordered) / sizeof(ordered[0]); j++) {
+                        int r = version_compare(ordered[i], ordered[j]), want = i < j ? -1 : i > j;
+                        if ((r > 0) - (r < 0) != want)
+                                test_fail(__FILE__, __LINE__, "%s vs %s: %d, want %d", ordered[i],
+                                          ordered[j], r, want);
+                }
+        CHECK(version_compare("1.2.3~rc1", "1.2.003~rc1") == 0);
         CHECK(version_valid("1.2.3"));
         CHECK(version_valid("3815.2.0+dev_1"));
         CHECK(!version_valid(""));
