@@ -1020,7 +1020,11 @@ static int omaha_send(struct updater *u, struct omaha_call *c, struct omaha_resp
         return 0;
 }
 
-/* Best effort: one event, in its own request. */
+/* Best effort: one event, in its own request, not kept when it cannot be sent. An event the
+ * server did not hear is most often one it caused (down, or dying mid-download): queued and
+ * sent once it is back, every machine's failure would arrive at once and could halt a good
+ * rollout. What the server must hear of every update, how its boot went, is queued instead
+ * (queue_report()) and goes with the next check until one is answered. */
 static void send_event(struct updater *u, bool interactive, int type, int result, int code,
                        const char *next) {
         struct omaha_call c;
