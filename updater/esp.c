@@ -49,8 +49,8 @@ static int mtools_full(char *const argv[], size_t max_out, char **out, size_t *o
         _cleanup_free_ char *err = NULL;
         int r = on_out ? run_program_stream(argv, on_out, userdata, &err, MTOOLS_TIMEOUT)
                        : run_program(argv, max_out, out, out_len, &err, MTOOLS_TIMEOUT);
-        if (r == -ENOENT)
-                return log_error_errno(r, "%s not found: mtools is needed to write the ESP",
+        if (r == -ENOENT) /* the program; -ENOENT below is a file on the ESP */
+                return log_error_errno(-ENOPKG, "%s not found: mtools is needed to write the ESP",
                                        argv[0]);
         if (r < 0)
                 return log_error_errno(r, "%s failed: %m", argv[0]);
@@ -179,15 +179,35 @@ static int ensure_dirs(const struct esp *e, const char *dir) {
         return 0;
 }
 
-/* Empties and removes the link directory. It holds nothing but links: one left by an install
- * that was killed goes with the next. */
+/* Empties and removes a link directory. It holds nothing but links: one left by an install
+ * that was killed goes with the next. Never through a symbolic link. */
 static void remove_links(const char *stage) {
-        _cleanup_(closedirp) DIR *d = opendir(stage);
+        int fd = open(stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return;
+        _cleanup_(closedirp) DIR *d = fdopendir(fd);
+        if (!d) {
+                close(fd);
+                return;
+        }
         struct dirent *de;
-        while (d && (de = readdir(d)))
-                if (de->d_name[0] != '.')
+        while ((de = readdir(d)))
+                if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, ".."))
                         (void)unlinkat(dirfd(d), de->d_name, 0);
         rmdir(stage);
+}
+
+/* Link directories of earlier versions, "esp.XXXXXX" (mkdtemp), in the work directory. */
+static void remove_old_link_dirs(const char *work_dir) {
+        _cleanup_(closedirp) DIR *d = opendir(work_dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                if (strncmp(de->d_name, "esp.", 4) != 0 || strlen(de->d_name) != 10)
+                        continue;
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "%s/%s", work_dir, de->d_name) >= 0)
+                        remove_links(path);
+        }
 }
 
 /* Copies the files to DIR/NAME.new. In one mcopy when they can be hard-linked under those
@@ -202,6 +222,13 @@ static int copy_new(const struct esp *e, const char *dir, const struct esp_file 
                      files[0].local_path, slash ? "/" : "") < 0)
                 return -ENOMEM;
         remove_links(stage);
+        {
+                _cleanup_free_ char *work_dir = slash ? strndup(files[0].local_path,
+                                                               (size_t)(slash - files[0].local_path))
+                                                      : strdup(".");
+                if (work_dir)
+                        remove_old_link_dirs(work_dir);
+        }
         bool made = mkdir(stage, 0700) == 0, linked = made;
         for (size_t i = 0; linked && i < n; i++) {
                 char path[4096];
@@ -258,22 +285,17 @@ int esp_install_slot_files(const struct esp *e, const char *slot, const struct e
                 return r;
 
         /* 0. The slot cannot boot now (priority 0): its old files go first, so that a small
-         *    ESP needs room for one set of boot files per slot, not two. One mdel for all
-         *    (missing ones are fine). */
-        {
-                char old[ESP_FILES_MAX][128];
-                char *argv[3 + ESP_FILES_MAX + 1] = {"mdel", "-i", e->image};
-                for (size_t i = 0; i < n; i++) {
-                        snprintf(old[i], sizeof(old[i]), "%s/%s", dir, files[i].name);
-                        argv[3 + i] = old[i];
-                }
-                argv[3 + n] = NULL;
-                /* A file that is missing is fine (mdel then says "not found"); one that is
-                 * there and stays is not: a set of boot files left half old, half new. */
+         *    ESP needs room for one set of boot files per slot, not two. One mdel per file: a
+         *    file that is missing is fine (mdel says "not found"), one that is there and
+         *    stays is not (a set of boot files left half old, half new), and one mdel for
+         *    all would say both at once. */
+        for (size_t i = 0; i < n; i++) {
+                char old[128];
+                snprintf(old, sizeof(old), "%s/%s", dir, files[i].name);
+                char *argv[] = {"mdel", "-i", e->image, old, NULL};
                 r = mtools(argv, 0, NULL, NULL);
                 if (r < 0 && r != -ENOENT)
-                        return log_error_errno(r, "Cannot remove the old boot files of slot %s "
-                                               "from the ESP", slot);
+                        return log_error_errno(r, "Cannot remove %s from the ESP", old + 2);
         }
         /* 1. Copies under temporary names. */
         r = copy_new(e, dir, files, n);

@@ -121,25 +121,34 @@ static long retry_in(unsigned long at) {
         return at > now ? (long)(at - now) : 0;
 }
 
-/* Takes the reboot lock and reboots. A lock busy is -EAGAIN. A reboot that failed gives the
- * lock back: the rest of the fleet is not held up while this machine tries again. */
+/* Takes the reboot lock and reboots (updater_reboot()'s result). A lock busy is -EAGAIN. A
+ * reboot that failed gives the lock back: the rest of the fleet is not held up while this
+ * machine tries again. */
 static int reboot_with_lock(struct updater *u, const struct reboot_lock_ops *lock,
                             const char *reason) {
         int r = lock->acquire(&u->cfg);
         if (r < 0)
                 return r;
         r = updater_reboot(u, reason);
-        if (r < 0)
+        if (r != 0) /* failed, or not this machine's reboot */
                 (void)lock->release(&u->cfg);
         return r;
 }
 
-/* The running slot is known to be good: a reboot lock this machine took before its reboot
- * goes back, so that the next machine may go. */
-static void release_reboot_lock(struct updater *u, const struct reboot_lock_ops *lock) {
+/* Once the running slot is known to be good (marked by the agent or by pivotctl), a reboot
+ * lock this machine took before its reboot goes back, so that the next machine may go. Once
+ * per run, as a coordinated lock's client does at each start. */
+static void release_reboot_lock_when_good(struct updater *u, const struct reboot_lock_ops *lock,
+                                          bool *released) {
+        const struct target *t = u->target;
+        if (*released || !t->booted_runs || !t->disk->slots[t->booted].successful ||
+            updater_reboot_pending(u))
+                return;
         int r = lock->release(&u->cfg);
         if (r < 0)
                 log_warning("Cannot release the reboot lock (%s): %s", lock->name, strerror(-r));
+        else
+                *released = true;
 }
 
 /* An update that never got healthy: reboot, which spends its tries and falls back to the old
@@ -148,14 +157,23 @@ static void release_reboot_lock(struct updater *u, const struct reboot_lock_ops 
  * broken update would stay. --once tries once, and fails either way: the system is not
  * healthy, and nothing else is done. */
 static int fall_back(struct updater *u, bool once) {
+        struct target *t = u->target;
         updater_set_status(u, "unhealthy", NULL);
         for (;;) {
                 int r = updater_reboot(u, "unhealthy after an update: fall back");
-                if (once)
+                /* r > 0: offline, and this machine is not the one to reboot. */
+                if (once || r > 0)
                         return r < 0 ? r : -EHOSTDOWN;
                 sleep_for(u->cfg.retry_interval);
                 if (stop)
                         return -ECANCELED;
+                /* Marked good meanwhile (pivotctl mark-good --force): nothing to fall back
+                 * from. */
+                if (target_reload(t) == 0 && t->disk->slots[t->booted].successful) {
+                        log_info("Slot %s was marked successful; not rebooting",
+                                 target_slot_name(t, t->booted));
+                        return 0;
+                }
                 log_warning(r < 0 ? "Trying the reboot again"
                                   : "Still running after the reboot was asked for; asking again");
         }
@@ -163,8 +181,7 @@ static int fall_back(struct updater *u, bool once) {
 
 /* After boot: report an update that came up or rolled back, and mark the running slot good
  * once healthy. A system that never gets healthy is rebooted (fall_back()). */
-static int boot_checks(struct updater *u, const struct reboot_lock_ops *lock, bool mark_good,
-                       bool once) {
+static int boot_checks(struct updater *u, bool mark_good, bool once) {
         enum boot_outcome out = updater_boot_outcome(u);
         struct target *t = u->target;
         const struct slot *s = &t->disk->slots[t->booted];
@@ -182,10 +199,8 @@ static int boot_checks(struct updater *u, const struct reboot_lock_ops *lock, bo
          * panics would then be chosen at every boot). */
         if (!t->booted_runs)
                 return 0;
-        if (s->successful && out != BOOT_NEW_VERSION) {
-                release_reboot_lock(u, lock);
+        if (s->successful && out != BOOT_NEW_VERSION)
                 return 0;
-        }
         updater_set_status(u, "health-check", NULL);
         /* The time the checks themselves take counts: a check that hangs until its own time
          * limit must not stretch the whole wait to many times health_timeout. */
@@ -200,12 +215,8 @@ static int boot_checks(struct updater *u, const struct reboot_lock_ops *lock, bo
                                     "(pivotctl rollback): slot %s is not marked good", s->name);
                         return 0;
                 }
-                if (r == 0) {
-                        r = updater_mark_good(u, false);
-                        if (r == 0)
-                                release_reboot_lock(u, lock);
-                        return r;
-                }
+                if (r == 0)
+                        return updater_mark_good(u, false);
                 if (stop)
                         return -ECANCELED;
                 waited = monotonic_seconds() - start;
@@ -293,9 +304,11 @@ int main(int argc, char **argv) {
         const struct reboot_strategy_ops *strategy = reboot_strategy_get(u->cfg.reboot_strategy);
         const struct reboot_lock_ops *lock = reboot_lock_get(&u->cfg);
 
-        r = boot_checks(u, lock, mark_good, once);
+        bool lock_released = false;
+        r = boot_checks(u, mark_good, once);
         if (r < 0 && once)
                 return EXIT_ERROR;
+        release_reboot_lock_when_good(u, lock, &lock_released);
 
         if (once) {
                 struct check_result res;
@@ -373,6 +386,7 @@ int main(int argc, char **argv) {
                         continue;
                 }
                 backoff = 0;
+                release_reboot_lock_when_good(u, lock, &lock_released);
                 delay = jittered(u->cfg.poll_interval, u->cfg.poll_jitter);
                 if (r == 1 && !updater_reboot_pending(u))
                         continue;

@@ -7,8 +7,10 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,8 +18,6 @@
 #include "util.h"
 
 #define MAX_ERR 4096
-/* How long the pipes are still read after the child exited, at most. */
-#define DRAIN_MS 200
 
 extern char **environ;
 
@@ -90,17 +90,18 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
         struct buf bo = {.max = max_out, .keep = ret_out != NULL};
         struct buf be = {.max = MAX_ERR, .keep = ret_err != NULL};
         long deadline = timeout ? now_ms() + (long)timeout * 1000 : 0;
-        long drain_until = 0;
         bool timed_out = false, reaped = false;
         int status = -1;
         int open_fds = 2;
+        /* Once the child is reaped: how much more to read from each pipe. */
+        size_t drain[2] = {SIZE_MAX, SIZE_MAX};
         while (open_fds > 0) {
                 /* The child is watched as well as its output: what it started in the background
                  * (a daemon) may hold the pipes open long after it exited. Once it has, what is
-                 * left in the pipes is read and the rest is not waited for: reading stops when
-                 * they are empty, or after DRAIN_MS if something keeps writing. */
-                if (reaped && now_ms() >= drain_until)
-                        break;
+                 * left in the pipes is read and the rest is not waited for: the child's own
+                 * output is all in them by then, ahead of anything written later, so reading
+                 * stops at what they held then (or sooner, when they are empty), however much
+                 * a background process goes on writing. */
                 int wait_ms = reaped ? 0 : 100;
                 if (deadline && !reaped) {
                         long left = deadline - now_ms();
@@ -125,29 +126,42 @@ static int run(char *const argv[], size_t max_out, char **ret_out, size_t *ret_o
                         if (p[i].fd < 0 || !(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
                                 continue;
                         char chunk[16384];
-                        ssize_t n = read(p[i].fd, chunk, sizeof(chunk));
-                        if (n <= 0) {
-                                if (n < 0 && errno == EINTR)
-                                        continue;
+                        ssize_t n = read(p[i].fd, chunk, drain[i] < sizeof(chunk) ? drain[i]
+                                                                                  : sizeof(chunk));
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        bool done = n <= 0;
+                        if (n > 0) {
+                                if (drain[i] != SIZE_MAX)
+                                        drain[i] -= (size_t)n;
+                                if (i == 0 && on_out)
+                                        done = on_out(userdata, chunk, (size_t)n) < 0;
+                                else
+                                        buf_append(i == 0 ? &bo : &be, chunk, (size_t)n);
+                                done = done || drain[i] == 0;
+                        }
+                        if (done) {
                                 if (i == 0)
                                         closep(&fo), fo = -1;
                                 else
                                         closep(&fe), fe = -1;
                                 open_fds--;
-                                continue;
                         }
-                        if (i == 0 && on_out) {
-                                if (on_out(userdata, chunk, (size_t)n) < 0) {
-                                        closep(&fo), fo = -1;
-                                        open_fds--;
-                                }
-                                continue;
-                        }
-                        buf_append(i == 0 ? &bo : &be, chunk, (size_t)n);
                 }
                 if (!reaped && waitpid(pid, &status, WNOHANG) == pid) {
                         reaped = true;
-                        drain_until = now_ms() + DRAIN_MS;
+                        int *fds[2] = {&fo, &fe};
+                        for (int i = 0; i < 2; i++) {
+                                int queued = 0;
+                                if (*fds[i] < 0)
+                                        continue;
+                                if (ioctl(*fds[i], FIONREAD, &queued) == 0 && queued > 0)
+                                        drain[i] = (size_t)queued;
+                                else {
+                                        closep(fds[i]), *fds[i] = -1;
+                                        open_fds--;
+                                }
+                        }
                 }
         }
         /* The output can end long before the child does (it closed or redirected both): the

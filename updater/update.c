@@ -867,7 +867,7 @@ int updater_reboot(struct updater *u, const char *reason) {
          * configured on purpose (tests) runs. */
         if (u->offline && !strcmp(u->cfg.reboot_command, "/sbin/reboot")) {
                 log_info("Offline (--disk): not rebooting this machine (%s)", reason);
-                return 0;
+                return 1;
         }
         debug_pause_point(u, "reboot");
         /* Not in the middle of an install (pivotctl beside the daemon): its record is written

@@ -109,7 +109,9 @@ int updater_rollback(struct updater *u, bool force);
 /* Undoes a rollback by hand before the reboot: the running slot boots next again, and its
  * version may be installed again. */
 int updater_rollback_cancel(struct updater *u);
-/* Reboots through the configured command (refused offline). `reason` for the log. */
+/* Reboots through the configured command: 0 when it ran, 1 when it did not run because the
+ * disk is an image file and the command the default one (not this machine's reboot).
+ * `reason` for the log. */
 int updater_reboot(struct updater *u, const char *reason);
 /* Whether an installed update waits for a reboot (as of the last reading of update-state). */
 bool updater_reboot_pending(struct updater *u);

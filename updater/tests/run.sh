@@ -198,13 +198,16 @@ if want offline-install; then
 fi
 
 # An install killed while the boot files were linked for the ESP copy leaves its link folder
-# (a hard link to a big kernel, kept for good): the next install clears it and goes through.
+# (a hard link to a big kernel, kept for good): the next install clears it, and those of
+# earlier versions (esp.XXXXXX), and goes through.
 if want esp-links-stale; then
         new_disk
-        mkdir -p "$WORK/state/download/esp-links"
+        mkdir -p "$WORK/state/download/esp-links" "$WORK/state/download/esp.Ab12Cd"
         head -c 100000 /dev/urandom >"$WORK/state/download/esp-links/vmlinuz.new"
+        head -c 100000 /dev/urandom >"$WORK/state/download/esp.Ab12Cd/vmlinuz.new"
+        touch "$WORK/state/download/esp-links/.hidden"
         if "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" --state-dir "$WORK/state" install "$P11" >"$WORK/last.log" 2>&1 &&
-                [[ ! -e $WORK/state/download/esp-links && $(next_boot "$DISK") == B ]] &&
+                [[ ! -e $WORK/state/download/esp-links && ! -e $WORK/state/download/esp.Ab12Cd && $(next_boot "$DISK") == B ]] &&
                 cmp -s <(mcopy -n -i "$DISK@@1M" ::/pivot/B/vmlinuz -) "$P11.vmlinuz"; then
                 ok esp-links-stale
         else notok esp-links-stale "$(ls -R "$WORK/state/download" 2>&1 | head -5)"; fi
@@ -808,26 +811,31 @@ fi
 
 # An update that never gets healthy: the agent reboots, so that the selector falls back. With
 # --once it asks once and exits 1 without a check; the daemon asks again (retry_interval) while
-# the reboot command fails, and checks for nothing meanwhile.
+# the reboot command fails, and checks for nothing meanwhile; marked good by hand meanwhile,
+# the slot is not rebooted any more, and the daemon goes on to its checks.
 if want unhealthy-reboot; then
         new_disk; agent_conf "reboot_command = true"
         offer_p11
         agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
         agent_conf "health_check = false" "health_timeout = 1" "retry_interval = 1" \
-                "reboot_command = echo reboot >>$WORK/reboots"
+                "first_check_delay = 1" "poll_jitter = 0" "reboot_command = echo reboot >>$WORK/reboots"
         rm -f "$WORK/reboots"; : >"$RLOG"
         agent --once --boot-id boot-2 --booted-slot B >>"$WORK/last.log" 2>&1; rc=$?
         n1=$(wc -l <"$WORK/reboots" 2>/dev/null); c1=$(requests /v1/update/)
         sed -i "s|^reboot_command = .*|reboot_command = echo reboot >>$WORK/reboots; exit 1|" "$WORK/update.conf"
         agent_bg "$WORK/last.log" --boot-id boot-2 --booted-slot B
         for ((i = 0; i < 150; i++)); do (($(wc -l <"$WORK/reboots") >= 3)) && break; sleep 0.1; done
+        n2=$(wc -l <"$WORK/reboots"); c2=$(requests /v1/update/); b2=$(slot "$DISK" B successful)
+        ctl_b mark-good --force >>"$WORK/last.log" 2>&1; rcm=$?
+        for ((i = 0; i < 100; i++)); do (($(requests /v1/update/) >= 1)) && break; sleep 0.1; done
+        n3=$(wc -l <"$WORK/reboots"); sleep 1.5
         kill -TERM $APID; wait $APID; rcd=$?
-        n2=$(wc -l <"$WORK/reboots"); c2=$(requests /v1/update/)
-        if [[ $rc == 1 && $n1 == 1 && $c1 == 0 && $rcd == 0 && $n2 -ge 3 && $c2 == 0 &&
-                $(slot "$DISK" B successful) == false ]] &&
-                grep -q "not healthy after" "$WORK/last.log" && grep -q "Trying the reboot again" "$WORK/last.log"; then
+        if [[ $rc == 1 && $n1 == 1 && $c1 == 0 && $rcd == 0 && $n2 -ge 3 && $c2 == 0 && $b2 == false &&
+                $rcm == 0 && $(requests /v1/update/) -ge 1 && $(wc -l <"$WORK/reboots") == "$n3" ]] &&
+                grep -q "not healthy after" "$WORK/last.log" && grep -q "Trying the reboot again" "$WORK/last.log" &&
+                grep -q "was marked successful; not rebooting" "$WORK/last.log"; then
                 ok unhealthy-reboot
-        else notok unhealthy-reboot "--once exit $rc with $n1 reboot(s), $c1 check(s); daemon exit $rcd with $((n2 - n1)) reboot(s), $c2 check(s)"; fi
+        else notok unhealthy-reboot "--once exit $rc with $n1 reboot(s), $c1 check(s); daemon exit $rcd with $((n2 - n1)) reboot(s), $c2 check(s); mark-good exit $rcm, then $(requests /v1/update/) check(s), $(( $(wc -l <"$WORK/reboots") - n3 )) more reboot(s)"; fi
 fi
 
 # Bad answers from the server. In each: an error, a failure event when the server can take one,

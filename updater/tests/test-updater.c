@@ -12,9 +12,8 @@
 #include "chunk-ring.h"
 #include "config.h"
 #include "disk.h"
-#include "gpt.h"
-#include "json.h"
 #include "esp.h"
+#include "json.h"
 #include "reboot.h"
 #include "run.h"
 #include "state.h"
@@ -279,10 +278,17 @@ TEST(cmdline_values) {
         CHECK_STREQ(e, "B");
 }
 
+struct slow_reader {
+        size_t taken, letters;
+        long pause_ms;
+};
+
 static int slow_reader(void *userdata, const void *p, size_t n) {
-        (void)p;
-        *(size_t *)userdata += n;
-        struct timespec ts = {.tv_nsec = 2 * 1000000L};
+        struct slow_reader *s = userdata;
+        s->taken += n;
+        for (size_t i = 0; i < n; i++)
+                s->letters += ((const char *)p)[i] == 'a';
+        struct timespec ts = {.tv_nsec = s->pause_ms * 1000000L};
         nanosleep(&ts, NULL);
         return 0;
 }
@@ -321,10 +327,18 @@ TEST(child_processes) {
          * is taken: it is read for a moment, not for as long as it writes. */
         t0 = (long)time(NULL);
         char *chatty[] = {"sh", "-c", "cat /dev/zero & sleep 0.2; exit 7", NULL};
-        size_t taken = 0;
-        CHECK_EQ(run_program_stream(chatty, slow_reader, &taken, NULL, 0), 7);
-        CHECK(taken > 0);
+        struct slow_reader sr = {.pause_ms = 2};
+        CHECK_EQ(run_program_stream(chatty, slow_reader, &sr, NULL, 0), 7);
+        CHECK(sr.taken > 0);
         CHECK((long)time(NULL) - t0 <= 3);
+        /* Yet all of the child's own output is read, however slowly it is taken: what the pipe
+         * held when the child exited (here up to 64 KiB of its 100,000 letters, read at 100 ms
+         * a piece), not what a time allows. */
+        char *last_words[] = {"sh", "-c", "head -c 100000 /dev/zero | tr '\\0' a; "
+                              "cat /dev/zero & exit 0", NULL};
+        sr = (struct slow_reader){.pause_ms = 100};
+        CHECK_EQ(run_program_stream(last_words, slow_reader, &sr, NULL, 0), 0);
+        CHECK_EQ(sr.letters, 100000);
         /* Children get SIGPIPE's default back (the agent ignores it for itself). */
         char *pipe_state[] = {"sed", "-n", "s/^SigIgn:\t//p", "/proc/self/status", NULL};
         signal(SIGPIPE, SIG_IGN);
