@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -272,6 +273,40 @@ static int copy_new(const struct esp *e, const char *dir, const struct esp_file 
         return 0;
 }
 
+/* One mdel for all the old files (each mtools process costs tens of milliseconds). When it
+ * fails, some were missing (fine) or could not be removed (not fine: a set of boot files left
+ * half old, half new); one listing of the folder tells which. */
+static int remove_old_files(const struct esp *e, const char *dir, const struct esp_file *files,
+                            size_t n) {
+        char old[ESP_FILES_MAX][128];
+        char *argv[3 + ESP_FILES_MAX + 1] = {"mdel", "-i", e->image};
+        for (size_t i = 0; i < n; i++) {
+                snprintf(old[i], sizeof(old[i]), "%s/%s", dir, files[i].name);
+                argv[3 + i] = old[i];
+        }
+        argv[3 + n] = NULL;
+        if (mtools(argv, 0, NULL, NULL) == 0)
+                return 0;
+        _cleanup_free_ char *listing = NULL;
+        char *mdir[] = {"mdir", "-b", "-i", e->image, (char *)dir, NULL};
+        int r = mtools(mdir, 1 << 16, &listing, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Cannot list %s on the ESP", dir + 2);
+        for (char *line = listing, *end; line && *line; line = end ? end + 1 : NULL) {
+                end = strchr(line, '\n');
+                size_t len = end ? (size_t)(end - line) : strlen(line);
+                /* A folder of that name ("vmlinuz/") is in the way as much as a file. */
+                while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' ||
+                                   line[len - 1] == '/'))
+                        len--;
+                for (size_t i = 0; i < n; i++)
+                        if (strlen(old[i]) == len && !strncasecmp(line, old[i], len))
+                                return log_error_errno(-EIO, "Cannot remove %s from the ESP",
+                                                       old[i] + 2);
+        }
+        return 0;
+}
+
 int esp_install_slot_files(const struct esp *e, const char *slot, const struct esp_file *files,
                            size_t n) {
         char dir[64];
@@ -285,18 +320,10 @@ int esp_install_slot_files(const struct esp *e, const char *slot, const struct e
                 return r;
 
         /* 0. The slot cannot boot now (priority 0): its old files go first, so that a small
-         *    ESP needs room for one set of boot files per slot, not two. One mdel per file: a
-         *    file that is missing is fine (mdel says "not found"), one that is there and
-         *    stays is not (a set of boot files left half old, half new), and one mdel for
-         *    all would say both at once. */
-        for (size_t i = 0; i < n; i++) {
-                char old[128];
-                snprintf(old, sizeof(old), "%s/%s", dir, files[i].name);
-                char *argv[] = {"mdel", "-i", e->image, old, NULL};
-                r = mtools(argv, 0, NULL, NULL);
-                if (r < 0 && r != -ENOENT)
-                        return log_error_errno(r, "Cannot remove %s from the ESP", old + 2);
-        }
+         *    ESP needs room for one set of boot files per slot, not two. */
+        r = remove_old_files(e, dir, files, n);
+        if (r < 0)
+                return r;
         /* 1. Copies under temporary names. */
         r = copy_new(e, dir, files, n);
         if (r < 0)

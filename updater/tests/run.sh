@@ -213,6 +213,19 @@ if want esp-links-stale; then
         else notok esp-links-stale "$(ls -R "$WORK/state/download" 2>&1 | head -5)"; fi
 fi
 
+# An old boot file that cannot be removed (here a folder in its place): the install stops
+# there with a message, before any new file is copied, and B stays unbootable.
+if want esp-old-file-stuck; then
+        new_disk
+        mdel -i "$DISK@@1M" ::/pivot/B/vmlinuz && mmd -i "$DISK@@1M" ::/pivot/B/vmlinuz
+        if "$CTL" --disk "$DISK" --key "$KEYS/dev.pub" install "$P11" >"$WORK/last.log" 2>&1; then
+                notok esp-old-file-stuck "install succeeded"
+        elif ! grep -q "Cannot remove /pivot/B/vmlinuz from the ESP" "$WORK/last.log"; then notok esp-old-file-stuck "no message"
+        elif ! a_untouched "$DISK" || ! b_not_bootable "$DISK"; then notok esp-old-file-stuck "slots"
+        elif mdir -b -i "$DISK@@1M" ::/pivot/B | grep -q '\.new'; then notok esp-old-file-stuck "new files copied"
+        else ok esp-old-file-stuck; fi
+fi
+
 if want key-from-slot; then
         # No --key: the key built into the running slot's root file system is the trusted one.
         new_disk
