@@ -331,7 +331,7 @@ int main(int argc, char **argv) {
         /* After a busy reboot lock or a failed reboot command: when to try again, on the
          * monotonic clock (0: no retry due). */
         unsigned long reboot_retry_at = 0;
-        for (;;) {
+        while (!stop) { /* a SIGTERM during the boot checks: a shutdown, not a reboot */
                 char next[32];
                 snprintf(next, sizeof(next), "%lld", (long long)(time(NULL) + delay));
                 {

@@ -182,8 +182,13 @@ int main(int argc, char **argv) {
 
         if (!strcmp(cmd, "status"))
                 r = updater_status(u, json, stdout);
-        else if (!strcmp(cmd, "install"))
+        else if (!strcmp(cmd, "install")) {
+                /* What the last boot means first, as check and update do: an update that did
+                 * not come up is noted (and reported later) before the install takes its slot
+                 * and its record. */
+                updater_boot_outcome(u);
                 r = updater_install_file(u, arg, &io);
+        }
         else if (!strcmp(cmd, "check") || !strcmp(cmd, "update")) {
                 struct check_result res;
                 bool install = !strcmp(cmd, "update");

@@ -29,6 +29,10 @@ const char *kv_get(const struct kv *kv, const char *key) {
 }
 
 int kv_set(struct kv *kv, const char *key, const char *value) {
+        /* One line per key: a newline in a value would make a line of its own, a key of
+         * someone else's choosing (a value from a server). */
+        if (!*key || strchr(key, '=') || strchr(key, '\n') || (value && strchr(value, '\n')))
+                return -EINVAL;
         for (size_t i = 0; i < kv->n; i++) {
                 if (strcmp(kv->keys[i], key) != 0)
                         continue;
@@ -51,8 +55,6 @@ int kv_set(struct kv *kv, const char *key, const char *value) {
                 return 0;
         if (kv->n >= STATE_MAX_KEYS)
                 return -E2BIG;
-        if (strchr(key, '=') || strchr(key, '\n') || strchr(value, '\n'))
-                return -EINVAL;
         char *k = strdup(key), *v = strdup(value);
         if (!k || !v) {
                 free(k);
@@ -80,11 +82,19 @@ int kv_load(struct kv *kv, const char *path) {
                 if (!eq || line[0] == '#')
                         continue;
                 *eq = 0;
+                /* A line that cannot be kept must not vanish: saved again, the state would
+                 * lose it (an install record, a queued report). */
                 int r = kv_set(kv, line, eq + 1);
-                if (r == -ENOMEM) {
+                if (r < 0 && r != -EINVAL) {
                         kv_done(kv);
                         return r;
                 }
+        }
+        /* getline() stops at the end of the file, or at an error (I/O, no memory). */
+        if (!feof(f)) {
+                int r = ferror(f) ? -EIO : -ENOMEM;
+                kv_done(kv);
+                return r;
         }
         return 0;
 }

@@ -799,6 +799,14 @@ int updater_rollback(struct updater *u, bool force) {
         int r = lock_and_reload(u);
         if (r < 0)
                 return r;
+        /* Nothing ran since the install to roll back from; and with a third slot, the install
+         * record would stay and be reported at the next boot as an update that did not come
+         * up (error 44), though it never had its try. */
+        if (updater_reboot_pending(u))
+                return log_error_errno(-EBUSY, "Version %s waits in slot %s for a reboot: there is "
+                                       "nothing to roll back from yet",
+                                       kv_get(&u->state, K_PENDING_VERSION) ?: "?",
+                                       kv_get(&u->state, K_PENDING_SLOT) ?: "?");
         int other = target_fallback(t);
         if (other < 0)
                 return log_error_errno(other, "No other slot");
@@ -1125,8 +1133,15 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                                        u->cfg.app_id);
         }
         if (app->status && strcmp(app->status, "ok") != 0) {
-                log_warning("The server refused the check: %s", app->status);
-                status_set(u, "last_result", app->status);
+                /* The server's word goes to the log and to agent-status: printable, one line,
+                 * short ("error-unknownApplication", "restricted"). */
+                char word[65];
+                size_t n = 0;
+                for (const char *p = app->status; *p && n + 1 < sizeof(word); p++, n++)
+                        word[n] = (*p >= 0x21 && *p <= 0x7e) ? *p : '?';
+                word[n] = 0;
+                log_warning("The server refused the check: %s", word);
+                status_set(u, "last_result", word);
                 return 0;
         }
         if (!app->updatecheck) {

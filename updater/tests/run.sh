@@ -566,6 +566,19 @@ fi
 # A rollback waits for no install: while one holds the lock, it is refused.
 # pivotctl update, too, waits while a rollback by hand waits for its reboot (exit 4, nothing
 # downloaded); update --force installs and so undoes the rollback.
+# A rollback while an installed update waits for its reboot: nothing ran since to roll back
+# from; refused, and the install stays as it was.
+if want rollback-while-pending; then
+        new_disk; agent_conf
+        offer_p11
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        "$CTL" --disk "$DISK" --booted-slot A --boot-id boot-1 --state-dir "$WORK/state" rollback --force >>"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rc == 1 && $(next_boot "$DISK") == B ]] && grep -q "waits in slot B for a reboot" "$WORK/last.log" &&
+                grep -q '^pending_version=1.1.0' "$WORK/state/update-state"; then
+                ok rollback-while-pending
+        else notok rollback-while-pending "exit $rc, next $(next_boot "$DISK")"; fi
+fi
+
 if want update-after-rollback; then
         [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
         installed_and_booted_b
@@ -849,6 +862,24 @@ if want unhealthy-reboot; then
                 grep -q "was marked successful; not rebooting" "$WORK/last.log"; then
                 ok unhealthy-reboot
         else notok unhealthy-reboot "--once exit $rc with $n1 reboot(s), $c1 check(s); daemon exit $rcd with $((n2 - n1)) reboot(s), $c2 check(s); mark-good exit $rcm, then $(requests /v1/update/) check(s), $(( $(wc -l <"$WORK/reboots") - n3 )) more reboot(s)"; fi
+fi
+
+# An update that did not come up, and pivotctl install runs before the agent did (say its
+# configuration stops it): the install must not take the failed update's record with it. The
+# rollback is noted and reported at the next check (44), and that version is not taken again.
+if want install-after-boot-rollback; then
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        new_disk; agent_conf
+        offer_p11
+        agent --once --boot-id boot-1 >"$WORK/last.log" 2>&1
+        "$CTL" --disk "$DISK" --booted-slot A --boot-id boot-2 --state-dir "$WORK/state" --key "$KEYS/dev.pub" \
+                install "$WORK/u-1.2.0.payload" >>"$WORK/last.log" 2>&1; rci=$?
+        failed=$(sed -n 's/^failed_version=//p' "$WORK/state/update-state")
+        responder '{"omaha":"noupdate"}'
+        agent --once --boot-id boot-2 --booted-slot A >>"$WORK/last.log" 2>&1; rc=$?
+        if [[ $rci == 0 && $failed == 1.1.0 && $(events 3/0/44) == 1 && $(event_attr 3/0/44 nextversion) == 1.1.0 ]]; then
+                ok install-after-boot-rollback
+        else notok install-after-boot-rollback "install exit $rci, failed_version '$failed', 44 events: $(events 3/0/44)"; fi
 fi
 
 # Bad answers from the server. In each: an error, a failure event when the server can take one,

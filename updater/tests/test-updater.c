@@ -243,7 +243,21 @@ TEST(state_files) {
         CHECK_EQ(kv_set(&kv, "pending_slot", NULL), 0);
         CHECK(kv_get(&kv, "pending_slot") == NULL);
         CHECK_STREQ(kv_get(&kv, "pending_version"), "1.2.3");
+        /* A newline in a value, new or replacing one, would make a line of its own. */
+        CHECK_EQ(kv_set(&kv, "last_result", "x\npid=1"), -EINVAL);
+        CHECK_EQ(kv_set(&kv, "pending_version", "x\npid=1"), -EINVAL);
+        CHECK_STREQ(kv_get(&kv, "pending_version"), "1.2.3");
         kv_done(&kv);
+
+        /* A file with more keys than are kept is an error, not a state missing some (saved
+         * again, it would lose them). */
+        {
+                _cleanup_fclose_ FILE *f = fopen(path, "we");
+                for (int i = 0; f && i <= STATE_MAX_KEYS; i++)
+                        fprintf(f, "key%d=%d\n", i, i);
+        }
+        CHECK_EQ(kv_load(&kv, path), -E2BIG);
+        CHECK_EQ(kv.n, 0);
 
         /* kv_lock: another process cannot take the lock while it is held, and can after. */
         int fd = kv_lock(path);
