@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -134,6 +135,7 @@ int disk_open(const char *path, struct disk **ret) {
         struct disk *d = calloc(1, sizeof(*d));
         if (!d)
                 return -ENOMEM;
+        d->lock_fd = -1;
         d->path = strdup(path);
         if (!d->path) {
                 free(d);
@@ -149,12 +151,23 @@ int disk_open(const char *path, struct disk **ret) {
 }
 
 int disk_reload(struct disk *d) {
-        return read_table(d);
+        /* Into a copy first: a table that cannot be read (or only half) leaves ours as it was,
+         * not emptied. */
+        _cleanup_free_ struct disk *fresh = malloc(sizeof(*fresh));
+        if (!fresh)
+                return -ENOMEM;
+        *fresh = *d;
+        int r = read_table(fresh);
+        if (r < 0)
+                return r;
+        *d = *fresh;
+        return 0;
 }
 
 void disk_free(struct disk *d) {
         if (!d)
                 return;
+        closep(&d->lock_fd);
         free(d->path);
         free(d);
 }
@@ -223,9 +236,44 @@ static int check_same_partition(struct fdisk_context *cxt, const struct disk *d,
         return 0;
 }
 
+int disk_lock(struct disk *d) {
+        if (d->lock_depth > 0) {
+                d->lock_depth++;
+                return 0;
+        }
+        int fd = open(d->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return negative_errno();
+        while (flock(fd, LOCK_EX) < 0)
+                if (errno != EINTR) {
+                        int r = negative_errno();
+                        close(fd);
+                        return r;
+                }
+        d->lock_fd = fd;
+        d->lock_depth = 1;
+        return 0;
+}
+
+void disk_unlock(struct disk *d) {
+        if (d->lock_depth == 0 || --d->lock_depth > 0)
+                return;
+        closep(&d->lock_fd);
+        d->lock_fd = -1;
+}
+
+void disk_unlockp(struct disk **d) {
+        if (*d)
+                disk_unlock(*d);
+}
+
 int disk_update_slots(struct disk *d, const struct disk_slot_update *u, size_t n) {
         _cleanup_(fdisk_unref_contextp) struct fdisk_context *cxt = NULL;
-        int r = repair_primary_table(d);
+        int r = disk_lock(d);
+        if (r < 0)
+                return r;
+        _cleanup_(disk_unlockp) struct disk *locked = d;
+        r = repair_primary_table(d);
         if (r < 0)
                 return r;
         r = open_context(d->path, false, &cxt);
@@ -259,7 +307,7 @@ int disk_update_slots(struct disk *d, const struct disk_slot_update *u, size_t n
         _cleanup_close_ int fd = open(d->path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) < 0)
                 return negative_errno();
-        return read_table(d);
+        return disk_reload(d);
 }
 
 int disk_next_boot(const struct disk *d, struct slot_choice *ret) {

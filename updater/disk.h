@@ -35,6 +35,8 @@ struct disk {
         struct slot slots[SLOT_MAX];
         int slot_part[SLOT_MAX]; /* index into parts of each slot */
         size_t n_slots;
+        int lock_fd;             /* disk_lock() */
+        unsigned lock_depth;
 };
 
 /* Reads the partition table. -ENOMEDIUM when there is no GPT, -ENOENT if the file is missing. */
@@ -42,12 +44,20 @@ int disk_open(const char *path, struct disk **ret);
 void disk_free(struct disk *d);
 void disk_freep(struct disk **d);
 
-/* Reads the table again (after someone else changed it). */
+/* Reads the table again (after someone else changed it). On failure, the copy is as before. */
 int disk_reload(struct disk *d);
 
 /* The slot named "A", "B", ... or NULL. */
 int disk_slot_index(const struct disk *d, const char *name);
 const struct disk_partition *disk_slot_partition(const struct disk *d, size_t slot);
+
+/* A BSD lock on the whole disk (as udev and systemd take one): the processes that change slot
+ * bits (the agent marking good, pivotctl rolling back, an install) take it around reading the
+ * table, deciding and writing, so that no change is decided from a table another is writing,
+ * or lost to it. Blocking; nested calls count. disk_update_slots() takes it itself. */
+int disk_lock(struct disk *d);
+void disk_unlock(struct disk *d);
+void disk_unlockp(struct disk **d);
 
 /* Writes new attributes for some slots in one GPT write (libfdisk writes the backup copy,
  * then the primary), then syncs the disk. Only the slot bits (48-56) change; others are kept.

@@ -373,7 +373,9 @@ int main(int argc, char **argv) {
                 r = updater_check(u, true, false, &res);
                 if (stop)
                         break;
-                if (r < 0) {
+                /* A refusal of ours (an older version offered) is no error of the server's or
+                 * the network's: trying again sooner would only get the same offer. */
+                if (r < 0 && res.error_code != UPDATE_ERROR_POLICY) {
                         if (!backoff)
                                 backoff = u->cfg.retry_interval;
                         else /* doubled; a huge retry_max must not make it wrap */

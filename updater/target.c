@@ -210,9 +210,32 @@ void target_freep(struct target **t) {
 }
 
 int target_reload(struct target *t) {
+        /* The slots are found again by partition GUID: in a table rewritten meanwhile, the
+         * running slot's index may be another slot's. */
+        char booted_uuid[sizeof(t->disk->parts[0].uuid)] = "";
+        if (t->booted >= 0)
+                snprintf(booted_uuid, sizeof(booted_uuid), "%s",
+                         disk_slot_partition(t->disk, (size_t)t->booted)->uuid);
+        _cleanup_free_ struct disk *before = malloc(sizeof(*before));
+        if (!before)
+                return -ENOMEM;
+        *before = *t->disk;
         int r = disk_reload(t->disk);
         if (r < 0)
                 return r;
+        if (t->booted >= 0) {
+                int found = -1;
+                for (size_t i = 0; i < t->disk->n_slots; i++)
+                        if (!strcmp(disk_slot_partition(t->disk, i)->uuid, booted_uuid))
+                                found = (int)i;
+                if (found < 0) {
+                        *t->disk = *before;
+                        return log_error_errno(-ESTALE, "%s: the running slot (partition %s) is "
+                                               "no longer in the table", t->disk->path,
+                                               booted_uuid);
+                }
+                t->booted = found;
+        }
         load_slot_versions(t);
         return 0;
 }

@@ -28,6 +28,7 @@
 /* State keys (update-state). */
 #define K_PENDING_SLOT "pending_slot"
 #define K_PENDING_VERSION "pending_version"
+#define K_REFUSED_VERSION "refused_version" /* an older version offered, refused and reported */
 #define K_PREVIOUS_VERSION "previous_version"
 #define K_PENDING_BOOT_ID "pending_boot_id"
 #define K_REPORT "report" /* "TYPE RESULT ERRORCODE PREVIOUS-VERSION NEXT-VERSION", "-" for none */
@@ -322,6 +323,11 @@ static int take_report_lock(struct updater *u) {
 static void drop_lock(struct updater *u) {
         closep(&u->lock_fd);
         u->lock_fd = -1;
+}
+
+static void drop_lockp(struct updater **u) {
+        if (*u)
+                drop_lock(*u);
 }
 
 /* --- Progress ------------------------------------------------------------------------------ */
@@ -765,6 +771,13 @@ int updater_mark_good(struct updater *u, bool check_health) {
                                        t->disk->path, s->name);
         if (check_health && (r = updater_health_check(u)) < 0)
                 return r;
+        /* From the test for a rollback by hand to the record's end, no other process changes
+         * the slots: a rollback made in between would be undone, or both would stand, the
+         * update reported a success and its version noted as rolled back. */
+        r = disk_lock(t->disk);
+        if (r < 0)
+                return log_error_errno(r, "Cannot lock %s: %m", t->disk->path);
+        _cleanup_(disk_unlockp) struct disk *locked = t->disk;
         if (target_rolled_back_by_hand(t))
                 return log_error_errno(-EBUSY, "Another slot was chosen to boot next (pivotctl "
                                        "rollback): slot %s is not marked good; pivotctl rollback "
@@ -788,10 +801,19 @@ int updater_mark_good(struct updater *u, bool check_health) {
 
 /* The GPT changes of rollback and rollback --cancel wait for no install: taken during one,
  * they would decide from a table the install is changing (a slot it has just disabled made
- * the one to boot). Under the lock, the table is read again. */
+ * the one to boot). Under the install lock and the disk's (mark-good takes that one), the
+ * table is read again; the caller drops the disk's lock (disk_unlock()) when done. */
 static int lock_and_reload(struct updater *u) {
         int r = take_lock(u);
-        return r < 0 ? r : reload_table(u);
+        if (r < 0)
+                return r;
+        r = disk_lock(u->target->disk);
+        if (r < 0)
+                return log_error_errno(r, "Cannot lock %s: %m", u->target->disk->path);
+        r = reload_table(u);
+        if (r < 0)
+                disk_unlock(u->target->disk);
+        return r;
 }
 
 int updater_rollback(struct updater *u, bool force) {
@@ -799,6 +821,7 @@ int updater_rollback(struct updater *u, bool force) {
         int r = lock_and_reload(u);
         if (r < 0)
                 return r;
+        _cleanup_(disk_unlockp) struct disk *locked = t->disk;
         /* Nothing ran since the install to roll back from; and with a third slot, the install
          * record would stay and be reported at the next boot as an update that did not come
          * up (error 44), though it never had its try. */
@@ -849,6 +872,7 @@ int updater_rollback_cancel(struct updater *u) {
         int r = lock_and_reload(u);
         if (r < 0)
                 return r;
+        _cleanup_(disk_unlockp) struct disk *locked = t->disk;
         if (updater_reboot_pending(u))
                 return log_error_errno(-EBUSY, "An installed update waits for a reboot: that is "
                                        "not a rollback to cancel");
@@ -1174,6 +1198,25 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 return log_error_errno(-EBADMSG, "%s: the offered update lacks a URL, a package or "
                                        "a valid version", u->cfg.server);
         }
+        /* What follows decides from the table and the state. An install decides with the
+         * install lock held, on a fresh reading of both: a pivotctl rollback or install made
+         * during the exchange with the server must not be overwritten by a decision taken
+         * before it. */
+        _cleanup_(drop_lockp) struct updater *held = NULL;
+        if (install) {
+                bool had = u->lock_fd >= 0;
+                r = take_lock(u);
+                if (r < 0)
+                        return r;
+                if (!had)
+                        held = u;
+                updater_reload_state(u);
+                r = reload_table(u);
+                if (r < 0) {
+                        ret->error_code = UPDATE_ERROR_GENERIC;
+                        return r;
+                }
+        }
         const struct omaha_package *pkg = &app->packages[0];
         ret->update_available = true;
         ret->size = pkg->size;
@@ -1204,11 +1247,26 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 }
         }
         if (cmp < 0 && !u->cfg.allow_downgrade) {
-                ret->error_code = UPDATE_ERROR_POLICY;
                 status_set(u, "last_result", "refused");
-                send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
-                           UPDATE_ERROR_POLICY, app->manifest_version);
                 updater_set_status(u, "idle", NULL);
+                if (!install) { /* asked only what there is: nothing newer */
+                        ret->update_available = false;
+                        log_warning("The server offers %s, older than the running %s: not an "
+                                    "update (allow_downgrade = yes to accept)",
+                                    app->manifest_version, running);
+                        return 0;
+                }
+                ret->error_code = UPDATE_ERROR_POLICY;
+                /* Reported once per version: the server keeps offering it at every check, and
+                 * one machine's refusal counted again and again would weigh like many. */
+                state_begin(u);
+                bool told = !strcmp(kv_get(&u->state, K_REFUSED_VERSION) ?: "",
+                                    app->manifest_version);
+                state_set(u, K_REFUSED_VERSION, app->manifest_version);
+                state_commit(u);
+                if (!told)
+                        send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
+                                   UPDATE_ERROR_POLICY, app->manifest_version);
                 return log_error_errno(-EPERM, "The server offers %s, older than the running %s: "
                                        "refused (allow_downgrade = yes to accept)",
                                        app->manifest_version, running);
@@ -1256,9 +1314,6 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                            UPDATE_ERROR_GENERIC, app->manifest_version);
                 return r;
         }
-        r = take_lock(u);
-        if (r < 0)
-                return r;
         send_event(u, interactive, OMAHA_EVENT_DOWNLOAD_STARTED, OMAHA_RESULT_SUCCESS, 0,
                    app->manifest_version);
         struct install_result res = {0};

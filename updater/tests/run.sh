@@ -579,6 +579,44 @@ if want rollback-while-pending; then
         else notok rollback-while-pending "exit $rc, next $(next_boot "$DISK")"; fi
 fi
 
+# A rollback by hand made while the agent's update check waits for the server's answer stands:
+# the agent decides with the install lock held, on the table as it is then.
+if want rollback-during-check; then
+        [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
+        installed_and_booted_b
+        responder "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payload\":\"$WORK/u-1.2.0.payload\",\"omaha_delay\":3}"
+        agent_bg "$WORK/last.log" --once --boot-id boot-2 --booted-slot B
+        for ((i = 0; i < 100; i++)); do (($(requests /v1/update/) >= 1)) && break; sleep 0.1; done
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        wait $APID; rc=$?
+        if [[ $rcr == 0 && $rc == 4 && $(requests /payloads/u-1.2.0.payload) == 0 && $(next_boot "$DISK") == A &&
+                $(slot "$DISK" A version) == 1.0.0 ]]; then
+                ok rollback-during-check
+        else notok rollback-during-check "rollback exit $rcr, agent exit $rc, 1.2.0 downloads $(requests /payloads/u-1.2.0.payload), next $(next_boot "$DISK"), A holds $(slot "$DISK" A version)"; fi
+fi
+
+# The slot bits change under a lock on the whole disk (BSD flock, as udev honours): mark-good
+# and rollback wait while another process holds it, then go on.
+if want disk-lock; then
+        installed_and_booted_b --no-mark-good
+        flock -x "$DISK" -c "sleep 2" & holder=$!
+        sleep 0.5
+        t0=$(date +%s%N)
+        ctl_b mark-good --force >>"$WORK/last.log" 2>&1; rcm=$?
+        t1=$(date +%s%N)
+        wait $holder
+        flock -x "$DISK" -c "sleep 2" & holder=$!
+        sleep 0.5
+        t2=$(date +%s%N)
+        ctl_b rollback >>"$WORK/last.log" 2>&1; rcr=$?
+        t3=$(date +%s%N)
+        wait $holder
+        waited_m=$(( (t1 - t0) / 1000000 )) waited_r=$(( (t3 - t2) / 1000000 ))
+        if [[ $rcm == 0 && $rcr == 0 && $waited_m -ge 1000 && $waited_r -ge 1000 && $(next_boot "$DISK") == A ]]; then
+                ok disk-lock
+        else notok disk-lock "mark-good exit $rcm after ${waited_m} ms, rollback exit $rcr after ${waited_r} ms, next $(next_boot "$DISK")"; fi
+fi
+
 if want update-after-rollback; then
         [[ -f $WORK/u-1.2.0.payload ]] || make_payload "$WORK/u-1.2.0.payload" 1.2.0
         installed_and_booted_b
@@ -927,6 +965,18 @@ bad_agent version-mismatch "{\"omaha\":\"update\",\"version\":\"1.2.0\",\"payloa
 bad_agent server-bad-signature "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$WORK/badsig.payload\"}" "bad signature" 3/0/18
 bad_agent server-other-key "{\"omaha\":\"update\",\"version\":\"1.1.0\",\"payload\":\"$WORK/other.payload\"}" "signed by another key" 3/0/18
 bad_agent server-older "{\"omaha\":\"update\",\"version\":\"0.9.0\",\"payload\":\"$WORK/old.payload\"}" "older than the running" 3/0/35
+# Offered again at the next checks, the older version is refused again but reported once; and
+# pivotctl check, which installs nothing, finds no update in it (exit 3, nothing reported).
+if want server-older-once; then
+        new_disk; agent_conf
+        responder "{\"omaha\":\"update\",\"version\":\"0.9.0\",\"payload\":\"$WORK/old.payload\"}"
+        agent --once >"$WORK/last.log" 2>&1; rc1=$?
+        agent --once >>"$WORK/last.log" 2>&1; rc2=$?
+        "$CTL" --disk "$DISK" --state-dir "$WORK/state" --config "$WORK/update.conf" check >>"$WORK/last.log" 2>&1; rcc=$?
+        if [[ $rc1 == 1 && $rc2 == 1 && $rcc == 3 && $(events 3/0/35) == 1 ]] && a_untouched "$DISK"; then
+                ok server-older-once
+        else notok server-older-once "agent exits $rc1/$rc2, check exit $rcc, 35 events: $(events 3/0/35)"; fi
+fi
 if want server-older; then
         # Refused before any attempt: B stays the successful fallback it was.
         if [[ $(slot "$DISK" B priority) == 1 ]]; then ok server-older-keeps-fallback

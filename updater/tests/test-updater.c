@@ -508,6 +508,14 @@ TEST(disk_table_changed_meanwhile) {
         CHECK_EQ(disk_reload(d), 0);
         CHECK_EQ(disk_update_slots(d, &u, 1), 0);
         CHECK_EQ(d->slots[1].priority, 0);
+
+        /* A table refused halfway through (slots whose names differ only in case) leaves the
+         * copy as it was, not emptied. */
+        snprintf(cmd, sizeof(cmd), "sfdisk -q --part-label %s 2 ROOT-a >/dev/null 2>&1", path);
+        CHECK_EQ(system(cmd), 0);
+        CHECK_EQ(disk_reload(d), -ENOTUNIQ);
+        CHECK_EQ(d->n_slots, 2);
+        CHECK_STREQ(d->slots[1].name, "B");
         unlink(path);
 }
 
