@@ -13,6 +13,7 @@
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <blkid.h>
@@ -236,6 +237,8 @@ static int check_same_partition(struct fdisk_context *cxt, const struct disk *d,
         return 0;
 }
 
+#define DISK_LOCK_WAIT_MS 60000
+
 int disk_lock(struct disk *d) {
         if (d->lock_depth > 0) {
                 d->lock_depth++;
@@ -244,12 +247,21 @@ int disk_lock(struct disk *d) {
         int fd = open(d->path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return negative_errno();
-        while (flock(fd, LOCK_EX) < 0)
-                if (errno != EINTR) {
-                        int r = negative_errno();
+        /* Others hold it for moments (udev probing, another of our writes); one that keeps it
+         * (a hung partitioner) must not keep a shutdown waiting: -EBUSY after a while. */
+        for (unsigned waited_ms = 0; flock(fd, LOCK_EX | LOCK_NB) < 0; waited_ms += 100) {
+                int r = negative_errno();
+                if (r != -EWOULDBLOCK && r != -EINTR) {
                         close(fd);
                         return r;
                 }
+                if (waited_ms >= DISK_LOCK_WAIT_MS) {
+                        close(fd);
+                        return -EBUSY;
+                }
+                struct timespec ts = {.tv_nsec = 100 * 1000000L};
+                nanosleep(&ts, NULL);
+        }
         d->lock_fd = fd;
         d->lock_depth = 1;
         return 0;

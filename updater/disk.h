@@ -54,7 +54,8 @@ const struct disk_partition *disk_slot_partition(const struct disk *d, size_t sl
 /* A BSD lock on the whole disk (as udev and systemd take one): the processes that change slot
  * bits (the agent marking good, pivotctl rolling back, an install) take it around reading the
  * table, deciding and writing, so that no change is decided from a table another is writing,
- * or lost to it. Blocking; nested calls count. disk_update_slots() takes it itself. */
+ * or lost to it. Waits up to a minute (then -EBUSY); nested calls count. disk_update_slots()
+ * takes it itself. */
 int disk_lock(struct disk *d);
 void disk_unlock(struct disk *d);
 void disk_unlockp(struct disk **d);

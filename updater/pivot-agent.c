@@ -141,7 +141,7 @@ static int reboot_with_lock(struct updater *u, const struct reboot_lock_ops *loc
 static void release_reboot_lock_when_good(struct updater *u, const struct reboot_lock_ops *lock,
                                           bool *released) {
         const struct target *t = u->target;
-        if (*released || !t->booted_runs || !t->disk->slots[t->booted].successful ||
+        if (*released || !t->booted_runs || !target_running_slot(t)->successful ||
             updater_reboot_pending(u))
                 return;
         int r = lock->release(&u->cfg);
@@ -169,7 +169,7 @@ static int fall_back(struct updater *u, bool once) {
                         return -ECANCELED;
                 /* Marked good meanwhile (pivotctl mark-good --force): nothing to fall back
                  * from. */
-                if (target_reload(t) == 0 && t->disk->slots[t->booted].successful) {
+                if (target_reload(t) == 0 && target_running_slot(t)->successful) {
                         log_info("Slot %s was marked successful; not rebooting",
                                  target_slot_name(t, t->booted));
                         return 0;
@@ -184,7 +184,6 @@ static int fall_back(struct updater *u, bool once) {
 static int boot_checks(struct updater *u, bool mark_good, bool once) {
         enum boot_outcome out = updater_boot_outcome(u);
         struct target *t = u->target;
-        const struct slot *s = &t->disk->slots[t->booted];
 
         if (out == BOOT_WAITING_REBOOT) {
                 /* Not booted yet: nothing to mark (offline, the "running" slot may even be the
@@ -199,7 +198,7 @@ static int boot_checks(struct updater *u, bool mark_good, bool once) {
          * panics would then be chosen at every boot). */
         if (!t->booted_runs)
                 return 0;
-        if (s->successful && out != BOOT_NEW_VERSION)
+        if (target_running_slot(t)->successful && out != BOOT_NEW_VERSION)
                 return 0;
         updater_set_status(u, "health-check", NULL);
         /* The time the checks themselves take counts: a check that hangs until its own time
@@ -212,7 +211,8 @@ static int boot_checks(struct updater *u, bool mark_good, bool once) {
                  * update would be reported a success. */
                 if (r == 0 && target_rolled_back_by_hand(t)) {
                         log_warning("Another slot was chosen to boot next during the health checks "
-                                    "(pivotctl rollback): slot %s is not marked good", s->name);
+                                    "(pivotctl rollback): slot %s is not marked good",
+                                    target_running_slot(t)->name);
                         return 0;
                 }
                 if (r == 0)
@@ -222,9 +222,9 @@ static int boot_checks(struct updater *u, bool mark_good, bool once) {
                 waited = monotonic_seconds() - start;
                 if (waited >= u->cfg.health_timeout) {
                         log_error("The system is not healthy after %lus: slot %s is not marked good",
-                                  waited, s->name);
+                                  waited, target_running_slot(t)->name);
                         /* A slot already successful has nothing to fall back from. */
-                        return s->successful ? r : fall_back(u, once);
+                        return target_running_slot(t)->successful ? r : fall_back(u, once);
                 }
                 sleep_for(u->cfg.health_timeout - waited < step ? u->cfg.health_timeout - waited : step);
         }
@@ -375,7 +375,7 @@ int main(int argc, char **argv) {
                         break;
                 /* A refusal of ours (an older version offered) is no error of the server's or
                  * the network's: trying again sooner would only get the same offer. */
-                if (r < 0 && res.error_code != UPDATE_ERROR_POLICY) {
+                if (r < 0 && !res.refused) {
                         if (!backoff)
                                 backoff = u->cfg.retry_interval;
                         else /* doubled; a huge retry_max must not make it wrap */

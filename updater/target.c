@@ -213,9 +213,10 @@ int target_reload(struct target *t) {
         /* The slots are found again by partition GUID: in a table rewritten meanwhile, the
          * running slot's index may be another slot's. */
         char booted_uuid[sizeof(t->disk->parts[0].uuid)] = "";
-        if (t->booted >= 0)
-                snprintf(booted_uuid, sizeof(booted_uuid), "%s",
-                         disk_slot_partition(t->disk, (size_t)t->booted)->uuid);
+        const struct disk_partition *booted = t->booted >= 0 ?
+                disk_slot_partition(t->disk, (size_t)t->booted) : NULL;
+        if (booted)
+                snprintf(booted_uuid, sizeof(booted_uuid), "%s", booted->uuid);
         _cleanup_free_ struct disk *before = malloc(sizeof(*before));
         if (!before)
                 return -ENOMEM;
@@ -223,7 +224,7 @@ int target_reload(struct target *t) {
         int r = disk_reload(t->disk);
         if (r < 0)
                 return r;
-        if (t->booted >= 0) {
+        if (booted) {
                 int found = -1;
                 for (size_t i = 0; i < t->disk->n_slots; i++)
                         if (!strcmp(disk_slot_partition(t->disk, i)->uuid, booted_uuid))

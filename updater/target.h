@@ -63,6 +63,12 @@ bool target_rolled_back_by_hand(struct target *t);
 
 const char *target_slot_name(const struct target *t, int slot);
 
+/* The running slot as last read. Looked up again after each reading of the table, never
+ * kept: a table rewritten meanwhile can move it to another index (target_reload()). */
+static inline const struct slot *target_running_slot(const struct target *t) {
+        return &t->disk->slots[t->booted];
+}
+
 /* Writing `slot` would take the last slot known to boot (successful), while the running one is
  * still on trial: if the new one failed too, no slot would be left to fall back on. On an
  * image file with no running slot named, false. */

@@ -760,7 +760,7 @@ int updater_health_check(struct updater *u) {
 
 int updater_mark_good(struct updater *u, bool check_health) {
         struct target *t = u->target;
-        const struct slot *s = &t->disk->slots[t->booted];
+        const struct slot *s = target_running_slot(t);
         int r;
         /* Offline without --booted-slot, the "running" slot is only the one that boots next:
          * marked good before it ever booted, a kernel that panics would be chosen at every
@@ -778,7 +778,9 @@ int updater_mark_good(struct updater *u, bool check_health) {
         if (r < 0)
                 return log_error_errno(r, "Cannot lock %s: %m", t->disk->path);
         _cleanup_(disk_unlockp) struct disk *locked = t->disk;
-        if (target_rolled_back_by_hand(t))
+        bool rolled_back = target_rolled_back_by_hand(t);
+        s = target_running_slot(t); /* the table was read again */
+        if (rolled_back)
                 return log_error_errno(-EBUSY, "Another slot was chosen to boot next (pivotctl "
                                        "rollback): slot %s is not marked good; pivotctl rollback "
                                        "--cancel undoes the rollback", s->name);
@@ -807,6 +809,7 @@ static int lock_and_reload(struct updater *u) {
         int r = take_lock(u);
         if (r < 0)
                 return r;
+        updater_reload_state(u); /* an install may have ended just before: its record counts */
         r = disk_lock(u->target->disk);
         if (r < 0)
                 return log_error_errno(r, "Cannot lock %s: %m", u->target->disk->path);
@@ -1257,6 +1260,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                         return 0;
                 }
                 ret->error_code = UPDATE_ERROR_POLICY;
+                ret->refused = true;
                 /* Reported once per version: the server keeps offering it at every check, and
                  * one machine's refusal counted again and again would weigh like many. */
                 state_begin(u);
@@ -1264,6 +1268,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                                     app->manifest_version);
                 state_set(u, K_REFUSED_VERSION, app->manifest_version);
                 state_commit(u);
+                drop_lock(u); /* nothing to install: not held over a request to the server */
                 if (!told)
                         send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
                                    UPDATE_ERROR_POLICY, app->manifest_version);
@@ -1310,6 +1315,7 @@ int updater_check(struct updater *u, bool install, bool interactive, struct chec
                 /* This machine's key is missing or unreadable: nothing is known yet of the
                  * payload's signature, and error 18 would blame the release. */
                 ret->error_code = UPDATE_ERROR_GENERIC;
+                drop_lock(u);
                 send_event(u, interactive, OMAHA_EVENT_UPDATE_COMPLETE, OMAHA_RESULT_ERROR,
                            UPDATE_ERROR_GENERIC, app->manifest_version);
                 return r;

@@ -84,6 +84,9 @@ struct check_result {
         /* Offered, and installed by a later check, not now: the running slot is still on
          * trial, or a rollback by hand waits for a reboot (the agent's checks only). */
         bool deferred;
+        /* Offered and refused by this machine's policy (older than the running version): the
+         * same offer would be refused again, so it is no reason to check again sooner. */
+        bool refused;
         char version[PAYLOAD_MAX_VERSION_LEN + 1];
         uint64_t size;
         int error_code; /* UPDATE_ERROR_* on failure */
