@@ -804,8 +804,9 @@ int updater_mark_good(struct updater *u, bool check_health) {
 /* The GPT changes of rollback and rollback --cancel wait for no install: taken during one,
  * they would decide from a table the install is changing (a slot it has just disabled made
  * the one to boot). Under the install lock and the disk's (mark-good takes that one), the
- * table is read again; the caller drops the disk's lock (disk_unlock()) when done. */
-static int lock_and_reload(struct updater *u) {
+ * table and the state are read again. *ret_locked is the disk, for the caller's
+ * _cleanup_(disk_unlockp), once its lock is held. */
+static int lock_and_reload(struct updater *u, struct disk **ret_locked) {
         int r = take_lock(u);
         if (r < 0)
                 return r;
@@ -813,18 +814,16 @@ static int lock_and_reload(struct updater *u) {
         r = disk_lock(u->target->disk);
         if (r < 0)
                 return log_error_errno(r, "Cannot lock %s: %m", u->target->disk->path);
-        r = reload_table(u);
-        if (r < 0)
-                disk_unlock(u->target->disk);
-        return r;
+        *ret_locked = u->target->disk;
+        return reload_table(u);
 }
 
 int updater_rollback(struct updater *u, bool force) {
         struct target *t = u->target;
-        int r = lock_and_reload(u);
+        _cleanup_(disk_unlockp) struct disk *locked = NULL;
+        int r = lock_and_reload(u, &locked);
         if (r < 0)
                 return r;
-        _cleanup_(disk_unlockp) struct disk *locked = t->disk;
         /* Nothing ran since the install to roll back from; and with a third slot, the install
          * record would stay and be reported at the next boot as an update that did not come
          * up (error 44), though it never had its try. */
@@ -868,14 +867,14 @@ int updater_rollback(struct updater *u, bool force) {
 
 int updater_rollback_cancel(struct updater *u) {
         struct target *t = u->target;
-        const char *name = target_slot_name(t, t->booted);
         if (!t->booted_runs)
                 return log_error_errno(-EINVAL, "Offline, name the running slot (--booted-slot) to "
                                        "keep it");
-        int r = lock_and_reload(u);
+        _cleanup_(disk_unlockp) struct disk *locked = NULL;
+        int r = lock_and_reload(u, &locked);
         if (r < 0)
                 return r;
-        _cleanup_(disk_unlockp) struct disk *locked = t->disk;
+        const char *name = target_slot_name(t, t->booted); /* after the reading: it can move */
         if (updater_reboot_pending(u))
                 return log_error_errno(-EBUSY, "An installed update waits for a reboot: that is "
                                        "not a rollback to cancel");
